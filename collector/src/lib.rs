@@ -1,0 +1,1 @@
+//! Call Vitals collector: placeholder until the collector crate lands.

@@ -1,0 +1,1 @@
+//! Call Vitals extension (wasm32): placeholder until the extension crate lands.

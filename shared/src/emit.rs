@@ -1,0 +1,235 @@
+//! The emission policy: which tab states become events for the collector, and when.
+//!
+//! An event is due when it is the first, the quality class changed, relay use started or
+//! stopped, total bitrate moved by more than 50 %, loss crossed 5 %, or 10 s passed. Never more
+//! than 10 events in any 60 s window: a due event that meets the cap waits, and is sent with the
+//! latest state as soon as the window allows.
+
+use crate::wire::MetricsFields;
+use serde::{Deserialize, Serialize};
+use std::collections::VecDeque;
+
+/// One event to the collector.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Event {
+    /// Per-participant sequence number, from 1.
+    pub seq: u64,
+    /// When the state was measured, ms since the Unix epoch.
+    pub ts_ms: f64,
+    /// A full snapshot (replaces the collector's state) rather than a delta.
+    pub full: bool,
+    pub metrics: MetricsFields,
+}
+
+/// The policy's knobs.
+#[derive(Debug, Clone, Copy)]
+pub struct Policy {
+    pub max_events: usize,
+    pub window_ms: f64,
+    pub heartbeat_ms: f64,
+    /// Relative change of total bitrate that counts as significant.
+    pub bitrate_change: f64,
+    pub loss_threshold_pct: f64,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Self {
+            max_events: 10,
+            window_ms: 60_000.0,
+            heartbeat_ms: 10_000.0,
+            bitrate_change: 0.5,
+            loss_threshold_pct: 5.0,
+        }
+    }
+}
+
+/// The per-participant emission state machine.
+#[derive(Debug, Default)]
+pub struct Emitter {
+    policy: Policy,
+    last_seq: u64,
+    /// Send times inside the current window.
+    sent_at: VecDeque<f64>,
+    /// The state the collector holds once it has the last event, and when it was sent.
+    last_sent: Option<(f64, MetricsFields)>,
+    /// The last event was acknowledged.
+    last_acked: bool,
+    /// A due event met the cap and waits.
+    pending: bool,
+    latest: Option<MetricsFields>,
+}
+
+fn total_kbps(m: &MetricsFields) -> f64 {
+    m.upload_kbps.unwrap_or(0.0) + m.download_kbps.unwrap_or(0.0)
+}
+
+impl Emitter {
+    pub fn with_policy(policy: Policy) -> Self {
+        Self {
+            policy,
+            ..Self::default()
+        }
+    }
+
+    /// A new state was measured; returns the event to send now, if any.
+    pub fn offer(&mut self, now_ms: f64, state: MetricsFields) -> Option<Event> {
+        let due = self.is_due(now_ms, &state);
+        self.latest = Some(state);
+        self.pending |= due;
+        self.try_send(now_ms)
+    }
+
+    /// Time passed: sends a waiting event if the window now allows it.
+    pub fn tick(&mut self, now_ms: f64) -> Option<Event> {
+        self.try_send(now_ms)
+    }
+
+    /// When a waiting event can go out, if one waits.
+    pub fn next_tick_at(&self) -> Option<f64> {
+        if !self.pending {
+            return None;
+        }
+        match self.sent_at.front() {
+            Some(first) if self.sent_at.len() >= self.policy.max_events => Some(first + self.policy.window_ms),
+            _ => None,
+        }
+    }
+
+    /// The collector acknowledged `seq`.
+    pub fn ack(&mut self, seq: u64) {
+        if seq == self.last_seq && seq > 0 {
+            self.last_acked = true;
+        }
+    }
+
+    fn is_due(&self, now_ms: f64, state: &MetricsFields) -> bool {
+        let Some((sent_ms, sent)) = &self.last_sent else {
+            return true;
+        };
+        let p = &self.policy;
+        let (before, now) = (total_kbps(sent), total_kbps(state));
+        let bitrate_moved = if before > 0.0 {
+            (now - before).abs() / before > p.bitrate_change
+        } else {
+            now > 0.0
+        };
+        let above = |m: &MetricsFields| m.loss_pct.unwrap_or(0.0) > p.loss_threshold_pct;
+        state.quality != sent.quality
+            || state.using_relay != sent.using_relay
+            || bitrate_moved
+            || above(state) != above(sent)
+            || now_ms - sent_ms >= p.heartbeat_ms
+    }
+
+    fn try_send(&mut self, now_ms: f64) -> Option<Event> {
+        while self
+            .sent_at
+            .front()
+            .is_some_and(|t| now_ms - t >= self.policy.window_ms)
+        {
+            self.sent_at.pop_front();
+        }
+        if !self.pending || self.sent_at.len() >= self.policy.max_events {
+            return None;
+        }
+        let state = self.latest.clone()?;
+        let full = self.last_sent.is_none() || !self.last_acked;
+        let metrics = match &self.last_sent {
+            Some((_, sent)) if !full => state.changed_since(sent),
+            _ => state.clone(),
+        };
+        self.last_seq += 1;
+        self.sent_at.push_back(now_ms);
+        self.last_sent = Some((now_ms, state));
+        self.last_acked = false;
+        self.pending = false;
+        Some(Event {
+            seq: self.last_seq,
+            ts_ms: now_ms,
+            full,
+            metrics,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::quality::QualityClass;
+
+    fn state(kbps: f64, q: QualityClass, relay: bool, loss: f64) -> MetricsFields {
+        MetricsFields {
+            upload_kbps: Some(kbps),
+            quality: Some(q),
+            using_relay: Some(relay),
+            loss_pct: Some(loss),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn first_is_full_then_deltas_after_acks() {
+        let mut e = Emitter::default();
+        let first = e.offer(0.0, state(500.0, QualityClass::Good, false, 0.0)).unwrap();
+        assert_eq!((first.seq, first.full), (1, true));
+        e.ack(1);
+        assert!(e.offer(1000.0, state(520.0, QualityClass::Good, false, 0.0)).is_none());
+        let ev = e.offer(2000.0, state(520.0, QualityClass::Poor, false, 0.0)).unwrap();
+        assert_eq!((ev.seq, ev.full), (2, false));
+        assert_eq!(ev.metrics.quality, Some(QualityClass::Poor));
+        assert_eq!(ev.metrics.upload_kbps, Some(520.0));
+        assert_eq!(ev.metrics.using_relay, None);
+        // Not acknowledged: the next one is a full snapshot.
+        let ev = e.offer(12_000.0, state(520.0, QualityClass::Poor, false, 0.0)).unwrap();
+        assert!(ev.full);
+        assert_eq!(ev.metrics.using_relay, Some(false));
+    }
+
+    #[test]
+    fn triggers() {
+        let mut e = Emitter::default();
+        e.offer(0.0, state(1000.0, QualityClass::Good, false, 0.0)).unwrap();
+        assert!(e.offer(1000.0, state(1400.0, QualityClass::Good, false, 4.9)).is_none());
+        assert!(
+            e.offer(2000.0, state(1600.0, QualityClass::Good, false, 4.9)).is_some(),
+            "+60 % bitrate"
+        );
+        assert!(
+            e.offer(3000.0, state(1600.0, QualityClass::Good, false, 5.1)).is_some(),
+            "loss crossed 5 %"
+        );
+        assert!(
+            e.offer(4000.0, state(1600.0, QualityClass::Good, true, 5.1)).is_some(),
+            "relay started"
+        );
+        assert!(e
+            .offer(13_999.0, state(1600.0, QualityClass::Good, true, 5.1))
+            .is_none());
+        assert!(
+            e.offer(14_000.0, state(1600.0, QualityClass::Good, true, 5.1))
+                .is_some(),
+            "heartbeat"
+        );
+    }
+
+    #[test]
+    fn cap_holds_and_waiting_change_goes_out_with_latest_state() {
+        let mut e = Emitter::default();
+        let mut sent = Vec::new();
+        let classes = [QualityClass::Good, QualityClass::Poor];
+        for i in 0..30 {
+            let t = i as f64 * 1000.0;
+            if let Some(ev) = e.offer(t, state(100.0, classes[i % 2], false, 0.0)) {
+                sent.push(ev);
+            }
+        }
+        assert_eq!(sent.len(), 10);
+        let at = e.next_tick_at().expect("a change waits");
+        assert_eq!(at, 60_000.0);
+        assert!(e.tick(at - 1.0).is_none());
+        let ev = e.tick(at).expect("sent when the window allows");
+        assert_eq!(ev.metrics.quality, Some(classes[29 % 2]));
+    }
+}

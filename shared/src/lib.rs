@@ -1,0 +1,17 @@
+//! Call Vitals core: wire types, the sans-IO getStats processor, quality model and emission policy.
+//!
+//! Nothing here does IO or reads a clock: time comes in as data, so the same code runs in the
+//! extension (wasm32), in the collector and in tests driven faster than real time.
+
+pub mod emit;
+pub mod messages;
+pub mod metrics;
+pub mod privacy;
+pub mod processor;
+pub mod quality;
+pub mod stats;
+pub mod wire;
+
+pub use metrics::{PeerMetrics, RelayInfo, TabMetrics};
+pub use processor::{Input, Output, Processor};
+pub use quality::QualityClass;

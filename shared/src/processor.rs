@@ -1,0 +1,471 @@
+//! The sans-IO getStats processor of one tab: snapshots in, per-interval metrics and events out.
+//!
+//! The shell (the offscreen document, or `collector analyze`) calls [`Processor::handle_input`]
+//! with the time, the peer connection's id and its raw reports, then drains
+//! [`Processor::poll_output`]. Every figure is computed between two consecutive snapshots of the
+//! same connection; anything that would give a negative or a spike (first snapshot, Δt <= 0, a
+//! counter going backwards, a changed SSRC) gives no sample instead.
+
+use crate::emit::{Emitter, Event};
+use crate::metrics::{add_opt, max_opt, mean, PeerMetrics, RelayInfo, TabMetrics, VideoMetrics};
+use crate::quality::{mos, QualityClass};
+use crate::stats::{Candidate, CandidatePair, RawReport};
+use crate::wire::MetricsFields;
+use std::collections::{BTreeMap, HashMap, VecDeque};
+
+/// A connection that sent no snapshot for this long is dropped from the tab (its close was missed).
+pub const STALE_PC_MS: f64 = 10_000.0;
+
+/// What the shell hands the processor.
+#[derive(Debug, Clone)]
+pub enum Input {
+    /// One poll of `getStats()` of one peer connection.
+    Snapshot {
+        now_ms: f64,
+        pc: String,
+        reports: Vec<RawReport>,
+    },
+    /// The peer connection closed: it drops out of the tab.
+    Closed { pc: String },
+    /// Time passed (the shell honours [`Output::NextTick`]).
+    Tick { now_ms: f64 },
+    /// The collector acknowledged the event with this sequence number.
+    Acked { seq: u64 },
+}
+
+/// What the processor produces.
+#[derive(Debug, Clone)]
+pub enum Output {
+    PeerMetrics(PeerMetrics),
+    TabMetrics(TabMetrics),
+    /// An event the emission policy chose to send to the collector.
+    Emit(Event),
+    /// Call back with [`Input::Tick`] at this time.
+    NextTick {
+        at_ms: f64,
+    },
+}
+
+/// The processor of one tab (one participant).
+#[derive(Debug, Default)]
+pub struct Processor {
+    pcs: BTreeMap<String, PcState>,
+    emitter: Emitter,
+    out: VecDeque<Output>,
+    latest_tab: Option<TabMetrics>,
+}
+
+#[derive(Debug, Default)]
+struct PcState {
+    baseline: Option<Baseline>,
+    latest: Option<PeerMetrics>,
+    last_seen_ms: f64,
+}
+
+/// Counters of the previous snapshot, keyed by stats id.
+#[derive(Debug, Default)]
+struct Baseline {
+    now_ms: f64,
+    outbound: HashMap<String, Counter>,
+    inbound: HashMap<String, Counter>,
+    pairs: HashMap<String, PairCounter>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Counter {
+    ssrc: Option<f64>,
+    ts_ms: f64,
+    bytes: f64,
+    packets: Option<f64>,
+    lost: Option<f64>,
+    freezes: Option<f64>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct PairCounter {
+    total_rtt_s: f64,
+    responses: f64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Kind {
+    Audio,
+    Video,
+    Unknown,
+}
+
+fn kind_of(kind: &Option<String>, media_type: &Option<String>) -> Kind {
+    match kind.as_deref().or(media_type.as_deref()) {
+        Some("audio") => Kind::Audio,
+        Some("video") => Kind::Video,
+        _ => Kind::Unknown,
+    }
+}
+
+/// Bitrate sums of one direction.
+#[derive(Debug, Default)]
+struct Rates {
+    total: Option<f64>,
+    audio: Option<f64>,
+    video: Option<f64>,
+}
+
+impl Rates {
+    fn add(&mut self, kind: Kind, kbps: f64) {
+        self.total = add_opt(self.total, Some(kbps));
+        match kind {
+            Kind::Audio => self.audio = add_opt(self.audio, Some(kbps)),
+            Kind::Video => self.video = add_opt(self.video, Some(kbps)),
+            Kind::Unknown => {}
+        }
+    }
+}
+
+/// Δ of a byte counter between two snapshots of the same stream, as kbps; `None` when the
+/// interval is not usable (new stream, SSRC change, counter reset, Δt <= 0).
+fn rate_kbps(prev: Option<&Counter>, now: &Counter) -> Option<f64> {
+    let prev = prev?;
+    if prev.ssrc != now.ssrc {
+        return None;
+    }
+    let dt_ms = now.ts_ms - prev.ts_ms;
+    let d_bytes = now.bytes - prev.bytes;
+    (dt_ms > 0.0 && d_bytes >= 0.0).then(|| d_bytes * 8.0 / dt_ms)
+}
+
+fn positive_u32(x: Option<f64>) -> Option<u32> {
+    x.filter(|v| *v >= 0.0 && *v <= u32::MAX as f64).map(|v| v as u32)
+}
+
+impl Processor {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The latest tab aggregate, if any connection has produced metrics.
+    pub fn latest(&self) -> Option<&TabMetrics> {
+        self.latest_tab.as_ref()
+    }
+
+    /// Number of live peer connections.
+    pub fn peer_count(&self) -> usize {
+        self.pcs.len()
+    }
+
+    pub fn handle_input(&mut self, input: Input) {
+        match input {
+            Input::Snapshot { now_ms, pc, reports } => self.snapshot(now_ms, pc, &reports),
+            Input::Closed { pc } => {
+                if self.pcs.remove(&pc).is_some() {
+                    let at = self.latest_tab.as_ref().map_or(0.0, |t| t.at_ms);
+                    self.publish_tab(at);
+                }
+            }
+            Input::Tick { now_ms } => {
+                if let Some(ev) = self.emitter.tick(now_ms) {
+                    self.out.push_back(Output::Emit(ev));
+                }
+                self.schedule_tick();
+            }
+            Input::Acked { seq } => self.emitter.ack(seq),
+        }
+    }
+
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.out.pop_front()
+    }
+
+    fn snapshot(&mut self, now_ms: f64, pc: String, reports: &[RawReport]) {
+        if !now_ms.is_finite() {
+            return;
+        }
+        self.pcs
+            .retain(|id, s| *id == pc || now_ms - s.last_seen_ms < STALE_PC_MS);
+        let state = self.pcs.entry(pc.clone()).or_default();
+        let (metrics, baseline) = compute(now_ms, &pc, reports, state.baseline.as_ref());
+        state.baseline = Some(baseline);
+        state.last_seen_ms = now_ms;
+        if let Some(m) = metrics {
+            state.latest = Some(m.clone());
+            self.out.push_back(Output::PeerMetrics(m));
+            self.publish_tab(now_ms);
+            if let Some(tab) = &self.latest_tab {
+                if let Some(ev) = self.emitter.offer(now_ms, MetricsFields::from_tab(tab)) {
+                    self.out.push_back(Output::Emit(ev));
+                }
+            }
+            self.schedule_tick();
+        }
+    }
+
+    fn schedule_tick(&mut self) {
+        if let Some(at_ms) = self.emitter.next_tick_at() {
+            self.out.push_back(Output::NextTick { at_ms });
+        }
+    }
+
+    fn publish_tab(&mut self, now_ms: f64) {
+        let peers: Vec<PeerMetrics> = self.pcs.values().filter_map(|s| s.latest.clone()).collect();
+        let tab = aggregate(now_ms, peers);
+        self.latest_tab = Some(tab.clone());
+        self.out.push_back(Output::TabMetrics(tab));
+    }
+}
+
+/// Aggregates a tab: bitrates summed, RTT, loss and jitter averaged over connections that carry
+/// media (over all when none does), relay if any connection relays.
+pub fn aggregate(at_ms: f64, peers: Vec<PeerMetrics>) -> TabMetrics {
+    let media: Vec<&PeerMetrics> = peers.iter().filter(|p| p.carries_media).collect();
+    let basis: Vec<&PeerMetrics> = if media.is_empty() {
+        peers.iter().collect()
+    } else {
+        media
+    };
+    let rtt_ms = mean(basis.iter().filter_map(|p| p.best_rtt_ms()));
+    let loss_pct = mean(basis.iter().filter_map(|p| p.loss_pct()));
+    let jitter_ms = mean(basis.iter().filter_map(|p| p.jitter_ms));
+    let relayed = peers.iter().find(|p| p.relay.using_relay);
+    let quality = QualityClass::classify(rtt_ms, loss_pct);
+    TabMetrics {
+        at_ms,
+        upload_kbps: peers.iter().fold(None, |acc, p| add_opt(acc, p.upload_kbps)),
+        download_kbps: peers.iter().fold(None, |acc, p| add_opt(acc, p.download_kbps)),
+        rtt_ms,
+        loss_pct,
+        jitter_ms,
+        using_relay: relayed.is_some(),
+        relay_protocol: relayed.and_then(|p| p.relay.protocol.clone()),
+        relay_server_url: relayed.and_then(|p| p.relay.server_url.clone()),
+        quality,
+        mos: quality.map(|_| mos(rtt_ms.unwrap_or(0.0), jitter_ms.unwrap_or(0.0), loss_pct.unwrap_or(0.0))),
+        peers,
+    }
+}
+
+/// Computes one connection's metrics against its previous snapshot, and the new baseline.
+/// The first snapshot gives metrics without rates (RTT and relay are known at once).
+fn compute(now_ms: f64, pc: &str, reports: &[RawReport], prev: Option<&Baseline>) -> (Option<PeerMetrics>, Baseline) {
+    let mut base = Baseline {
+        now_ms,
+        ..Baseline::default()
+    };
+    let mut m = PeerMetrics {
+        pc: pc.to_string(),
+        at_ms: now_ms,
+        ..PeerMetrics::default()
+    };
+    m.interval_ms = prev.map_or(0.0, |p| now_ms - p.now_ms);
+
+    let mut up = Rates::default();
+    let mut down = Rates::default();
+    let (mut lost_sum, mut recv_sum, mut loss_streams) = (0.0, 0.0, 0usize);
+    let mut pairs: HashMap<&str, &CandidatePair> = HashMap::new();
+    let mut locals: HashMap<&str, &Candidate> = HashMap::new();
+    let mut remotes: HashMap<&str, &Candidate> = HashMap::new();
+    let mut selected_ids: Vec<&str> = Vec::new();
+    let mut rtcp_rtts = Vec::new();
+    let mut fractions_lost = Vec::new();
+    let mut best_in_video: Option<(f64, VideoMetrics)> = None;
+    let mut best_out_video: Option<(f64, VideoMetrics)> = None;
+
+    for report in reports {
+        match report {
+            RawReport::OutboundRtp(o) => {
+                let (Some(id), Some(bytes)) = (&o.id, o.bytes_sent) else {
+                    continue;
+                };
+                let c = Counter {
+                    ssrc: o.ssrc,
+                    ts_ms: o.timestamp.unwrap_or(now_ms),
+                    bytes,
+                    packets: o.packets_sent,
+                    lost: None,
+                    freezes: None,
+                };
+                m.carries_media = true;
+                let kind = kind_of(&o.kind, &o.media_type);
+                if let Some(kbps) = rate_kbps(prev.and_then(|p| p.outbound.get(id)), &c) {
+                    up.add(kind, kbps);
+                }
+                base.outbound.insert(id.clone(), c);
+                if kind == Kind::Video {
+                    let area = o.frame_width.unwrap_or(0.0) * o.frame_height.unwrap_or(0.0);
+                    if best_out_video.as_ref().is_none_or(|(a, _)| area > *a) {
+                        let v = VideoMetrics {
+                            fps: o.frames_per_second,
+                            width: positive_u32(o.frame_width),
+                            height: positive_u32(o.frame_height),
+                            freezes: None,
+                            quality_limitation: o.quality_limitation_reason.clone(),
+                        };
+                        best_out_video = Some((area, v));
+                    }
+                }
+            }
+            RawReport::InboundRtp(i) => {
+                let (Some(id), Some(bytes)) = (&i.id, i.bytes_received) else {
+                    continue;
+                };
+                let c = Counter {
+                    ssrc: i.ssrc,
+                    ts_ms: i.timestamp.unwrap_or(now_ms),
+                    bytes,
+                    packets: i.packets_received,
+                    lost: i.packets_lost,
+                    freezes: i.freeze_count,
+                };
+                m.carries_media = true;
+                let kind = kind_of(&i.kind, &i.media_type);
+                let before = prev.and_then(|p| p.inbound.get(id));
+                if let Some(kbps) = rate_kbps(before, &c) {
+                    down.add(kind, kbps);
+                    let p = before.expect("a rate implies a baseline");
+                    if let (Some(r0), Some(r1), Some(l0), Some(l1)) = (p.packets, c.packets, p.lost, c.lost) {
+                        let d_recv = r1 - r0;
+                        if d_recv >= 0.0 {
+                            // packetsLost may decrease (late duplicates): such an interval lost nothing.
+                            lost_sum += (l1 - l0).max(0.0);
+                            recv_sum += d_recv;
+                            loss_streams += 1;
+                        }
+                    }
+                }
+                if let Some(j) = i.jitter.filter(|j| *j >= 0.0) {
+                    m.jitter_ms = max_opt(m.jitter_ms, Some(j * 1000.0));
+                }
+                if kind == Kind::Video {
+                    let area = i.frame_width.unwrap_or(0.0) * i.frame_height.unwrap_or(0.0);
+                    if best_in_video.as_ref().is_none_or(|(a, _)| area > *a) {
+                        let freezes = before
+                            .filter(|p| p.ssrc == c.ssrc)
+                            .and_then(|p| Some(c.freezes? - p.freezes?))
+                            .filter(|d| *d >= 0.0);
+                        let v = VideoMetrics {
+                            fps: i.frames_per_second,
+                            width: positive_u32(i.frame_width),
+                            height: positive_u32(i.frame_height),
+                            freezes: positive_u32(freezes),
+                            quality_limitation: None,
+                        };
+                        best_in_video = Some((area, v));
+                    }
+                }
+                base.inbound.insert(id.clone(), c);
+            }
+            RawReport::RemoteInboundRtp(r) => {
+                if let Some(rtt) = r.round_trip_time.filter(|v| *v >= 0.0) {
+                    rtcp_rtts.push(rtt * 1000.0);
+                }
+                if let Some(f) = r.fraction_lost.filter(|v| *v >= 0.0) {
+                    fractions_lost.push(f.min(1.0) * 100.0);
+                }
+            }
+            RawReport::CandidatePair(p) => {
+                if let Some(id) = &p.id {
+                    pairs.insert(id, p);
+                }
+            }
+            RawReport::LocalCandidate(c) => {
+                if let Some(id) = &c.id {
+                    locals.insert(id, c);
+                }
+            }
+            RawReport::RemoteCandidate(c) => {
+                if let Some(id) = &c.id {
+                    remotes.insert(id, c);
+                }
+            }
+            RawReport::Transport(t) => {
+                if let Some(id) = &t.selected_candidate_pair_id {
+                    selected_ids.push(id);
+                }
+            }
+            RawReport::Other => {}
+        }
+    }
+
+    // The selected pair: the transport's selectedCandidatePairId, else a nominated pair that
+    // succeeded, else Firefox's `selected`. Never the last pair in the list.
+    let mut selected: Vec<&CandidatePair> = selected_ids.iter().filter_map(|id| pairs.get(id).copied()).collect();
+    if selected.is_empty() {
+        selected = pairs
+            .values()
+            .copied()
+            .filter(|p| {
+                p.selected == Some(true) || (p.nominated == Some(true) && p.state.as_deref() == Some("succeeded"))
+            })
+            .collect();
+        selected.sort_by(|a, b| a.id.cmp(&b.id));
+    }
+    let mut pair_rtts = Vec::new();
+    for pair in &selected {
+        let id = pair.id.as_deref().unwrap_or_default();
+        let interval_rtt = match (
+            prev.and_then(|p| p.pairs.get(id)),
+            pair.total_rtt_s(),
+            pair.responses_received,
+        ) {
+            (Some(p0), Some(total), Some(resp)) if resp > p0.responses && total >= p0.total_rtt_s => {
+                Some((total - p0.total_rtt_s) / (resp - p0.responses) * 1000.0)
+            }
+            _ => None,
+        };
+        if let Some(rtt) = interval_rtt.or(pair.current_round_trip_time.filter(|v| *v >= 0.0).map(|s| s * 1000.0)) {
+            pair_rtts.push(rtt);
+        }
+        if let (Some(total), Some(resp)) = (pair.total_rtt_s(), pair.responses_received) {
+            base.pairs.insert(
+                id.to_string(),
+                PairCounter {
+                    total_rtt_s: total,
+                    responses: resp,
+                },
+            );
+        }
+        let local = pair.local_candidate_id.as_deref().and_then(|id| locals.get(id));
+        let remote = pair.remote_candidate_id.as_deref().and_then(|id| remotes.get(id));
+        let local_relay =
+            local.is_some_and(|c| c.candidate_type.as_deref() == Some("relay") || c.relay_protocol.is_some());
+        let remote_relay = remote.is_some_and(|c| c.candidate_type.as_deref() == Some("relay"));
+        if (local_relay || remote_relay) && !m.relay.using_relay {
+            m.relay = RelayInfo {
+                using_relay: true,
+                protocol: local.and_then(|c| c.relay_protocol.clone()),
+                server_url: local.and_then(|c| c.url.clone()),
+            };
+        }
+    }
+
+    m.rtt_ms = mean(pair_rtts.into_iter());
+    m.rtcp_rtt_ms = mean(rtcp_rtts.into_iter());
+    m.loss_out_pct = mean(fractions_lost.into_iter());
+    m.loss_in_pct = (loss_streams > 0 && lost_sum + recv_sum > 0.0).then(|| lost_sum / (lost_sum + recv_sum) * 100.0);
+    (m.upload_kbps, m.upload_audio_kbps, m.upload_video_kbps) = (up.total, up.audio, up.video);
+    (m.download_kbps, m.download_audio_kbps, m.download_video_kbps) = (down.total, down.audio, down.video);
+    m.video_in = best_in_video.map(|(_, v)| v);
+    m.video_out = best_out_video.map(|(_, v)| v);
+    m.quality = QualityClass::classify(m.best_rtt_ms(), m.loss_pct());
+    m.mos = m.quality.map(|_| {
+        mos(
+            m.best_rtt_ms().unwrap_or(0.0),
+            m.jitter_ms.unwrap_or(0.0),
+            m.loss_pct().unwrap_or(0.0),
+        )
+    });
+
+    let usable = prev.is_none_or(|p| now_ms > p.now_ms);
+    if !usable {
+        // Time went backwards or stood still: report nothing for this interval, restart from here.
+        return (None, base);
+    }
+    (Some(m), base)
+}
+
+impl CandidatePair {
+    fn total_rtt_s(&self) -> Option<f64> {
+        self.total_round_trip_time.filter(|v| *v >= 0.0)
+    }
+}
+
+#[cfg(test)]
+mod tests;

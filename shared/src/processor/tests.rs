@@ -1,0 +1,197 @@
+//! Unit tests of the processor on hand-made snapshots (recorded fixtures live in shared/tests).
+
+use super::*;
+use crate::stats::parse_report;
+use serde_json::{json, Value};
+
+/// A snapshot of one connection: audio and video both ways, one selected pair.
+fn snap(t_ms: f64, out_bytes: f64, in_bytes: f64, recv: f64, lost: f64, relay: bool) -> Vec<RawReport> {
+    let local_type = if relay { "relay" } else { "host" };
+    let mut local = json!({"type": "local-candidate", "id": "L1", "candidateType": local_type});
+    if relay {
+        local["relayProtocol"] = json!("udp");
+        local["url"] = json!("turn:turn.example.com:3478?transport=udp");
+    }
+    let reports: Vec<Value> = vec![
+        json!({"type": "outbound-rtp", "id": "OV", "kind": "video", "ssrc": 1, "timestamp": t_ms, "bytesSent": out_bytes, "frameWidth": 640, "frameHeight": 480, "framesPerSecond": 30, "qualityLimitationReason": "none"}),
+        json!({"type": "outbound-rtp", "id": "OA", "kind": "audio", "ssrc": 2, "timestamp": t_ms, "bytesSent": out_bytes / 10.0}),
+        json!({"type": "inbound-rtp", "id": "IV", "kind": "video", "ssrc": 3, "timestamp": t_ms, "bytesReceived": in_bytes, "packetsReceived": recv, "packetsLost": lost, "jitter": 0.012, "frameWidth": 640, "frameHeight": 480, "freezeCount": 0}),
+        json!({"type": "remote-inbound-rtp", "id": "RV", "kind": "video", "roundTripTime": 0.05, "fractionLost": 0.02}),
+        json!({"type": "transport", "id": "T1", "selectedCandidatePairId": "CP1"}),
+        json!({"type": "candidate-pair", "id": "CP1", "localCandidateId": "L1", "remoteCandidateId": "R1", "state": "succeeded", "nominated": true, "currentRoundTripTime": 0.03}),
+        json!({"type": "candidate-pair", "id": "CP2", "localCandidateId": "L2", "remoteCandidateId": "R1", "state": "failed"}),
+        local,
+        json!({"type": "local-candidate", "id": "L2", "candidateType": "relay", "relayProtocol": "tcp"}),
+        json!({"type": "remote-candidate", "id": "R1", "candidateType": "host"}),
+        json!({"type": "codec", "id": "C1", "mimeType": "video/VP8"}),
+    ];
+    reports.into_iter().map(parse_report).collect()
+}
+
+fn run(p: &mut Processor, input: Input) -> Vec<Output> {
+    p.handle_input(input);
+    std::iter::from_fn(|| p.poll_output()).collect()
+}
+
+fn peer(outputs: &[Output]) -> Option<&PeerMetrics> {
+    outputs.iter().find_map(|o| match o {
+        Output::PeerMetrics(m) => Some(m),
+        _ => None,
+    })
+}
+
+#[test]
+fn first_snapshot_has_rtt_and_relay_but_no_rates() {
+    let mut p = Processor::new();
+    let out = run(
+        &mut p,
+        Input::Snapshot {
+            now_ms: 1000.0,
+            pc: "pc1".into(),
+            reports: snap(1000.0, 1000.0, 1000.0, 10.0, 0.0, true),
+        },
+    );
+    let m = peer(&out).unwrap();
+    assert_eq!(m.upload_kbps, None);
+    assert_eq!(m.download_kbps, None);
+    assert_eq!(m.rtt_ms, Some(30.0));
+    assert_eq!(m.rtcp_rtt_ms, Some(50.0));
+    assert!(m.relay.using_relay);
+    assert_eq!(m.relay.protocol.as_deref(), Some("udp"));
+}
+
+#[test]
+fn rates_loss_and_jitter_per_interval() {
+    let mut p = Processor::new();
+    run(
+        &mut p,
+        Input::Snapshot {
+            now_ms: 1000.0,
+            pc: "pc1".into(),
+            reports: snap(1000.0, 10_000.0, 20_000.0, 100.0, 0.0, false),
+        },
+    );
+    // One second later: 125,000 bytes more video out (1000 kbps), 12,500 audio (100 kbps).
+    let out = run(
+        &mut p,
+        Input::Snapshot {
+            now_ms: 2000.0,
+            pc: "pc1".into(),
+            reports: snap(2000.0, 135_000.0, 45_000.0, 195.0, 5.0, false),
+        },
+    );
+    let m = peer(&out).unwrap();
+    assert!((m.upload_video_kbps.unwrap() - 1000.0).abs() < 1e-9);
+    assert!((m.upload_audio_kbps.unwrap() - 100.0).abs() < 1e-9);
+    assert!((m.upload_kbps.unwrap() - 1100.0).abs() < 1e-9);
+    assert!((m.download_kbps.unwrap() - 200.0).abs() < 1e-9);
+    assert!((m.loss_in_pct.unwrap() - 5.0).abs() < 1e-9, "5 lost of 100 sent");
+    assert!((m.loss_out_pct.unwrap() - 2.0).abs() < 1e-9);
+    assert!((m.jitter_ms.unwrap() - 12.0).abs() < 1e-9);
+    assert!(
+        !m.relay.using_relay,
+        "relay candidates exist but the selected pair is direct"
+    );
+    assert_eq!(m.quality, Some(QualityClass::Poor), "5 % loss is poor");
+}
+
+#[test]
+fn counters_going_backwards_or_time_standing_still_give_no_sample() {
+    let mut p = Processor::new();
+    run(
+        &mut p,
+        Input::Snapshot {
+            now_ms: 1000.0,
+            pc: "pc1".into(),
+            reports: snap(1000.0, 90_000.0, 90_000.0, 100.0, 0.0, false),
+        },
+    );
+    let out = run(
+        &mut p,
+        Input::Snapshot {
+            now_ms: 2000.0,
+            pc: "pc1".into(),
+            reports: snap(2000.0, 10.0, 10.0, 5.0, 0.0, false),
+        },
+    );
+    let m = peer(&out).unwrap();
+    assert_eq!(m.upload_kbps, None);
+    assert_eq!(m.download_kbps, None);
+    assert_eq!(m.loss_in_pct, None);
+    let out = run(
+        &mut p,
+        Input::Snapshot {
+            now_ms: 2000.0,
+            pc: "pc1".into(),
+            reports: snap(2000.0, 20.0, 20.0, 6.0, 0.0, false),
+        },
+    );
+    assert!(peer(&out).is_none(), "Δt = 0 reports nothing");
+}
+
+#[test]
+fn tab_aggregates_connections_and_drops_closed_ones() {
+    let mut p = Processor::new();
+    for (pc, relay) in [("a", false), ("b", true)] {
+        run(
+            &mut p,
+            Input::Snapshot {
+                now_ms: 1000.0,
+                pc: pc.into(),
+                reports: snap(1000.0, 0.0, 0.0, 0.0, 0.0, relay),
+            },
+        );
+    }
+    let mut last = None;
+    for pc in ["a", "b"] {
+        let out = run(
+            &mut p,
+            Input::Snapshot {
+                now_ms: 2000.0,
+                pc: pc.into(),
+                reports: snap(2000.0, 12_500.0, 12_500.0, 100.0, 0.0, pc == "b"),
+            },
+        );
+        last = out.into_iter().rev().find_map(|o| match o {
+            Output::TabMetrics(t) => Some(t),
+            _ => None,
+        });
+    }
+    let tab = last.unwrap();
+    assert!((tab.upload_kbps.unwrap() - 2.0 * 110.0).abs() < 1e-9);
+    assert!(tab.using_relay);
+    assert_eq!(tab.peers.len(), 2);
+    let out = run(&mut p, Input::Closed { pc: "b".into() });
+    let tab = out.into_iter().find_map(|o| match o {
+        Output::TabMetrics(t) => Some(t),
+        _ => None,
+    });
+    let tab = tab.unwrap();
+    assert!(!tab.using_relay);
+    assert_eq!(tab.peers.len(), 1);
+}
+
+#[test]
+fn firefox_selected_flag_is_the_fallback() {
+    let reports: Vec<RawReport> = [
+        json!({"type": "candidate-pair", "id": "P1", "localCandidateId": "L1", "remoteCandidateId": "R1", "selected": false, "currentRoundTripTime": 0.5}),
+        json!({"type": "candidate-pair", "id": "P2", "localCandidateId": "L2", "remoteCandidateId": "R1", "selected": true, "currentRoundTripTime": 0.02}),
+        json!({"type": "local-candidate", "id": "L1", "candidateType": "relay"}),
+        json!({"type": "local-candidate", "id": "L2", "candidateType": "host"}),
+    ]
+    .into_iter()
+    .map(parse_report)
+    .collect();
+    let mut p = Processor::new();
+    let out = run(
+        &mut p,
+        Input::Snapshot {
+            now_ms: 1.0,
+            pc: "x".into(),
+            reports,
+        },
+    );
+    let m = peer(&out).unwrap();
+    assert_eq!(m.rtt_ms, Some(20.0));
+    assert!(!m.relay.using_relay);
+}

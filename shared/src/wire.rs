@@ -1,0 +1,291 @@
+//! Wire types between the extension and the collector: ingest batches, events and acknowledgements.
+
+use crate::emit::Event;
+use crate::metrics::TabMetrics;
+use crate::privacy::turn_server_name;
+use crate::quality::QualityClass;
+use serde::{Deserialize, Serialize};
+
+/// Longest meeting id, participant id or label the collector accepts, in bytes.
+pub const MAX_ID_LEN: usize = 256;
+/// Most events in one ingest batch.
+pub const MAX_EVENTS_PER_BATCH: usize = 100;
+
+/// The metrics of a participant as they travel. In a delta event an absent field is unchanged;
+/// in a full event an absent field is unknown.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsFields {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upload_kbps: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub download_kbps: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rtt_ms: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loss_pct: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jitter_ms: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quality: Option<QualityClass>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mos: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub using_relay: Option<bool>,
+    /// "udp", "tcp" or "tls".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub relay_protocol: Option<String>,
+    /// The TURN server's host name, never an address (see `privacy::turn_server_name`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub relay_server: Option<String>,
+}
+
+fn round(x: Option<f64>, places: i32) -> Option<f64> {
+    let k = 10f64.powi(places);
+    x.map(|v| (v * k).round() / k)
+}
+
+impl MetricsFields {
+    /// The uploadable view of a tab's metrics, rounded so that noise does not count as change.
+    pub fn from_tab(tab: &TabMetrics) -> Self {
+        Self {
+            upload_kbps: round(tab.upload_kbps, 1),
+            download_kbps: round(tab.download_kbps, 1),
+            rtt_ms: round(tab.rtt_ms, 1),
+            loss_pct: round(tab.loss_pct, 2),
+            jitter_ms: round(tab.jitter_ms, 1),
+            quality: tab.quality,
+            mos: round(tab.mos, 2),
+            using_relay: Some(tab.using_relay),
+            relay_protocol: tab.relay_protocol.clone().filter(|_| tab.using_relay),
+            relay_server: tab
+                .relay_server_url
+                .as_deref()
+                .filter(|_| tab.using_relay)
+                .and_then(turn_server_name),
+        }
+    }
+
+    /// The fields of `self` that differ from `before`.
+    pub fn changed_since(&self, before: &Self) -> Self {
+        fn pick<T: Clone + PartialEq>(now: &Option<T>, was: &Option<T>) -> Option<T> {
+            if now != was {
+                now.clone()
+            } else {
+                None
+            }
+        }
+        Self {
+            upload_kbps: pick(&self.upload_kbps, &before.upload_kbps),
+            download_kbps: pick(&self.download_kbps, &before.download_kbps),
+            rtt_ms: pick(&self.rtt_ms, &before.rtt_ms),
+            loss_pct: pick(&self.loss_pct, &before.loss_pct),
+            jitter_ms: pick(&self.jitter_ms, &before.jitter_ms),
+            quality: pick(&self.quality, &before.quality),
+            mos: pick(&self.mos, &before.mos),
+            using_relay: pick(&self.using_relay, &before.using_relay),
+            relay_protocol: pick(&self.relay_protocol, &before.relay_protocol),
+            relay_server: pick(&self.relay_server, &before.relay_server),
+        }
+    }
+
+    /// Applies an event's fields on top of `self`: a full event replaces, a delta overlays.
+    /// Relay details are cleared when relay use stops.
+    pub fn merge(&mut self, incoming: &Self, full: bool) {
+        if full {
+            *self = incoming.clone();
+        } else {
+            macro_rules! overlay {
+                ($($f:ident),*) => { $( if incoming.$f.is_some() { self.$f = incoming.$f.clone(); } )* };
+            }
+            overlay!(
+                upload_kbps,
+                download_kbps,
+                rtt_ms,
+                loss_pct,
+                jitter_ms,
+                quality,
+                mos,
+                using_relay,
+                relay_protocol,
+                relay_server
+            );
+        }
+        if self.using_relay == Some(false) {
+            self.relay_protocol = None;
+            self.relay_server = None;
+        }
+    }
+
+    /// Checks ranges and lengths; the error names the offending field.
+    pub fn validate(&self) -> Result<(), String> {
+        let ranges: [(&str, Option<f64>, f64); 6] = [
+            ("upload_kbps", self.upload_kbps, 10_000_000.0),
+            ("download_kbps", self.download_kbps, 10_000_000.0),
+            ("rtt_ms", self.rtt_ms, 600_000.0),
+            ("loss_pct", self.loss_pct, 100.0),
+            ("jitter_ms", self.jitter_ms, 600_000.0),
+            ("mos", self.mos, 5.0),
+        ];
+        for (name, value, max) in ranges {
+            if let Some(v) = value {
+                if !v.is_finite() || v < 0.0 || v > max {
+                    return Err(format!("metrics.{name} must be a number from 0 to {max}"));
+                }
+            }
+        }
+        if let Some(p) = &self.relay_protocol {
+            if !matches!(p.as_str(), "udp" | "tcp" | "tls") {
+                return Err("metrics.relay_protocol must be udp, tcp or tls".into());
+            }
+        }
+        if self.relay_server.as_ref().is_some_and(|s| s.len() > MAX_ID_LEN) {
+            return Err(format!("metrics.relay_server is longer than {MAX_ID_LEN} bytes"));
+        }
+        Ok(())
+    }
+}
+
+/// `POST /api/v1/ingest` body: events of one participant.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IngestBatch {
+    /// The meeting: the page's origin and path (no query or fragment), or a hash of them.
+    pub meeting_id: String,
+    /// A random per-install id plus the tab's call session.
+    pub participant_id: String,
+    /// An optional name the user chose.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+    pub events: Vec<Event>,
+}
+
+impl IngestBatch {
+    /// Checks lengths, counts and every event's metrics; the error names the problem.
+    pub fn validate(&self) -> Result<(), String> {
+        for (name, value) in [
+            ("meeting_id", &self.meeting_id),
+            ("participant_id", &self.participant_id),
+        ] {
+            if value.is_empty() || value.len() > MAX_ID_LEN {
+                return Err(format!("{name} must be 1 to {MAX_ID_LEN} bytes"));
+            }
+        }
+        if self.label.as_ref().is_some_and(|l| l.len() > MAX_ID_LEN) {
+            return Err(format!("label is longer than {MAX_ID_LEN} bytes"));
+        }
+        if self.events.is_empty() || self.events.len() > MAX_EVENTS_PER_BATCH {
+            return Err(format!("events must hold 1 to {MAX_EVENTS_PER_BATCH} events"));
+        }
+        for e in &self.events {
+            if !e.ts_ms.is_finite() || e.ts_ms < 0.0 {
+                return Err(format!("event {}: ts_ms must be a finite time in ms", e.seq));
+            }
+            e.metrics.validate().map_err(|m| format!("event {}: {m}", e.seq))?;
+        }
+        Ok(())
+    }
+}
+
+/// `POST /api/v1/ingest` answer: the sequence numbers the collector now holds (newly stored or
+/// already held), so the client can drop them from its queue.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct IngestAck {
+    pub accepted: Vec<u64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn golden_batch_format() {
+        let batch = IngestBatch {
+            meeting_id: "https://meet.example.com/abc-defg".into(),
+            participant_id: "p-1234".into(),
+            label: Some("Alice".into()),
+            events: vec![Event {
+                seq: 1,
+                ts_ms: 1_700_000_000_000.0,
+                full: true,
+                metrics: MetricsFields {
+                    upload_kbps: Some(812.5),
+                    download_kbps: Some(1400.0),
+                    rtt_ms: Some(42.0),
+                    quality: Some(QualityClass::Excellent),
+                    using_relay: Some(true),
+                    relay_protocol: Some("udp".into()),
+                    ..MetricsFields::default()
+                },
+            }],
+        };
+        let golden = json!({
+            "meeting_id": "https://meet.example.com/abc-defg",
+            "participant_id": "p-1234",
+            "label": "Alice",
+            "events": [{"seq": 1, "ts_ms": 1_700_000_000_000.0, "full": true, "metrics": {
+                "upload_kbps": 812.5, "download_kbps": 1400.0, "rtt_ms": 42.0,
+                "quality": "excellent", "using_relay": true, "relay_protocol": "udp"
+            }}]
+        });
+        assert_eq!(serde_json::to_value(&batch).unwrap(), golden);
+        assert_eq!(serde_json::from_value::<IngestBatch>(golden).unwrap(), batch);
+        assert!(batch.validate().is_ok());
+    }
+
+    #[test]
+    fn validation_names_the_problem() {
+        let mut m = MetricsFields {
+            loss_pct: Some(140.0),
+            ..Default::default()
+        };
+        assert!(m.validate().unwrap_err().contains("loss_pct"));
+        m.loss_pct = Some(f64::NAN);
+        assert!(m.validate().unwrap_err().contains("loss_pct"));
+        m = MetricsFields {
+            relay_protocol: Some("<script>".into()),
+            ..Default::default()
+        };
+        assert!(m.validate().unwrap_err().contains("relay_protocol"));
+        let b: Result<IngestBatch, _> = serde_json::from_value(json!({
+            "meeting_id": "m", "participant_id": "p", "events": [], "extra": 1
+        }));
+        assert!(b.is_err());
+    }
+
+    #[test]
+    fn merge_overlays_deltas_and_clears_relay_details() {
+        let mut state = MetricsFields {
+            rtt_ms: Some(40.0),
+            using_relay: Some(true),
+            relay_protocol: Some("tcp".into()),
+            ..Default::default()
+        };
+        state.merge(
+            &MetricsFields {
+                upload_kbps: Some(10.0),
+                ..Default::default()
+            },
+            false,
+        );
+        assert_eq!(state.rtt_ms, Some(40.0));
+        assert_eq!(state.upload_kbps, Some(10.0));
+        state.merge(
+            &MetricsFields {
+                using_relay: Some(false),
+                ..Default::default()
+            },
+            false,
+        );
+        assert_eq!(state.relay_protocol, None);
+        state.merge(
+            &MetricsFields {
+                rtt_ms: Some(5.0),
+                ..Default::default()
+            },
+            true,
+        );
+        assert_eq!(state.upload_kbps, None);
+    }
+}
