@@ -9,6 +9,7 @@ pub mod metrics;
 pub mod privacy;
 pub mod processor;
 pub mod quality;
+pub mod recording;
 pub mod stats;
 pub mod wire;
 

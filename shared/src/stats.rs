@@ -210,6 +210,17 @@ pub struct Transport {
     pub selected_candidate_pair_id: Option<String>,
 }
 
+impl RawReport {
+    /// The report's `timestamp`, ms, where its type carries one the processor reads.
+    pub fn timestamp(&self) -> Option<f64> {
+        match self {
+            Self::InboundRtp(r) => r.timestamp,
+            Self::OutboundRtp(r) => r.timestamp,
+            _ => None,
+        }
+    }
+}
+
 /// Parses one report leniently: a report that is not an object, or has no known `type`, is
 /// `Other`, never an error.
 pub fn parse_report(value: serde_json::Value) -> RawReport {

@@ -1,0 +1,286 @@
+//! Test harness for the browser tests: in-process collector, chromedriver + Chromium with the extension, coturn.
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::{json, Value};
+use std::net::TcpListener as StdListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// How long a condition may take before a test fails (Chromium on two busy cores is slow).
+const PATIENCE: Duration = Duration::from_secs(45);
+pub const INGEST_KEY: &str = "test-ingest-key";
+pub const ADMIN_TOKEN: &str = "test-admin-token";
+
+fn free_port() -> u16 {
+    StdListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+/// A child process killed when dropped.
+pub struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The collector, in-process on a free port, with the embedded store.
+pub struct Collector {
+    pub base: String,
+    http: reqwest::Client,
+}
+
+impl Collector {
+    pub async fn start() -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let state = vitals_collector::AppState::for_tests(INGEST_KEY, ADMIN_TOKEN);
+        tokio::spawn(vitals_collector::serve(listener, state));
+        Self { base, http: reqwest::Client::new() }
+    }
+
+    /// The demo call page, relayed through `turn` over `transport` when given.
+    pub fn demo_url(&self, turn: Option<(&Turn, &str)>) -> String {
+        match turn {
+            None => format!("{}/demo", self.base),
+            Some((t, transport)) => format!(
+                "{}/demo?turn=turn:127.0.0.1:{}&transport={transport}&username={}&credential={}",
+                self.base, t.port, Turn::USER, Turn::PASSWORD
+            ),
+        }
+    }
+
+    pub async fn meetings(&self) -> Value {
+        let res = self
+            .http
+            .get(format!("{}/api/v1/meetings", self.base))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .expect("meetings request");
+        assert!(res.status().is_success(), "GET /api/v1/meetings: {}", res.status());
+        res.json().await.expect("meetings JSON")
+    }
+
+    /// Waits for a participant of any meeting that satisfies `pred`, and returns it.
+    pub async fn wait_participant(&self, pred: impl Fn(&Value) -> bool) -> Value {
+        let start = Instant::now();
+        loop {
+            let meetings = self.meetings().await;
+            let found = meetings["meetings"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .flat_map(|m| m["participants"].as_array().cloned().unwrap_or_default())
+                .find(|p| pred(p));
+            if let Some(p) = found {
+                return p;
+            }
+            assert!(start.elapsed() < PATIENCE, "no matching participant on the collector; it has {meetings}");
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+}
+
+/// A coturn server on free loopback ports (UDP and TCP on the same port).
+pub struct Turn {
+    pub port: u16,
+    _proc: Proc,
+}
+
+impl Turn {
+    pub const USER: &'static str = "vitals";
+    pub const PASSWORD: &'static str = "secret";
+
+    pub fn start() -> Self {
+        let port = free_port();
+        let relay_min = 40_000 + (port % 10_000) * 2;
+        let child = Command::new("turnserver")
+            .args(["-n", "--listening-ip=127.0.0.1", "--relay-ip=127.0.0.1", "--realm=test", "--lt-cred-mech"])
+            .arg(format!("--listening-port={port}"))
+            .arg(format!("--user={}:{}", Self::USER, Self::PASSWORD))
+            .arg(format!("--min-port={relay_min}"))
+            .arg(format!("--max-port={}", relay_min + 200))
+            .args(["--allow-loopback-peers", "--no-cli", "--no-tls", "--no-dtls", "--fingerprint", "--no-stdout-log"])
+            .arg(format!("--pidfile={}", std::env::temp_dir().join(format!("turn-{port}.pid")).display()))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("turnserver (coturn) must be installed: scripts/test installs it");
+        let turn = Self { port, _proc: Proc(child) };
+        wait_tcp(port);
+        turn
+    }
+}
+
+fn wait_tcp(port: u16) {
+    let start = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(start.elapsed() < Duration::from_secs(15), "nothing listens on port {port}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Chromium with the extension loaded, driven through chromedriver.
+pub struct Browser {
+    client: Client,
+    extension_id: String,
+    _driver: Proc,
+    _profile: tempfile::TempDir,
+    _dist: tempfile::TempDir,
+}
+
+/// Copies `extension/dist` and points its defaults at `collector`.
+fn configured_extension(collector: &Collector) -> tempfile::TempDir {
+    let dist = std::env::var_os("VITALS_EXTENSION_DIST")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("extension/dist"));
+    assert!(
+        dist.join("manifest.json").exists(),
+        "no built extension at {}: run scripts/build-extension (scripts/test does)",
+        dist.display()
+    );
+    let copy = tempfile::tempdir().unwrap();
+    copy_dir(&dist, copy.path());
+    let defaults = json!({"collector_url": collector.base, "ingest_key": INGEST_KEY, "sending": true});
+    std::fs::write(copy.path().join("defaults.json"), defaults.to_string()).unwrap();
+    copy
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+impl Browser {
+    pub async fn start(collector: &Collector) -> Self {
+        let dist = configured_extension(collector);
+        let extension_id = std::fs::read_to_string(workspace_root().join("extension/EXTENSION_ID"))
+            .expect("extension/EXTENSION_ID")
+            .trim()
+            .to_string();
+        let profile = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let driver = std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "chromedriver".into());
+        let child = Command::new(&driver)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{driver}: {e} (scripts/test installs chromium-driver)"));
+        let driver = Proc(child);
+        wait_tcp(port);
+        let dist_path = dist.path().display().to_string();
+        let caps = json!({
+            "goog:chromeOptions": {
+                "binary": std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into()),
+                "args": [
+                    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                    format!("--user-data-dir={}", profile.path().display()),
+                    format!("--disable-extensions-except={dist_path}"),
+                    format!("--load-extension={dist_path}"),
+                    "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
+                    "--autoplay-policy=no-user-gesture-required",
+                ]
+            }
+        });
+        let caps = caps.as_object().unwrap().clone();
+        let client = ClientBuilder::native()
+            .capabilities(caps)
+            .connect(&format!("http://127.0.0.1:{port}"))
+            .await
+            .expect("WebDriver session with Chromium");
+        Self { client, extension_id, _driver: driver, _profile: profile, _dist: dist }
+    }
+
+    /// Opens the demo call in the first tab and waits until both peers are connected.
+    pub async fn open_demo(&self, url: &str) {
+        self.client.goto(url).await.expect("open demo");
+        let start = Instant::now();
+        loop {
+            let state = self.client.execute("return window.demo && [window.demo.state, window.demo.error]", vec![]).await;
+            let state = state.unwrap_or(Value::Null);
+            if state[0] == "connected" {
+                return;
+            }
+            assert!(state[0] != "failed", "demo call failed: {state}");
+            assert!(start.elapsed() < PATIENCE, "demo call did not connect: {state}");
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    /// Opens the popup as a page in a new tab (it then shows the tab that last had a call).
+    pub async fn open_popup(&self) -> Popup<'_> {
+        let win = self.client.new_window(true).await.expect("new tab");
+        self.client.switch_to_window(win.handle).await.expect("switch tab");
+        let url = format!("chrome-extension://{}/popup.html", self.extension_id);
+        self.client.goto(&url).await.expect("open popup");
+        Popup { client: &self.client }
+    }
+
+    pub async fn quit(self) {
+        let _ = self.client.close().await;
+    }
+}
+
+/// The popup page.
+pub struct Popup<'a> {
+    client: &'a Client,
+}
+
+impl Popup<'_> {
+    pub async fn exists(&self, css: &str) -> bool {
+        self.client.find(Locator::Css(css)).await.is_ok()
+    }
+
+    /// Waits for `css` to carry a numeric attribute satisfying `pred`; returns the number.
+    pub async fn wait_number(&self, css: &str, attr: &str, pred: impl Fn(f64) -> bool) -> f64 {
+        let start = Instant::now();
+        let mut last = None;
+        loop {
+            if let Ok(el) = self.client.find(Locator::Css(css)).await {
+                last = el.attr(attr).await.ok().flatten();
+                if let Some(v) = last.as_deref().and_then(|s| s.parse::<f64>().ok()) {
+                    if pred(v) {
+                        return v;
+                    }
+                }
+            }
+            assert!(start.elapsed() < PATIENCE, "popup {css}[{attr}] never satisfied the condition; last {last:?}");
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    }
+
+    /// Waits for `css` to exist and returns its text.
+    pub async fn wait_text(&self, css: &str) -> String {
+        let start = Instant::now();
+        loop {
+            if let Ok(el) = self.client.find(Locator::Css(css)).await {
+                if let Ok(text) = el.text().await {
+                    return text;
+                }
+            }
+            let body = match self.client.find(Locator::Css("body")).await {
+                Ok(b) => b.text().await.unwrap_or_default(),
+                Err(_) => String::new(),
+            };
+            assert!(start.elapsed() < PATIENCE, "popup never showed {css}; it shows: {body}");
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    }
+}
