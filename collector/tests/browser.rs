@@ -23,11 +23,19 @@ async fn direct_call_shows_bitrates_without_relay() {
     let rtt = popup.wait_number("#rtt", "data-ms", |v| v >= 0.0).await;
     assert!(up > 0.0 && down > 0.0, "popup bitrates: up {up} down {down}");
     assert!(rtt < 100.0, "loopback RTT should be tiny, got {rtt} ms");
-    assert!(!popup.exists("#relay-warning").await, "a direct call must not show the relay warning");
+    assert!(
+        !popup.exists("#relay-warning").await,
+        "a direct call must not show the relay warning"
+    );
 
-    let participant = collector.wait_participant(|p| p["upload_kbps"].as_f64().unwrap_or(0.0) > 0.0).await;
+    let participant = collector
+        .wait_participant(|p| p["upload_kbps"].as_f64().unwrap_or(0.0) > 0.0)
+        .await;
     assert_eq!(participant["using_relay"], Value::Bool(false), "{participant}");
-    assert!(participant["download_kbps"].as_f64().unwrap_or(0.0) > 0.0, "{participant}");
+    assert!(
+        participant["download_kbps"].as_f64().unwrap_or(0.0) > 0.0,
+        "{participant}"
+    );
     browser.quit().await;
 }
 
@@ -38,14 +46,26 @@ async fn relayed_call(transport: &str) {
     browser.open_demo(&collector.demo_url(Some((&turn, transport)))).await;
     let popup = browser.open_popup().await;
     let warning = popup.wait_text("#relay-warning").await;
-    assert!(warning.to_lowercase().contains(transport), "relay warning {warning:?} should name {transport}");
+    assert!(
+        warning.to_lowercase().contains(transport),
+        "relay warning {warning:?} should name {transport}"
+    );
     popup.wait_number("#upload", "data-kbps", |v| v > 0.0).await;
 
-    let participant = collector.wait_participant(|p| p["using_relay"] == Value::Bool(true)).await;
-    assert_eq!(participant["relay_protocol"], Value::String(transport.into()), "{participant}");
+    let participant = collector
+        .wait_participant(|p| p["using_relay"] == Value::Bool(true))
+        .await;
+    assert_eq!(
+        participant["relay_protocol"],
+        Value::String(transport.into()),
+        "{participant}"
+    );
     // The TURN server is named by an IP literal here: its address must not reach the collector.
     let text = participant.to_string();
-    assert!(!text.contains("127.0.0.1") && !text.contains(&turn.port.to_string()), "address leaked: {text}");
+    assert!(
+        !text.contains("127.0.0.1") && !text.contains(&turn.port.to_string()),
+        "address leaked: {text}"
+    );
     browser.quit().await;
 }
 

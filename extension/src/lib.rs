@@ -1,1 +1,41 @@
-//! Call Vitals extension (wasm32): placeholder until the extension crate lands.
+//! Call Vitals extension (wasm32): the offscreen processor driver, the popup and the options page.
+//!
+//! One cdylib with three entry points, each called by the loader script of its page
+//! (`offscreen.js`, `popup.js`, `options.js`). The pure logic (`convert`, `upload`, `driver`,
+//! `format`, the Yew reducers) is unit-tested natively; `browser` holds every browser call.
+
+pub mod browser;
+pub mod convert;
+pub mod driver;
+pub mod format;
+pub mod offscreen;
+pub mod options;
+pub mod popup;
+pub mod upload;
+
+use wasm_bindgen::prelude::*;
+
+/// Starts the offscreen document's driver (called once by `offscreen.js`).
+#[wasm_bindgen]
+pub fn start_offscreen() {
+    offscreen::start();
+}
+
+/// Handles one runtime message in the offscreen document; returns the response for
+/// `get-tab` (a `TabView`) and `undefined` otherwise.
+#[wasm_bindgen]
+pub fn offscreen_message(message: JsValue) -> JsValue {
+    offscreen::handle_message(message)
+}
+
+/// Renders the popup (called by `popup.js`).
+#[wasm_bindgen]
+pub fn start_popup() {
+    yew::Renderer::<popup::App>::new().render();
+}
+
+/// Renders the options page (called by `options.js`).
+#[wasm_bindgen]
+pub fn start_options() {
+    yew::Renderer::<options::App>::new().render();
+}

@@ -34,6 +34,8 @@ pub enum Input {
 }
 
 /// What the processor produces.
+// Outputs are drained right after each input, so a few large ones cost less than a box each.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum Output {
     PeerMetrics(PeerMetrics),

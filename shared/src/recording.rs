@@ -69,18 +69,28 @@ fn pc_name(v: &serde_json::Value) -> String {
 
 /// Runs the processor over a recording.
 pub fn analyze(json: &str) -> Result<Analysis, RecordingError> {
-    let rec: Recording = serde_json::from_str(json)
-        .map_err(|e| RecordingError(format!("not a recording ({e}); expected {{\"snapshots\": [[{{\"pc\", \"reports\"}}]]}}")))?;
+    let rec: Recording = serde_json::from_str(json).map_err(|e| {
+        RecordingError(format!(
+            "not a recording ({e}); expected {{\"snapshots\": [[{{\"pc\", \"reports\"}}]]}}"
+        ))
+    })?;
     let mut processor = Processor::new();
     let mut intervals = Vec::new();
     let mut last_ms = 0.0;
     for poll in rec.snapshots {
         for snap in poll {
             let reports: Vec<_> = snap.reports.into_iter().map(parse_report).collect();
-            let newest = reports.iter().filter_map(crate::stats::RawReport::timestamp).fold(f64::NAN, f64::max);
+            let newest = reports
+                .iter()
+                .filter_map(crate::stats::RawReport::timestamp)
+                .fold(f64::NAN, f64::max);
             let now_ms = if newest.is_finite() { newest } else { last_ms + 1000.0 };
             last_ms = now_ms;
-            processor.handle_input(Input::Snapshot { now_ms, pc: pc_name(&snap.pc), reports });
+            processor.handle_input(Input::Snapshot {
+                now_ms,
+                pc: pc_name(&snap.pc),
+                reports,
+            });
             while let Some(out) = processor.poll_output() {
                 if let Output::PeerMetrics(m) = out {
                     intervals.push(m);
@@ -132,7 +142,10 @@ mod tests {
     fn bad_recordings_are_explained() {
         assert!(analyze("[1,2]").unwrap_err().0.contains("not a recording"));
         assert!(analyze("{\"snapshots\": 3}").is_err());
-        assert_eq!(analyze("{\"snapshots\": [], \"other\": 1}").unwrap(), Analysis::default());
+        assert_eq!(
+            analyze("{\"snapshots\": [], \"other\": 1}").unwrap(),
+            Analysis::default()
+        );
     }
 
     #[test]

@@ -42,7 +42,10 @@ impl Collector {
         let base = format!("http://{}", listener.local_addr().unwrap());
         let state = vitals_collector::AppState::for_tests(INGEST_KEY, ADMIN_TOKEN);
         tokio::spawn(vitals_collector::serve(listener, state));
-        Self { base, http: reqwest::Client::new() }
+        Self {
+            base,
+            http: reqwest::Client::new(),
+        }
     }
 
     /// The demo call page, relayed through `turn` over `transport` when given.
@@ -51,7 +54,10 @@ impl Collector {
             None => format!("{}/demo", self.base),
             Some((t, transport)) => format!(
                 "{}/demo?turn=turn:127.0.0.1:{}&transport={transport}&username={}&credential={}",
-                self.base, t.port, Turn::USER, Turn::PASSWORD
+                self.base,
+                t.port,
+                Turn::USER,
+                Turn::PASSWORD
             ),
         }
     }
@@ -82,7 +88,10 @@ impl Collector {
             if let Some(p) = found {
                 return p;
             }
-            assert!(start.elapsed() < PATIENCE, "no matching participant on the collector; it has {meetings}");
+            assert!(
+                start.elapsed() < PATIENCE,
+                "no matching participant on the collector; it has {meetings}"
+            );
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
     }
@@ -102,18 +111,37 @@ impl Turn {
         let port = free_port();
         let relay_min = 40_000 + (port % 10_000) * 2;
         let child = Command::new("turnserver")
-            .args(["-n", "--listening-ip=127.0.0.1", "--relay-ip=127.0.0.1", "--realm=test", "--lt-cred-mech"])
+            .args([
+                "-n",
+                "--listening-ip=127.0.0.1",
+                "--relay-ip=127.0.0.1",
+                "--realm=test",
+                "--lt-cred-mech",
+            ])
             .arg(format!("--listening-port={port}"))
             .arg(format!("--user={}:{}", Self::USER, Self::PASSWORD))
             .arg(format!("--min-port={relay_min}"))
             .arg(format!("--max-port={}", relay_min + 200))
-            .args(["--allow-loopback-peers", "--no-cli", "--no-tls", "--no-dtls", "--fingerprint", "--no-stdout-log"])
-            .arg(format!("--pidfile={}", std::env::temp_dir().join(format!("turn-{port}.pid")).display()))
+            .args([
+                "--allow-loopback-peers",
+                "--no-cli",
+                "--no-tls",
+                "--no-dtls",
+                "--fingerprint",
+                "--no-stdout-log",
+            ])
+            .arg(format!(
+                "--pidfile={}",
+                std::env::temp_dir().join(format!("turn-{port}.pid")).display()
+            ))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("turnserver (coturn) must be installed: scripts/test installs it");
-        let turn = Self { port, _proc: Proc(child) };
+        let turn = Self {
+            port,
+            _proc: Proc(child),
+        };
         wait_tcp(port);
         turn
     }
@@ -122,7 +150,10 @@ impl Turn {
 fn wait_tcp(port: u16) {
     let start = Instant::now();
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(start.elapsed() < Duration::from_secs(15), "nothing listens on port {port}");
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "nothing listens on port {port}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -205,7 +236,13 @@ impl Browser {
             .connect(&format!("http://127.0.0.1:{port}"))
             .await
             .expect("WebDriver session with Chromium");
-        Self { client, extension_id, _driver: driver, _profile: profile, _dist: dist }
+        Self {
+            client,
+            extension_id,
+            _driver: driver,
+            _profile: profile,
+            _dist: dist,
+        }
     }
 
     /// Opens the demo call in the first tab and waits until both peers are connected.
@@ -213,7 +250,10 @@ impl Browser {
         self.client.goto(url).await.expect("open demo");
         let start = Instant::now();
         loop {
-            let state = self.client.execute("return window.demo && [window.demo.state, window.demo.error]", vec![]).await;
+            let state = self
+                .client
+                .execute("return window.demo && [window.demo.state, window.demo.error]", vec![])
+                .await;
             let state = state.unwrap_or(Value::Null);
             if state[0] == "connected" {
                 return;
@@ -261,7 +301,10 @@ impl Popup<'_> {
                     }
                 }
             }
-            assert!(start.elapsed() < PATIENCE, "popup {css}[{attr}] never satisfied the condition; last {last:?}");
+            assert!(
+                start.elapsed() < PATIENCE,
+                "popup {css}[{attr}] never satisfied the condition; last {last:?}"
+            );
             tokio::time::sleep(Duration::from_millis(300)).await;
         }
     }

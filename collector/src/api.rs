@@ -1,0 +1,177 @@
+//! The HTTP routes: ingest, the admin API, health, and the embedded pages.
+
+use crate::error::ApiError;
+use crate::store::MAX_SEQ;
+use crate::AppState;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{DefaultBodyLimit, FromRequestParts, State};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderValue, Method};
+use axum::response::{Html, IntoResponse};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Serialize;
+use std::time::{SystemTime, UNIX_EPOCH};
+use tower_http::cors::{Any, CorsLayer};
+use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::trace::TraceLayer;
+use vitals_shared::wire::{IngestAck, IngestBatch};
+
+/// Largest ingest body accepted. A full batch of 100 events with every field is about 25 KiB.
+pub const INGEST_BODY_LIMIT_BYTES: usize = 64 * 1024;
+
+const DASHBOARD_HTML: &str = include_str!("../static/dashboard.html");
+const DEMO_HTML: &str = include_str!("../static/demo.html");
+
+/// All routes over `state`.
+pub fn router(state: AppState) -> Router {
+    // The extension's offscreen document posts from a chrome-extension:// origin that differs
+    // per install, so ingest accepts any origin; the key, not the origin, is the credential.
+    let ingest_cors = CorsLayer::new()
+        .allow_origin(Any)
+        .allow_methods([Method::POST])
+        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE]);
+    let ingest = Router::new()
+        .route("/api/v1/ingest", post(ingest))
+        .layer(DefaultBodyLimit::max(INGEST_BODY_LIMIT_BYTES))
+        .layer(ingest_cors);
+    Router::new()
+        .route("/", get(dashboard))
+        .route("/demo", get(demo))
+        .route("/healthz", get(healthz))
+        .route("/api/v1/meetings", get(meetings))
+        .merge(ingest)
+        .fallback(not_found)
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// Proof that the request carries the ingest key.
+pub struct IngestKey;
+
+/// Proof that the request carries the admin token.
+pub struct AdminToken;
+
+/// The credential of `Authorization: Bearer <credential>` (scheme case-insensitive).
+fn bearer(parts: &Parts) -> Option<&[u8]> {
+    let value = parts.headers.get(header::AUTHORIZATION)?.as_bytes();
+    let (scheme, credential) = value.split_at_checked(7)?;
+    scheme.eq_ignore_ascii_case(b"bearer ").then_some(credential)
+}
+
+impl FromRequestParts<AppState> for IngestKey {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        match bearer(parts) {
+            Some(credential) if state.ingest_key.matches(credential) => Ok(Self),
+            _ => Err(ApiError::Unauthorized("ingest key")),
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for AdminToken {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        match bearer(parts) {
+            Some(credential) if state.admin_token.matches(credential) => Ok(Self),
+            _ => Err(ApiError::Unauthorized("admin token")),
+        }
+    }
+}
+
+/// The collector's clock, ms since the Unix epoch.
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// `IngestBatch::validate` plus what the stores need: sequence numbers from 1 to `MAX_SEQ`.
+fn validate(batch: &IngestBatch) -> Result<(), String> {
+    batch.validate()?;
+    if let Some(event) = batch.events.iter().find(|e| e.seq == 0 || e.seq > MAX_SEQ) {
+        return Err(format!("event {}: seq must be from 1 to {MAX_SEQ}", event.seq));
+    }
+    Ok(())
+}
+
+/// `POST /api/v1/ingest`: stores a batch and acknowledges every sequence number now held.
+async fn ingest(
+    State(state): State<AppState>,
+    _key: IngestKey,
+    body: Result<Json<IngestBatch>, JsonRejection>,
+) -> Result<Json<IngestAck>, ApiError> {
+    let Json(batch) = body.map_err(|r| ApiError::from_json_rejection(r, INGEST_BODY_LIMIT_BYTES))?;
+    validate(&batch).map_err(ApiError::BadRequest)?;
+    let outcome = state.store.ingest(&batch, now_ms()).await?;
+    tracing::debug!(
+        participant = %batch.participant_id,
+        applied = outcome.applied.len(),
+        duplicates = outcome.accepted.len() - outcome.applied.len(),
+        "ingested"
+    );
+    Ok(Json(IngestAck {
+        accepted: outcome.accepted,
+    }))
+}
+
+#[derive(Serialize)]
+struct MeetingsResponse {
+    meetings: Vec<crate::store::MeetingView>,
+}
+
+/// `GET /api/v1/meetings`: live meetings with their participants' merged metrics.
+async fn meetings(State(state): State<AppState>, _token: AdminToken) -> Result<impl IntoResponse, ApiError> {
+    let meetings = state.store.live_meetings(now_ms()).await?;
+    Ok(Json(MeetingsResponse { meetings }))
+}
+
+/// `GET /healthz`: the process answers (store reachability is a readiness question).
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+async fn dashboard() -> Html<&'static str> {
+    Html(DASHBOARD_HTML)
+}
+
+async fn demo() -> Html<&'static str> {
+    Html(DEMO_HTML)
+}
+
+async fn not_found() -> impl IntoResponse {
+    (
+        axum::http::StatusCode::NOT_FOUND,
+        Json(serde_json::json!({ "error": "no such route" })),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::Request;
+
+    fn parts(authorization: Option<&str>) -> Parts {
+        let mut request = Request::builder();
+        if let Some(value) = authorization {
+            request = request.header(header::AUTHORIZATION, value);
+        }
+        request.body(()).unwrap().into_parts().0
+    }
+
+    #[test]
+    fn bearer_takes_the_credential_of_a_bearer_header_only() {
+        assert_eq!(bearer(&parts(Some("Bearer abc"))), Some(&b"abc"[..]));
+        assert_eq!(bearer(&parts(Some("bearer abc"))), Some(&b"abc"[..]));
+        assert_eq!(bearer(&parts(Some("Basic abc"))), None);
+        assert_eq!(bearer(&parts(Some("Bearer"))), None);
+        assert_eq!(bearer(&parts(None)), None);
+    }
+}

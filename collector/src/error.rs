@@ -1,0 +1,80 @@
+//! The API's one error type: every failure becomes a status and a JSON `{"error": "..."}` body.
+
+use crate::store::StoreError;
+use axum::extract::rejection::JsonRejection;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::json;
+
+/// An API failure. Messages of client errors name the problem; server errors are logged and
+/// answered with a generic message, never with their internals.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    #[error("missing or wrong {0}")]
+    Unauthorized(&'static str),
+    #[error("request body is larger than {limit_bytes} bytes")]
+    PayloadTooLarge { limit_bytes: usize },
+    #[error("the store is unavailable, retry later")]
+    StoreUnavailable,
+    #[error("internal error")]
+    Internal,
+}
+
+impl ApiError {
+    fn status(&self) -> StatusCode {
+        match self {
+            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// Maps a JSON extractor failure; `limit_bytes` is the route's body limit.
+    pub fn from_json_rejection(rejection: JsonRejection, limit_bytes: usize) -> Self {
+        match rejection.status() {
+            StatusCode::PAYLOAD_TOO_LARGE => Self::PayloadTooLarge { limit_bytes },
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => {
+                Self::UnsupportedMediaType("expected Content-Type: application/json".into())
+            }
+            // Syntax errors and wrong types alike: axum's text names the line, column and the
+            // path of the offending field (e.g. `events[0].metrics.rtt_ms: invalid type`).
+            _ => Self::BadRequest(rejection.body_text()),
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::Unavailable(detail) => {
+                tracing::warn!(%detail, "store unavailable");
+                Self::StoreUnavailable
+            }
+            StoreError::Internal(detail) => {
+                tracing::error!(%detail, "store failure");
+                Self::Internal
+            }
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let body = Json(json!({ "error": self.to_string() }));
+        match self {
+            Self::Unauthorized(_) => (status, [(header::WWW_AUTHENTICATE, "Bearer")], body).into_response(),
+            // The client keeps its events and retries; tell it when.
+            Self::StoreUnavailable => (status, [(header::RETRY_AFTER, "5")], body).into_response(),
+            _ => (status, body).into_response(),
+        }
+    }
+}

@@ -1,0 +1,76 @@
+//! The `collector` binary: parse configuration, init tracing, build the store, serve.
+
+use clap::Parser;
+use std::process::ExitCode;
+use std::sync::Arc;
+use tracing_subscriber::EnvFilter;
+use vitals_collector::config::{Cli, Command, ServeArgs};
+use vitals_collector::store::{MemoryStore, RedisOptions, RedisStore, Store};
+use vitals_collector::AppState;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .init();
+    let result = match Cli::parse().into_command() {
+        Command::Serve(args) => serve(args).await,
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("collector: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(args: ServeArgs) -> Result<(), String> {
+    let (ingest_key, admin_token) = args.secrets().map_err(|e| e.to_string())?;
+    let store: Arc<dyn Store> = match &args.redis_url {
+        Some(url) => {
+            let store = RedisStore::new(url.expose(), RedisOptions::default()).map_err(|e| e.to_string())?;
+            // Not fatal: ingest answers 503 until Redis is reachable, and the client retries.
+            match store.ping().await {
+                Ok(()) => tracing::info!("store: Redis"),
+                Err(error) => tracing::warn!(%error, "store: Redis, not reachable yet"),
+            }
+            Arc::new(store)
+        }
+        None => {
+            tracing::info!("store: in memory (set REDIS_URL to share state between processes)");
+            Arc::new(MemoryStore::default())
+        }
+    };
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
+    tracing::info!("listening on http://{}", args.listen);
+    let state = AppState::new(store, ingest_key, admin_token);
+    vitals_collector::serve_with_shutdown(listener, state, shutdown_signal())
+        .await
+        .map_err(|e| format!("server error: {e}"))
+}
+
+/// Completes on Ctrl-C or SIGTERM, so in-flight requests finish before the process exits.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down");
+}

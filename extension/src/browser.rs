@@ -1,0 +1,164 @@
+//! Every browser call of the extension's Rust side: chrome.* APIs, fetch, the clock.
+
+use crate::driver::PostRequest;
+use crate::upload::UploadResult;
+use gloo_net::http::Request;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use vitals_shared::messages::{Settings, TabView, ToOffscreen};
+use vitals_shared::wire::IngestAck;
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::JsFuture;
+
+#[wasm_bindgen]
+extern "C" {
+    #[wasm_bindgen(catch, js_namespace = ["chrome", "runtime"], js_name = sendMessage)]
+    fn runtime_send_message(message: &JsValue) -> Result<js_sys::Promise, JsValue>;
+    #[wasm_bindgen(catch, js_namespace = ["chrome", "tabs"], js_name = query)]
+    fn tabs_query(query: &JsValue) -> Result<js_sys::Promise, JsValue>;
+    #[wasm_bindgen(catch, js_namespace = ["chrome", "tabs"], js_name = getCurrent)]
+    fn tabs_get_current() -> Result<js_sys::Promise, JsValue>;
+    #[wasm_bindgen(catch, js_namespace = ["chrome", "storage", "sync"], js_name = get)]
+    fn storage_sync_get(keys: &JsValue) -> Result<js_sys::Promise, JsValue>;
+    #[wasm_bindgen(catch, js_namespace = ["chrome", "storage", "sync"], js_name = set)]
+    fn storage_sync_set(items: &JsValue) -> Result<js_sys::Promise, JsValue>;
+    #[wasm_bindgen(catch, js_namespace = ["chrome", "permissions"], js_name = request)]
+    fn permissions_request(permissions: &JsValue) -> Result<js_sys::Promise, JsValue>;
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> f64 {
+    js_sys::Date::now()
+}
+
+fn to_js<T: Serialize>(value: &T) -> Result<JsValue, String> {
+    value
+        .serialize(&serde_wasm_bindgen::Serializer::json_compatible())
+        .map_err(|e| e.to_string())
+}
+
+/// Converts a message from JavaScript; `None` for anything that is not a well-formed `T`.
+pub fn from_js<T: DeserializeOwned>(value: JsValue) -> Option<T> {
+    serde_wasm_bindgen::from_value(value).ok()
+}
+
+/// Serialises an answer for `sendResponse`.
+pub fn answer<T: Serialize>(value: &T) -> JsValue {
+    to_js(value).unwrap_or(JsValue::UNDEFINED)
+}
+
+fn js_error(e: JsValue) -> String {
+    e.as_string()
+        .or_else(|| js_sys::Reflect::get(&e, &"message".into()).ok()?.as_string())
+        .unwrap_or_else(|| "unknown error".to_string())
+}
+
+async fn await_promise(p: Result<js_sys::Promise, JsValue>) -> Result<JsValue, String> {
+    JsFuture::from(p.map_err(js_error)?).await.map_err(js_error)
+}
+
+/// Posts one ingest batch to the collector.
+pub async fn post_batch(req: &PostRequest) -> UploadResult {
+    let request = match Request::post(&req.endpoint)
+        .header("Authorization", &format!("Bearer {}", req.ingest_key))
+        .json(&req.batch)
+    {
+        Ok(r) => r,
+        Err(e) => return UploadResult::Refused(e.to_string()),
+    };
+    let response = match request.send().await {
+        Ok(r) => r,
+        Err(e) => return UploadResult::Failed(format!("collector unreachable: {e}")),
+    };
+    let status = response.status();
+    if (200..300).contains(&status) {
+        match response.json::<IngestAck>().await {
+            Ok(ack) => UploadResult::Accepted(ack.accepted),
+            Err(e) => UploadResult::Failed(format!("bad answer from the collector: {e}")),
+        }
+    } else if status == 408 || status == 429 || status >= 500 {
+        UploadResult::Failed(format!("collector answered {status}"))
+    } else {
+        UploadResult::Refused(format!("collector refused the batch: {status}"))
+    }
+}
+
+async fn tab_id(p: Result<js_sys::Promise, JsValue>) -> Option<i64> {
+    let tab = await_promise(p).await.ok()?;
+    let tab = if js_sys::Array::is_array(&tab) {
+        js_sys::Array::from(&tab).get(0)
+    } else {
+        tab
+    };
+    js_sys::Reflect::get(&tab, &"id".into())
+        .ok()?
+        .as_f64()
+        .map(|id| id as i64)
+}
+
+/// The active tab of the current window.
+pub async fn active_tab_id() -> Option<i64> {
+    let query = to_js(&serde_json::json!({"active": true, "currentWindow": true})).ok()?;
+    tab_id(tabs_query(&query)).await
+}
+
+/// The tab this page runs in: `None` in the toolbar popup, the tab's id when the popup page
+/// was opened as a normal tab.
+pub async fn own_tab_id() -> Option<i64> {
+    tab_id(tabs_get_current()).await
+}
+
+/// Asks the offscreen document for a tab's view. `Ok(None)` when nobody answered (no
+/// offscreen document: no call anywhere).
+pub async fn get_tab(tab: Option<i64>) -> Result<Option<TabView>, String> {
+    let message = to_js(&ToOffscreen::GetTab { tab })?;
+    js_sys::Reflect::set(&message, &"target".into(), &"offscreen".into()).map_err(js_error)?;
+    match await_promise(runtime_send_message(&message)).await {
+        Ok(answer) if answer.is_undefined() || answer.is_null() => Ok(None),
+        Ok(answer) => Ok(from_js(answer)),
+        // No receiver, or a receiver that did not answer: no offscreen document yet.
+        Err(e) if e.contains("Receiving end") || e.contains("port closed") => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// The keys of [`Settings`] the options page stores in `chrome.storage.sync` (the install id
+/// lives in `chrome.storage.local`, made by the service worker).
+const SYNC_KEYS: [&str; 4] = ["collector_url", "ingest_key", "label", "sending"];
+
+/// The effective settings: the build's defaults (`defaults.json`) overlaid by the user's.
+pub async fn load_settings() -> Result<Settings, String> {
+    let mut merged = match Request::get("defaults.json").send().await {
+        Ok(r) if r.ok() => r.json::<serde_json::Value>().await.unwrap_or_default(),
+        _ => serde_json::Value::Null,
+    };
+    if !merged.is_object() {
+        merged = serde_json::json!({});
+    }
+    let keys = to_js(&SYNC_KEYS)?;
+    let stored: serde_json::Value = from_js(await_promise(storage_sync_get(&keys)).await?).unwrap_or_default();
+    if let (Some(m), Some(s)) = (merged.as_object_mut(), stored.as_object()) {
+        for (k, v) in s {
+            m.insert(k.clone(), v.clone());
+        }
+    }
+    serde_json::from_value(merged).map_err(|e| e.to_string())
+}
+
+/// Saves the user's settings to `chrome.storage.sync` (the service worker passes them on).
+pub async fn save_settings(settings: &Settings) -> Result<(), String> {
+    let items = to_js(&serde_json::json!({
+        "collector_url": settings.collector_url,
+        "ingest_key": settings.ingest_key,
+        "label": settings.label,
+        "sending": settings.sending,
+    }))?;
+    await_promise(storage_sync_set(&items)).await.map(|_| ())
+}
+
+/// Requests the host permission for a collector origin pattern (e.g. `https://c.example.com/*`).
+/// Returns whether it is granted.
+pub async fn request_host_permission(origin_pattern: &str) -> Result<bool, String> {
+    let permissions = to_js(&serde_json::json!({"origins": [origin_pattern]}))?;
+    Ok(await_promise(permissions_request(&permissions)).await?.as_bool() == Some(true))
+}

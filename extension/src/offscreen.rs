@@ -1,0 +1,75 @@
+//! The offscreen document's shell: runs the pure driver, its uploads and its wake-up timer.
+
+use crate::browser;
+use crate::driver::{Driver, Effect};
+use gloo_timers::future::TimeoutFuture;
+use std::cell::RefCell;
+use vitals_shared::messages::ToOffscreen;
+use wasm_bindgen::JsValue;
+
+thread_local! {
+    static DRIVER: RefCell<Driver> = RefCell::new(Driver::new());
+    /// When the pending wake-up fires, and its generation (a later, earlier-firing request
+    /// bumps it so the older sleeping task does nothing).
+    static TIMER: RefCell<(Option<f64>, u64)> = const { RefCell::new((None, 0)) };
+}
+
+pub fn start() {
+    DRIVER.with(|d| *d.borrow_mut() = Driver::new());
+}
+
+/// One runtime message (already filtered to `target: "offscreen"` by `offscreen.js`).
+pub fn handle_message(message: JsValue) -> JsValue {
+    let Some(message) = browser::from_js::<ToOffscreen>(message) else {
+        return JsValue::UNDEFINED;
+    };
+    let view = DRIVER.with(|d| d.borrow_mut().handle(message, browser::now_ms()));
+    run_effects();
+    view.map_or(JsValue::UNDEFINED, |v| browser::answer(&v))
+}
+
+fn run_effects() {
+    let effects = DRIVER.with(|d| d.borrow_mut().effects(browser::now_ms()));
+    for effect in effects {
+        match effect {
+            Effect::Post(req) => wasm_bindgen_futures::spawn_local(async move {
+                let result = browser::post_batch(&req).await;
+                DRIVER.with(|d| d.borrow_mut().upload_done(req.tab, result, browser::now_ms()));
+                run_effects();
+            }),
+            Effect::WakeAt(at_ms) => wake_at(at_ms),
+        }
+    }
+}
+
+fn wake_at(at_ms: f64) {
+    // A newer request supersedes older ones: each sleeping task checks it is still the latest.
+    let generation = TIMER.with(|t| {
+        let mut timer = t.borrow_mut();
+        if timer.0.is_some_and(|at| at <= at_ms) {
+            return None;
+        }
+        timer.1 += 1;
+        timer.0 = Some(at_ms);
+        Some(timer.1)
+    });
+    let Some(generation) = generation else {
+        return;
+    };
+    let delay_ms = (at_ms - browser::now_ms()).clamp(0.0, 600_000.0) as u32;
+    wasm_bindgen_futures::spawn_local(async move {
+        TimeoutFuture::new(delay_ms).await;
+        let current = TIMER.with(|t| {
+            let mut timer = t.borrow_mut();
+            let current = timer.1 == generation;
+            if current {
+                timer.0 = None;
+            }
+            current
+        });
+        if current {
+            DRIVER.with(|d| d.borrow_mut().tick(browser::now_ms()));
+            run_effects();
+        }
+    });
+}

@@ -1,0 +1,68 @@
+//! The popup's root component: polls the offscreen document every second and lays out the parts.
+
+use super::collector_line::CollectorLine;
+use super::quality_bars::QualityBars;
+use super::rates::Rates;
+use super::relay_warning::RelayWarning;
+use super::state::{Action, PopupState};
+use crate::browser;
+use gloo_timers::callback::Interval;
+use yew::prelude::*;
+
+/// Asks for the active tab's view, or for the tab that last had a call when the popup runs in
+/// a tab of its own or the active tab has no call.
+async fn fetch(dispatch: UseReducerDispatcher<PopupState>) {
+    let active = browser::active_tab_id().await;
+    let own = browser::own_tab_id().await;
+    let first = if active.is_some() && active != own {
+        browser::get_tab(active).await
+    } else {
+        Ok(None)
+    };
+    let answer = match first {
+        Ok(Some(view)) if view.metrics.as_ref().is_some_and(|m| !m.peers.is_empty()) => Ok(Some(view)),
+        Ok(_) => browser::get_tab(None).await,
+        Err(e) => Err(e),
+    };
+    dispatch.dispatch(match answer {
+        Ok(view) => Action::Received(view.map(Box::new)),
+        Err(e) => Action::Failed(e),
+    });
+}
+
+#[function_component(App)]
+pub fn app() -> Html {
+    let state = use_reducer(PopupState::default);
+    {
+        let dispatch = state.dispatcher();
+        use_effect_with((), move |_| {
+            let poll = move || wasm_bindgen_futures::spawn_local(fetch(dispatch.clone()));
+            poll();
+            let interval = Interval::new(1_000, poll);
+            move || drop(interval)
+        });
+    }
+    let body = match state.call() {
+        Some(call) => html! {
+            <>
+                <QualityBars quality={call.quality} />
+                if call.using_relay {
+                    <RelayWarning protocol={call.relay_protocol.clone()} />
+                }
+                <Rates upload_kbps={call.upload_kbps} download_kbps={call.download_kbps} rtt_ms={call.rtt_ms} />
+            </>
+        },
+        None if state.loaded => html! { <p id="no-call" class="no-call">{ "No call in this tab." }</p> },
+        None => html! { <p class="loading">{ "Loading…" }</p> },
+    };
+    html! {
+        <main class="popup">
+            <header><h1>{ "Call Vitals" }</h1></header>
+            { body }
+            <CollectorLine status={state.collector()} />
+            if let Some(error) = &state.error {
+                <p class="error">{ error.clone() }</p>
+            }
+        </main>
+    }
+}

@@ -1,0 +1,120 @@
+//! The popup's state and its reducer: what the offscreen document last said about the tab.
+
+use std::rc::Rc;
+use vitals_shared::messages::{CollectorStatus, TabView};
+use vitals_shared::metrics::TabMetrics;
+use yew::Reducible;
+
+/// What can happen to the popup's state.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// The offscreen document answered (`None`: nobody answered, so no call anywhere).
+    Received(Option<Box<TabView>>),
+    /// Asking failed.
+    Failed(String),
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PopupState {
+    /// An answer has come (before that the popup shows "Loading").
+    pub loaded: bool,
+    pub view: Option<TabView>,
+    pub error: Option<String>,
+}
+
+impl PopupState {
+    /// The call to show: metrics with at least one live connection.
+    pub fn call(&self) -> Option<&TabMetrics> {
+        self.view.as_ref()?.metrics.as_ref().filter(|m| !m.peers.is_empty())
+    }
+
+    pub fn collector(&self) -> CollectorStatus {
+        self.view
+            .as_ref()
+            .map(|v| v.collector.clone())
+            .unwrap_or_else(|| CollectorStatus {
+                state: "off".into(),
+                ..CollectorStatus::default()
+            })
+    }
+}
+
+impl Reducible for PopupState {
+    type Action = Action;
+
+    fn reduce(self: Rc<Self>, action: Action) -> Rc<Self> {
+        let next = match action {
+            Action::Received(view) => PopupState {
+                loaded: true,
+                view: view.map(|v| *v),
+                error: None,
+            },
+            // Keep showing the last figures: one failed poll should not blank the popup.
+            Action::Failed(error) => PopupState {
+                loaded: true,
+                view: self.view.clone(),
+                error: Some(error),
+            },
+        };
+        if next == *self {
+            self
+        } else {
+            Rc::new(next)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vitals_shared::metrics::PeerMetrics;
+
+    fn view_with_peers(n: usize) -> TabView {
+        TabView {
+            tab: Some(3),
+            metrics: Some(TabMetrics {
+                upload_kbps: Some(500.0),
+                peers: vec![PeerMetrics::default(); n],
+                ..TabMetrics::default()
+            }),
+            collector: CollectorStatus {
+                state: "connected".into(),
+                ..CollectorStatus::default()
+            },
+        }
+    }
+
+    #[test]
+    fn an_answer_with_connections_is_a_call() {
+        let s = Rc::new(PopupState::default()).reduce(Action::Received(Some(Box::new(view_with_peers(1)))));
+        assert!(s.loaded);
+        assert_eq!(s.call().unwrap().upload_kbps, Some(500.0));
+        assert_eq!(s.collector().state, "connected");
+    }
+
+    #[test]
+    fn no_answer_or_no_connections_is_no_call() {
+        let s = Rc::new(PopupState::default()).reduce(Action::Received(None));
+        assert!(s.loaded && s.call().is_none());
+        assert_eq!(s.collector().state, "off");
+        let s = s.reduce(Action::Received(Some(Box::new(view_with_peers(0)))));
+        assert!(s.call().is_none());
+    }
+
+    #[test]
+    fn a_failure_keeps_the_last_figures() {
+        let s = Rc::new(PopupState::default()).reduce(Action::Received(Some(Box::new(view_with_peers(2)))));
+        let s = s.reduce(Action::Failed("boom".into()));
+        assert_eq!(s.error.as_deref(), Some("boom"));
+        assert!(s.call().is_some());
+        let s = s.reduce(Action::Received(Some(Box::new(view_with_peers(2)))));
+        assert_eq!(s.error, None);
+    }
+
+    #[test]
+    fn an_unchanged_answer_keeps_the_same_state() {
+        let s = Rc::new(PopupState::default()).reduce(Action::Received(None));
+        let again = s.clone().reduce(Action::Received(None));
+        assert!(Rc::ptr_eq(&s, &again));
+    }
+}

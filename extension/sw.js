@@ -1,0 +1,92 @@
+// Call Vitals service worker: routes snapshots to the offscreen document and keeps it configured (message types: shared/src/messages.rs).
+const OFFSCREEN_URL = 'offscreen.html';
+const SOURCE = 'call-vitals-hook';
+const MAX_BUFFERED = 1000;
+const SYNC_KEYS = ['collector_url', 'ingest_key', 'label', 'sending'];
+
+let ready = false; // the offscreen document said `offscreen-ready` (or already existed)
+let creating = null;
+let buffered = []; // ToOffscreen messages waiting for the handshake
+
+async function offscreenExists() {
+  const contexts = await chrome.runtime.getContexts({ contextTypes: ['OFFSCREEN_DOCUMENT'] });
+  return contexts.length > 0;
+}
+
+// The settings the offscreen driver uses: build defaults (defaults.json) overlaid by chrome.storage.sync.
+async function settings() {
+  let defaults = {};
+  try { defaults = await (await fetch('defaults.json')).json(); } catch (_) { /* none built in */ }
+  const stored = await chrome.storage.sync.get(SYNC_KEYS);
+  let { install_id: installId } = await chrome.storage.local.get('install_id');
+  if (!installId) {
+    installId = crypto.randomUUID();
+    await chrome.storage.local.set({ install_id: installId });
+  }
+  return { ...defaults, ...stored, install_id: installId };
+}
+
+function deliver(message) {
+  chrome.runtime.sendMessage({ ...message, target: 'offscreen' }).catch(() => {});
+}
+
+async function onReady() {
+  ready = true;
+  deliver({ type: 'config', ...(await settings()) });
+  const pending = buffered;
+  buffered = [];
+  pending.forEach(deliver);
+}
+
+async function ensureOffscreen() {
+  if (ready || creating) return creating;
+  creating = (async () => {
+    if (await offscreenExists()) {
+      // The worker restarted while the document lived on: it is listening already.
+      await onReady();
+      return;
+    }
+    await chrome.offscreen.createDocument({
+      url: OFFSCREEN_URL,
+      reasons: ['WORKERS'],
+      justification: 'Runs the Call Vitals WebAssembly processor for WebRTC statistics.',
+    });
+    // `ready` is set when the document's `offscreen-ready` arrives.
+  })().catch(() => {}).finally(() => { creating = null; });
+  return creating;
+}
+
+// Sends a ToOffscreen message, creating the document on demand (`create`) or only if it exists.
+async function send(message, create = true) {
+  if (ready) return deliver(message);
+  if (!create && !creating && !(await offscreenExists())) return undefined;
+  buffered.push(message);
+  if (buffered.length > MAX_BUFFERED) buffered.shift();
+  return ensureOffscreen();
+}
+
+chrome.runtime.onMessage.addListener((msg, sender) => {
+  if (!msg || typeof msg !== 'object') return;
+  if (msg.type === 'offscreen-ready' && sender.url && sender.url.endsWith(OFFSCREEN_URL)) {
+    onReady();
+    return;
+  }
+  if (msg.source !== SOURCE || !sender.tab || typeof sender.tab.id !== 'number') return;
+  const tab = sender.tab.id;
+  if (msg.kind === 'stats') {
+    const url = sender.tab.url || sender.url || '';
+    send({ type: 'stats', tab, url, pc: msg.pc, now_ms: Date.now(), reports: msg.reports });
+  } else if (msg.kind === 'closed') {
+    send({ type: 'pc-closed', tab, pc: msg.pc }, false);
+  }
+});
+
+chrome.storage.onChanged.addListener((_changes, area) => {
+  if (area === 'sync' && ready) settings().then((s) => deliver({ type: 'config', ...s }));
+});
+
+chrome.tabs.onRemoved.addListener((tab) => { send({ type: 'tab-gone', tab }, false); });
+
+chrome.tabs.onUpdated.addListener((tab, info) => {
+  if (info.status === 'loading' && info.url) send({ type: 'tab-gone', tab }, false);
+});
