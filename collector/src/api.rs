@@ -38,6 +38,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/", get(dashboard))
         .route("/demo", get(demo))
+        .route("/lab", get(|| async { Html(include_str!("../static/lab.html")) }))
         .route("/healthz", get(healthz))
         .route("/api/v1/meetings", get(meetings))
         .merge(ingest)

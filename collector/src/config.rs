@@ -3,6 +3,7 @@
 use crate::secret::Secret;
 use clap::{Args, Parser, Subcommand};
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 /// Call Vitals collector: ingest, live state and the admin dashboard.
 #[derive(Debug, Parser)]
@@ -19,6 +20,16 @@ pub struct Cli {
 pub enum Command {
     /// Serve the API and the dashboard (the default).
     Serve(ServeArgs),
+    /// Print the metrics of a getStats recording as JSON lines (one per connection per interval,
+    /// then a summary per connection); exit code 2 if it is not a recording.
+    Analyze(AnalyzeArgs),
+}
+
+/// Arguments of `collector analyze`.
+#[derive(Debug, Clone, Args)]
+pub struct AnalyzeArgs {
+    /// The recording: `{"snapshots": [[{"pc": id, "reports": [...]}, ...], ...]}`; `-` reads stdin.
+    pub file: PathBuf,
 }
 
 impl Cli {
@@ -77,7 +88,9 @@ mod tests {
         let cli = Cli::try_parse_from(["collector", "--ingest-key", "k-123", "--admin-token", "t-456"]).unwrap();
         let text = format!("{cli:?}");
         assert!(!text.contains("k-123") && !text.contains("t-456"), "{text}");
-        let Command::Serve(args) = cli.into_command();
+        let Command::Serve(args) = cli.into_command() else {
+            panic!("expected serve")
+        };
         let (ingest, admin) = args.secrets().unwrap();
         assert_eq!((ingest.expose(), admin.expose()), ("k-123", "t-456"));
     }
@@ -85,11 +98,23 @@ mod tests {
     #[test]
     fn serve_subcommand_and_missing_key_message() {
         let cli = Cli::try_parse_from(["collector", "serve", "--listen", "127.0.0.1:9"]).unwrap();
-        let Command::Serve(args) = cli.into_command();
+        let Command::Serve(args) = cli.into_command() else {
+            panic!("expected serve")
+        };
         assert_eq!(args.listen.port(), 9);
         // The environment may hold real keys; only the message format is checked here.
         let error = ConfigError::MissingSecret("VITALS_INGEST_KEY", "ingest-key").to_string();
         assert!(error.contains("VITALS_INGEST_KEY") && error.contains("--ingest-key"));
         assert!(Cli::try_parse_from(["collector", "--ingest-key", ""]).is_err());
+    }
+
+    #[test]
+    fn analyze_takes_a_file_or_stdin() {
+        let cli = Cli::try_parse_from(["collector", "analyze", "-"]).unwrap();
+        let Command::Analyze(args) = cli.into_command() else {
+            panic!("expected analyze")
+        };
+        assert_eq!(args.file, PathBuf::from("-"));
+        assert!(Cli::try_parse_from(["collector", "analyze"]).is_err());
     }
 }

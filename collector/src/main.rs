@@ -1,4 +1,6 @@
-//! The `collector` binary: parse configuration, init tracing, build the store, serve.
+//! The `collector` binary: parse configuration, init tracing, build the store, serve (or analyze a recording).
+
+mod analyze;
 
 use clap::Parser;
 use std::process::ExitCode;
@@ -15,12 +17,25 @@ async fn main() -> ExitCode {
         .init();
     let result = match Cli::parse().into_command() {
         Command::Serve(args) => serve(args).await,
+        Command::Analyze(args) => return analyze_command(&args.file),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
             eprintln!("collector: {message}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// `collector analyze FILE`: JSON lines on stdout, the error on stderr (exit code 2: not a recording).
+fn analyze_command(file: &std::path::Path) -> ExitCode {
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    match analyze::run(file, &mut out) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("collector analyze: {error}");
+            ExitCode::from(error.exit_code())
         }
     }
 }
