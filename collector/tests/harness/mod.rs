@@ -1,5 +1,9 @@
 //! Test harness for the browser tests: in-process collector, chromedriver + Chromium with the extension, coturn.
 
+// Each test binary uses a part of the harness (the proxy only in tests/accuracy.rs).
+#[allow(dead_code)]
+pub mod proxy;
+
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{json, Value};
 use std::net::TcpListener as StdListener;
@@ -262,6 +266,12 @@ impl Browser {
             assert!(start.elapsed() < PATIENCE, "demo call did not connect: {state}");
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
+    }
+
+    /// The WebDriver client, for tests that script pages themselves.
+    #[allow(dead_code)]
+    pub fn client(&self) -> &Client {
+        &self.client
     }
 
     /// Opens the popup as a page in a new tab (it then shows the tab that last had a call).
