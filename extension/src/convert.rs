@@ -2,7 +2,8 @@
 
 use vitals_shared::messages::{MAX_PC_ID_LEN, MAX_REPORTS};
 use vitals_shared::processor::Input;
-use vitals_shared::stats::parse_report;
+use vitals_shared::stats::{parse_report, RawReport};
+use wasm_bindgen::{JsCast, JsValue};
 
 /// Why a snapshot was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,6 +22,15 @@ pub fn valid_pc_id(pc: &str) -> bool {
 /// unknown or malformed report becomes `RawReport::Other`), but an oversized snapshot or a bad
 /// id is refused whole.
 pub fn snapshot_input(now_ms: f64, pc: String, reports: Vec<serde_json::Value>) -> Result<Input, Rejected> {
+    if reports.len() > MAX_REPORTS {
+        return Err(Rejected::TooManyReports);
+    }
+    typed_snapshot_input(now_ms, pc, reports.into_iter().map(parse_report).collect())
+}
+
+/// [`snapshot_input`] for reports already converted (by [`reports_from_js`] in the offscreen
+/// document, which skips the `serde_json::Value` step).
+pub fn typed_snapshot_input(now_ms: f64, pc: String, reports: Vec<RawReport>) -> Result<Input, Rejected> {
     if !valid_pc_id(&pc) {
         return Err(Rejected::BadPcId);
     }
@@ -30,8 +40,43 @@ pub fn snapshot_input(now_ms: f64, pc: String, reports: Vec<serde_json::Value>) 
     if !now_ms.is_finite() || now_ms < 0.0 {
         return Err(Rejected::BadTime);
     }
-    let reports = reports.into_iter().map(parse_report).collect();
     Ok(Input::Snapshot { now_ms, pc, reports })
+}
+
+/// Converts one report straight from its JavaScript object, with the same result as
+/// [`parse_report`] on its JSON: the `type` member picks the struct, and serde-wasm-bindgen then
+/// reads only that struct's members (a Chrome inbound-rtp has some 60; the processor reads 13),
+/// instead of copying every member into a `serde_json::Value` and buffering it again for the
+/// tagged enum. Anything that is not an object of a known type is `Other`.
+pub fn report_from_js(report: JsValue) -> RawReport {
+    use serde_wasm_bindgen::from_value;
+    if !report.is_object() {
+        return RawReport::Other;
+    }
+    let kind = js_sys::Reflect::get(&report, &JsValue::from_str("type"))
+        .ok()
+        .and_then(|t| t.as_string());
+    let parsed = match kind.as_deref() {
+        Some("inbound-rtp") => from_value(report).map(RawReport::InboundRtp),
+        Some("outbound-rtp") => from_value(report).map(RawReport::OutboundRtp),
+        Some("remote-inbound-rtp") => from_value(report).map(RawReport::RemoteInboundRtp),
+        Some("candidate-pair") => from_value(report).map(RawReport::CandidatePair),
+        Some("local-candidate") => from_value(report).map(RawReport::LocalCandidate),
+        Some("remote-candidate") => from_value(report).map(RawReport::RemoteCandidate),
+        Some("transport") => from_value(report).map(RawReport::Transport),
+        _ => return RawReport::Other,
+    };
+    parsed.unwrap_or(RawReport::Other)
+}
+
+/// [`report_from_js`] over a JavaScript array of reports; `None` when it is not an array or
+/// holds more than [`MAX_REPORTS`].
+pub fn reports_from_js(reports: &JsValue) -> Option<Vec<RawReport>> {
+    let array = reports.dyn_ref::<js_sys::Array>()?;
+    if array.length() as usize > MAX_REPORTS {
+        return None;
+    }
+    Some(array.iter().map(report_from_js).collect())
 }
 
 #[cfg(test)]

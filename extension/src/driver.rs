@@ -72,27 +72,9 @@ impl Driver {
                 now_ms: at_ms,
                 reports,
             } => {
-                let Ok(input) = snapshot_input(at_ms, pc, reports) else {
-                    return None;
-                };
-                let state = self.tabs.entry(tab).or_insert_with(|| TabState {
-                    processor: None,
-                    url: String::new(),
-                    session: String::new(),
-                    latest: None,
-                    last_snapshot_ms: 0.0,
-                    next_tick_ms: None,
-                    queue: UploadQueue::default(),
-                });
-                if state.processor.is_none() {
-                    // A new call session: the tab is new, or it navigated and came back.
-                    state.processor = Some(Processor::new());
-                    state.session = format!("{tab}-{:x}", at_ms.max(0.0) as u64);
-                    state.next_tick_ms = None;
+                if let Ok(input) = snapshot_input(at_ms, pc, reports) {
+                    self.stats(tab, url, at_ms, input);
                 }
-                state.url = url;
-                state.last_snapshot_ms = at_ms;
-                self.feed(tab, input);
             }
             ToOffscreen::PcClosed { tab, pc } => {
                 if self.tabs.get(&tab).is_some_and(|t| t.processor.is_some()) {
@@ -120,6 +102,29 @@ impl Driver {
             ToOffscreen::GetTab { tab } => return Some(self.view(tab, now_ms)),
         }
         None
+    }
+
+    /// One snapshot of a tab's connection, already checked and converted
+    /// (`convert::snapshot_input` or `convert::typed_snapshot_input`).
+    pub fn stats(&mut self, tab: i64, url: String, at_ms: f64, input: Input) {
+        let state = self.tabs.entry(tab).or_insert_with(|| TabState {
+            processor: None,
+            url: String::new(),
+            session: String::new(),
+            latest: None,
+            last_snapshot_ms: 0.0,
+            next_tick_ms: None,
+            queue: UploadQueue::default(),
+        });
+        if state.processor.is_none() {
+            // A new call session: the tab is new, or it navigated and came back.
+            state.processor = Some(Processor::new());
+            state.session = format!("{tab}-{:x}", at_ms.max(0.0) as u64);
+            state.next_tick_ms = None;
+        }
+        state.url = url;
+        state.last_snapshot_ms = at_ms;
+        self.feed(tab, input);
     }
 
     fn feed(&mut self, tab: i64, input: Input) {

@@ -4,6 +4,9 @@
 //! stopped, total bitrate moved by more than 50 %, loss crossed 5 %, or 10 s passed. Never more
 //! than 10 events in any 60 s window: a due event that meets the cap waits, and is sent with the
 //! latest state as soon as the window allows.
+//!
+//! The window is half-open: an event sent at `t` stops counting at `t + window_ms`, which is
+//! exactly when [`Emitter::next_tick_at`] asks to be called back.
 
 use crate::wire::MetricsFields;
 use serde::{Deserialize, Serialize};
@@ -15,7 +18,8 @@ use std::collections::VecDeque;
 pub struct Event {
     /// Per-participant sequence number, from 1.
     pub seq: u64,
-    /// When the state was measured, ms since the Unix epoch.
+    /// When the state was measured, ms since the Unix epoch (for an event released by a tick,
+    /// the time of the latest state, not of the tick).
     pub ts_ms: f64,
     /// A full snapshot (replaces the collector's state) rather than a delta.
     pub full: bool,
@@ -58,7 +62,8 @@ pub struct Emitter {
     last_acked: bool,
     /// A due event met the cap and waits.
     pending: bool,
-    latest: Option<MetricsFields>,
+    /// The latest state offered and when it was measured.
+    latest: Option<(f64, MetricsFields)>,
 }
 
 fn total_kbps(m: &MetricsFields) -> f64 {
@@ -76,7 +81,7 @@ impl Emitter {
     /// A new state was measured; returns the event to send now, if any.
     pub fn offer(&mut self, now_ms: f64, state: MetricsFields) -> Option<Event> {
         let due = self.is_due(now_ms, &state);
-        self.latest = Some(state);
+        self.latest = Some((now_ms, state));
         self.pending |= due;
         self.try_send(now_ms)
     }
@@ -124,22 +129,32 @@ impl Emitter {
     }
 
     fn try_send(&mut self, now_ms: f64) -> Option<Event> {
+        // `t + window <= now`, the same sum `next_tick_at` returns: written as `now - t >= window`
+        // a tick at exactly that time could round to just inside the window and send nothing.
         while self
             .sent_at
             .front()
-            .is_some_and(|t| now_ms - t >= self.policy.window_ms)
+            .is_some_and(|t| t + self.policy.window_ms <= now_ms)
         {
             self.sent_at.pop_front();
         }
         if !self.pending || self.sent_at.len() >= self.policy.max_events {
             return None;
         }
-        let state = self.latest.clone()?;
-        let full = self.last_sent.is_none() || !self.last_acked;
-        let metrics = match &self.last_sent {
-            Some((_, sent)) if !full => state.changed_since(sent),
-            _ => state.clone(),
+        let (measured_ms, state) = self.latest.clone()?;
+        let delta = match &self.last_sent {
+            Some((_, sent)) if self.last_acked => {
+                let delta = state.changed_since(sent);
+                // A delta cannot say that a field became unknown (absent means unchanged), so
+                // when applying it would not give the new state, a full snapshot goes instead.
+                let mut applied = sent.clone();
+                applied.merge(&delta, false);
+                (applied == state).then_some(delta)
+            }
+            _ => None,
         };
+        let full = delta.is_none();
+        let metrics = delta.unwrap_or_else(|| state.clone());
         self.last_seq += 1;
         self.sent_at.push_back(now_ms);
         self.last_sent = Some((now_ms, state));
@@ -147,7 +162,7 @@ impl Emitter {
         self.pending = false;
         Some(Event {
             seq: self.last_seq,
-            ts_ms: now_ms,
+            ts_ms: measured_ms,
             full,
             metrics,
         })
@@ -231,5 +246,56 @@ mod tests {
         assert!(e.tick(at - 1.0).is_none());
         let ev = e.tick(at).expect("sent when the window allows");
         assert_eq!(ev.metrics.quality, Some(classes[29 % 2]));
+    }
+
+    #[test]
+    fn a_tick_at_next_tick_at_sends_even_with_fractional_epoch_times() {
+        // Epoch times in ms have a fraction; where `first + window` crosses a power of two the
+        // sum rounds, and the window check must agree with it or the shell's timer fires and
+        // nothing goes out. 2^41 ms is in 2039; shells on other clocks meet other powers of two.
+        for k in 0..200 {
+            let t0 = 2f64.powi(41) - 30_000.0 + k as f64 * 0.137;
+            let mut e = Emitter::default();
+            for i in 0..11 {
+                let q = if i % 2 == 0 {
+                    QualityClass::Good
+                } else {
+                    QualityClass::Poor
+                };
+                e.offer(t0 + i as f64 * 1000.0, state(100.0, q, false, 0.0));
+            }
+            let at = e.next_tick_at().expect("the 11th change waits");
+            assert!(e.tick(at).is_some(), "nothing sent at next_tick_at for t0 = {t0}");
+        }
+    }
+
+    #[test]
+    fn a_field_that_became_unknown_forces_a_full_snapshot() {
+        let mut e = Emitter::default();
+        let mut s = state(500.0, QualityClass::Good, false, 0.0);
+        s.rtt_ms = Some(40.0);
+        e.offer(0.0, s.clone()).unwrap();
+        e.ack(1);
+        // RTT is no longer known and quality changed: a delta would leave 40 ms at the collector.
+        s.rtt_ms = None;
+        s.quality = Some(QualityClass::Poor);
+        let ev = e.offer(1000.0, s.clone()).unwrap();
+        assert!(ev.full);
+        assert_eq!(ev.metrics, s);
+    }
+
+    #[test]
+    fn a_released_event_carries_the_time_of_its_state() {
+        let mut e = Emitter::default();
+        for i in 0..12 {
+            let q = if i % 2 == 0 {
+                QualityClass::Good
+            } else {
+                QualityClass::Poor
+            };
+            e.offer(i as f64 * 1000.0, state(100.0, q, false, 0.0));
+        }
+        let ev = e.tick(e.next_tick_at().unwrap()).unwrap();
+        assert_eq!(ev.ts_ms, 11_000.0);
     }
 }
