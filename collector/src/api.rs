@@ -1,13 +1,15 @@
 //! The HTTP routes: ingest, the admin API, health, and the embedded pages.
 
+use crate::admin;
 use crate::error::ApiError;
 use crate::store::MAX_SEQ;
 use crate::AppState;
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{DefaultBodyLimit, FromRequestParts, State};
+use axum::extract::{DefaultBodyLimit, FromRequestParts, Request, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderValue, Method};
-use axum::response::{Html, IntoResponse};
+use axum::middleware::{self, Next};
+use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Serialize;
@@ -34,13 +36,21 @@ pub fn router(state: AppState) -> Router {
     let ingest = Router::new()
         .route("/api/v1/ingest", post(ingest))
         .layer(DefaultBodyLimit::max(INGEST_BODY_LIMIT_BYTES))
+        .layer(middleware::from_fn_with_state(state.clone(), observe_ingest))
         .layer(ingest_cors);
     Router::new()
         .route("/", get(dashboard))
         .route("/demo", get(demo))
         .route("/lab", get(|| async { Html(include_str!("../static/lab.html")) }))
         .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
         .route("/api/v1/meetings", get(meetings))
+        .route("/api/v1/meetings/{id}", get(admin::meeting))
+        .route("/api/v1/meetings/{id}/history", get(admin::history))
+        .route("/api/v1/alerts", get(admin::alerts))
+        .route("/api/v1/turn-usage", get(admin::turn_usage))
+        .route("/api/v1/export", get(admin::export))
         .merge(ingest)
         .fallback(not_found)
         .layer(SetResponseHeaderLayer::if_not_present(
@@ -87,7 +97,7 @@ impl FromRequestParts<AppState> for AdminToken {
 }
 
 /// The collector's clock, ms since the Unix epoch.
-fn now_ms() -> u64 {
+pub fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
@@ -111,13 +121,37 @@ async fn ingest(
 ) -> Result<Json<IngestAck>, ApiError> {
     let Json(batch) = body.map_err(|r| ApiError::from_json_rejection(r, INGEST_BODY_LIMIT_BYTES))?;
     validate(&batch).map_err(ApiError::BadRequest)?;
-    let outcome = state.store.ingest(&batch, now_ms()).await?;
+    let now = now_ms();
+    state
+        .limiter
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .check(&batch.participant_id, now)
+        .map_err(|retry_after_secs| ApiError::TooManyRequests { retry_after_secs })?;
+    let outcome = state.store.ingest(&batch, now).await?;
     tracing::debug!(
         participant = %batch.participant_id,
         applied = outcome.applied.len(),
         duplicates = outcome.accepted.len() - outcome.applied.len(),
         "ingested"
     );
+    // The events are stored; if this fails the client retries the batch, which then applies
+    // nothing new but is evaluated because its state was not (see `pipeline`).
+    let changes = crate::pipeline::after_ingest(
+        state.store.as_ref(),
+        &state.settings.alerts,
+        &batch.meeting_id,
+        &outcome,
+        now,
+    )
+    .await?;
+    for change in &changes {
+        tracing::info!(kind = change.kind.as_str(), state = ?change.state, "alert");
+    }
+    state
+        .metrics
+        .observe_events(outcome.accepted.len(), outcome.applied.len());
+    state.metrics.observe_alerts(&changes);
     Ok(Json(IngestAck {
         accepted: outcome.accepted,
     }))
@@ -132,6 +166,31 @@ struct MeetingsResponse {
 async fn meetings(State(state): State<AppState>, _token: AdminToken) -> Result<impl IntoResponse, ApiError> {
     let meetings = state.store.live_meetings(now_ms()).await?;
     Ok(Json(MeetingsResponse { meetings }))
+}
+
+/// Counts every ingest answer (including rejections) and times it.
+async fn observe_ingest(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let started = std::time::Instant::now();
+    let response = next.run(request).await;
+    state
+        .metrics
+        .observe_ingest(response.status().as_u16(), started.elapsed());
+    response
+}
+
+/// `GET /readyz`: 200 when the store answers, 503 otherwise (take the process out of rotation).
+async fn readyz(State(state): State<AppState>) -> Result<&'static str, ApiError> {
+    state.store.ping().await?;
+    Ok("ready")
+}
+
+/// `GET /metrics`: Prometheus text. Open like `/healthz`: it holds counts only, no ids or URLs.
+async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+    let meetings = state.store.live_meetings(now_ms()).await?;
+    Ok((
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        state.metrics.render(&meetings),
+    ))
 }
 
 /// `GET /healthz`: the process answers (store reachability is a readiness question).

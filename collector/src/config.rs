@@ -55,6 +55,35 @@ pub struct ServeArgs {
     /// Redis URL (redis://host:port/db); without it live state is kept in this process.
     #[arg(long, env = "REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<Secret>,
+    /// Raise `high-latency` while the round-trip time is above this many ms.
+    #[arg(long, env = "VITALS_ALERT_LATENCY_MS", default_value = "300", value_parser = non_negative)]
+    pub alert_latency_ms: f64,
+    /// Raise `packet-loss` while the loss is above this many percent.
+    #[arg(long, env = "VITALS_ALERT_LOSS_PCT", default_value = "5", value_parser = non_negative)]
+    pub alert_loss_pct: f64,
+    /// Resolve an alert once its condition has been clear this many seconds.
+    #[arg(long, env = "VITALS_ALERT_CLEAR_SECS", default_value = "10", value_parser = non_negative)]
+    pub alert_clear_secs: f64,
+    /// Keep history, alert history and TURN usage this many days.
+    #[arg(long, env = "VITALS_HISTORY_DAYS", default_value = "7", value_parser = non_negative)]
+    pub history_days: f64,
+    /// Price of relayed TURN traffic, dollars per GB.
+    #[arg(long, env = "VITALS_TURN_PRICE_PER_GB", default_value = "0.40", value_parser = non_negative)]
+    pub turn_price_per_gb: f64,
+    /// Ingest requests per second allowed per participant (refill rate, per collector process).
+    #[arg(long, env = "VITALS_RATE_LIMIT_PER_SEC", default_value = "2", value_parser = non_negative)]
+    pub rate_limit_per_sec: f64,
+    /// Ingest requests a participant may send at once.
+    #[arg(long, env = "VITALS_RATE_LIMIT_BURST", default_value = "20", value_parser = non_negative)]
+    pub rate_limit_burst: f64,
+}
+
+/// A finite number from 0 up.
+fn non_negative(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(value) if value.is_finite() && value >= 0.0 => Ok(value),
+        _ => Err(format!("{text:?} is not a number from 0 up")),
+    }
 }
 
 /// A configuration the collector cannot start with.
@@ -76,6 +105,27 @@ impl ServeArgs {
             .clone()
             .ok_or(ConfigError::MissingSecret("VITALS_ADMIN_TOKEN", "admin-token"))?;
         Ok((ingest_key, admin_token))
+    }
+
+    /// The collector's settings from these options.
+    pub fn settings(&self) -> crate::Settings {
+        crate::Settings {
+            alerts: crate::alerts::AlertThresholds {
+                latency_ms: self.alert_latency_ms,
+                loss_pct: self.alert_loss_pct,
+                clear_after_ms: (self.alert_clear_secs * 1000.0).round() as u64,
+                turn_price_per_gb: self.turn_price_per_gb,
+            },
+            rate_limit: crate::ratelimit::RateLimit {
+                per_sec: self.rate_limit_per_sec,
+                burst: self.rate_limit_burst,
+            },
+        }
+    }
+
+    /// How long the store keeps history, alerts and TURN usage.
+    pub fn retention_ms(&self) -> u64 {
+        (self.history_days * 86_400_000.0).round().min(u64::MAX as f64 / 2.0) as u64
     }
 }
 
@@ -106,6 +156,40 @@ mod tests {
         let error = ConfigError::MissingSecret("VITALS_INGEST_KEY", "ingest-key").to_string();
         assert!(error.contains("VITALS_INGEST_KEY") && error.contains("--ingest-key"));
         assert!(Cli::try_parse_from(["collector", "--ingest-key", ""]).is_err());
+    }
+
+    #[test]
+    fn alert_history_and_price_options() {
+        // Flags, not the environment, so that a developer's environment cannot change the result.
+        let cli = Cli::try_parse_from([
+            "collector",
+            "--alert-latency-ms",
+            "250",
+            "--alert-loss-pct",
+            "2.5",
+            "--alert-clear-secs",
+            "30",
+            "--history-days",
+            "1.5",
+            "--turn-price-per-gb",
+            "0.1",
+        ])
+        .unwrap();
+        let Command::Serve(args) = cli.into_command() else {
+            panic!("expected serve")
+        };
+        let settings = args.settings();
+        assert_eq!(settings.alerts.latency_ms, 250.0);
+        assert_eq!(settings.alerts.loss_pct, 2.5);
+        assert_eq!(settings.alerts.clear_after_ms, 30_000);
+        assert_eq!(settings.alerts.turn_price_per_gb, 0.1);
+        assert_eq!(args.retention_ms(), 36 * 3_600_000);
+        for bad in ["-1", "NaN", "inf", "fast"] {
+            assert!(
+                Cli::try_parse_from(["collector", "--alert-latency-ms", bad]).is_err(),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

@@ -17,6 +17,10 @@ pub enum ApiError {
     UnsupportedMediaType(String),
     #[error("missing or wrong {0}")]
     Unauthorized(&'static str),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("too many requests from this participant, retry in {retry_after_secs} s")]
+    TooManyRequests { retry_after_secs: u64 },
     #[error("request body is larger than {limit_bytes} bytes")]
     PayloadTooLarge { limit_bytes: usize },
     #[error("the store is unavailable, retry later")]
@@ -31,6 +35,8 @@ impl ApiError {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
@@ -74,6 +80,9 @@ impl IntoResponse for ApiError {
             Self::Unauthorized(_) => (status, [(header::WWW_AUTHENTICATE, "Bearer")], body).into_response(),
             // The client keeps its events and retries; tell it when.
             Self::StoreUnavailable => (status, [(header::RETRY_AFTER, "5")], body).into_response(),
+            Self::TooManyRequests { retry_after_secs } => {
+                (status, [(header::RETRY_AFTER, retry_after_secs.to_string())], body).into_response()
+            }
             _ => (status, body).into_response(),
         }
     }

@@ -3,28 +3,47 @@
 //! `main.rs` only parses configuration and calls into here, so tests build the same router with
 //! [`app`] and drive it without a socket, or run it in-process with [`serve`].
 
+mod admin;
+pub mod alerts;
 mod api;
 pub mod config;
 mod error;
+pub mod metrics;
+mod pipeline;
+pub mod ratelimit;
 mod secret;
 pub mod store;
+pub mod turn;
 
 pub use api::INGEST_BODY_LIMIT_BYTES;
 pub use error::ApiError;
 pub use secret::Secret;
 
+use alerts::AlertThresholds;
 use axum::Router;
 use std::future::Future;
 use std::sync::Arc;
 use store::{MemoryStore, Store};
 use tokio::net::TcpListener;
 
-/// What every request handler shares: the store and the credentials.
+/// The collector's tunable behaviour (the store's own settings, such as retention, live apart).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Settings {
+    /// Alert thresholds and hold time, and the TURN price per GB.
+    pub alerts: AlertThresholds,
+    /// Ingest requests allowed per participant (per process).
+    pub rate_limit: ratelimit::RateLimit,
+}
+
+/// What every request handler shares: the store, the credentials and the settings.
 #[derive(Clone)]
 pub struct AppState {
     store: Arc<dyn Store>,
     ingest_key: Secret,
     admin_token: Secret,
+    settings: Arc<Settings>,
+    metrics: Arc<metrics::Metrics>,
+    limiter: Arc<std::sync::Mutex<ratelimit::RateLimiter>>,
 }
 
 impl AppState {
@@ -34,7 +53,21 @@ impl AppState {
             store,
             ingest_key,
             admin_token,
+            settings: Arc::new(Settings::default()),
+            metrics: Arc::default(),
+            limiter: Arc::new(std::sync::Mutex::new(ratelimit::RateLimiter::new(Default::default()))),
         }
+    }
+
+    /// The same state with other settings.
+    pub fn with_settings(mut self, settings: Settings) -> Self {
+        self.limiter = Arc::new(std::sync::Mutex::new(ratelimit::RateLimiter::new(settings.rate_limit)));
+        self.settings = Arc::new(settings);
+        self
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.settings
     }
 
     /// State over a fresh in-memory store, for tests and demos.
@@ -57,6 +90,7 @@ impl std::fmt::Debug for AppState {
         f.debug_struct("AppState")
             .field("ingest_key", &self.ingest_key)
             .field("admin_token", &self.admin_token)
+            .field("settings", &self.settings)
             .finish_non_exhaustive()
     }
 }

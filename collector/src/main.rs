@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use tracing_subscriber::EnvFilter;
 use vitals_collector::config::{Cli, Command, ServeArgs};
-use vitals_collector::store::{MemoryStore, RedisOptions, RedisStore, Store};
+use vitals_collector::store::{MemoryStore, RedisOptions, RedisStore, Store, LIVE_TTL_MS};
 use vitals_collector::AppState;
 
 #[tokio::main]
@@ -44,7 +44,11 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     let (ingest_key, admin_token) = args.secrets().map_err(|e| e.to_string())?;
     let store: Arc<dyn Store> = match &args.redis_url {
         Some(url) => {
-            let store = RedisStore::new(url.expose(), RedisOptions::default()).map_err(|e| e.to_string())?;
+            let options = RedisOptions {
+                retention_ms: args.retention_ms(),
+                ..RedisOptions::default()
+            };
+            let store = RedisStore::new(url.expose(), options).map_err(|e| e.to_string())?;
             // Not fatal: ingest answers 503 until Redis is reachable, and the client retries.
             match store.ping().await {
                 Ok(()) => tracing::info!("store: Redis"),
@@ -54,14 +58,14 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         }
         None => {
             tracing::info!("store: in memory (set REDIS_URL to share state between processes)");
-            Arc::new(MemoryStore::default())
+            Arc::new(MemoryStore::with_retention(LIVE_TTL_MS, args.retention_ms()))
         }
     };
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
     tracing::info!("listening on http://{}", args.listen);
-    let state = AppState::new(store, ingest_key, admin_token);
+    let state = AppState::new(store, ingest_key, admin_token).with_settings(args.settings());
     vitals_collector::serve_with_shutdown(listener, state, shutdown_signal())
         .await
         .map_err(|e| format!("server error: {e}"))

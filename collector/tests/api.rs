@@ -325,6 +325,12 @@ async fn health_dashboard_and_demo_pages() {
         );
     }
     let dashboard = send(&app, get("/")).await;
+    for panel in ["/api/v1/alerts", "/api/v1/turn-usage", "id=\"alerts\"", "id=\"turn\""] {
+        assert!(
+            dashboard.body.as_str().unwrap().contains(panel),
+            "dashboard lacks {panel}"
+        );
+    }
     assert!(
         !dashboard.body.as_str().unwrap().contains("innerHTML"),
         "untrusted strings go through textContent"

@@ -89,5 +89,8 @@ async fn processor_cost_per_snapshot_in_chromium() {
         let us = result[key].as_f64().unwrap_or(f64::NAN);
         assert!(us.is_finite() && us > 0.0, "{key} not measured: {result}");
     }
-    eprintln!("offscreen path median {} µs per snapshot (target {TARGET_US} µs)", result["offscreen_us"]);
+    eprintln!(
+        "offscreen path median {} µs per snapshot (target {TARGET_US} µs)",
+        result["offscreen_us"]
+    );
 }

@@ -5,7 +5,12 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 use support::{batch, event, now_ms, TestRedis};
-use vitals_collector::store::{MemoryStore, MetricsView, Store, LIVE_TTL_MS};
+use vitals_collector::alerts::{ActiveAlert, AlertKind, AlertRecord, AlertState, Severity};
+use vitals_collector::store::{
+    history_bucket, Derived, DerivedCommit, HistoryQuery, MemoryStore, MetricsView, Store, DEFAULT_RETENTION_MS,
+    HISTORY_BUCKET_MS, LIVE_TTL_MS,
+};
+use vitals_collector::turn::{RelayCursor, RelayedSince, TurnUsage, BUCKET_MS};
 use vitals_shared::wire::MetricsFields;
 use vitals_shared::QualityClass;
 
@@ -27,9 +32,13 @@ impl Backend {
 
     /// A store over the backend's data; two Redis stores share it, like two collector processes.
     fn store(&self, live_ttl_ms: u64) -> Arc<dyn Store> {
+        self.store_with_retention(live_ttl_ms, DEFAULT_RETENTION_MS)
+    }
+
+    fn store_with_retention(&self, live_ttl_ms: u64, retention_ms: u64) -> Arc<dyn Store> {
         match &self.redis {
-            None => Arc::new(MemoryStore::new(live_ttl_ms)),
-            Some(redis) => Arc::new(redis.store(live_ttl_ms)),
+            None => Arc::new(MemoryStore::with_retention(live_ttl_ms, retention_ms)),
+            Some(redis) => Arc::new(redis.store_with_retention(live_ttl_ms, retention_ms)),
         }
     }
 
@@ -445,6 +454,349 @@ async fn concurrent_deltas_lose_no_field(backend: &Backend) {
     }
 }
 
+/// A commit of nothing but `derived` at `now_ms`, to add records, history or usage to.
+fn commit(meeting_id: &str, participant_id: &str, expected_version: u64, now_ms: u64) -> DerivedCommit {
+    DerivedCommit {
+        meeting_id: meeting_id.into(),
+        participant_id: participant_id.into(),
+        expected_version,
+        derived: Derived::default(),
+        records: Vec::new(),
+        history: None,
+        relayed: None,
+        now_ms,
+    }
+}
+
+fn record(at: u64, meeting_id: &str, kind: AlertKind, state: AlertState) -> AlertRecord {
+    AlertRecord {
+        at,
+        meeting_id: meeting_id.into(),
+        participant_id: "p".into(),
+        kind,
+        severity: kind.severity(),
+        state,
+        message: format!("{} \"quoted\", at {at}", kind.as_str()),
+        cost: (kind == AlertKind::UsingTurn).then_some(0.25),
+    }
+}
+
+/// A time aligned to the start of a TURN usage bucket (and so of a history bucket), in the past
+/// so that nothing written expires during the test.
+fn aligned_now() -> u64 {
+    let now = now_ms() - 3_600_000;
+    now - now % BUCKET_MS
+}
+
+async fn derived_state_is_a_compare_and_set(backend: &Backend) {
+    let store = backend.store(LIVE_TTL_MS);
+    let now = aligned_now();
+    let empty = store.derived("m", "p").await.unwrap();
+    assert_eq!((empty.version, empty.derived), (0, Derived::default()));
+    let derived = Derived {
+        evaluated_seq: 7,
+        alerts: vec![ActiveAlert {
+            kind: AlertKind::HighLatency,
+            severity: Severity::Warning,
+            message: "High latency".into(),
+            cost: None,
+            raised_at: now,
+            clear_since: Some(now + 5),
+        }],
+        relay: Some(RelayCursor {
+            at: now,
+            kbps: 812.5,
+            server: Some("turn.example.com".into()),
+        }),
+    };
+    let mut first = commit("m", "p", 0, now);
+    first.derived = derived.clone();
+    first.records = vec![record(now, "m", AlertKind::HighLatency, AlertState::Raised)];
+    first.history = Some(MetricsView::from(full_state()));
+    first.relayed = Some(RelayedSince {
+        server: None,
+        bytes: 1000,
+    });
+    assert!(store.commit_derived(&first).await.unwrap());
+    // Another process (or a restarted one) sees the committed state.
+    let other = backend.second_store(&store, LIVE_TTL_MS);
+    let slot = other.derived("m", "p").await.unwrap();
+    assert_eq!((slot.version, &slot.derived), (1, &derived));
+    assert!(other.derived("m", "q").await.unwrap() == Default::default());
+    // A commit based on a stale version changes nothing at all.
+    let mut stale = commit("m", "p", 0, now + 1);
+    stale.records = vec![record(now + 1, "m", AlertKind::PacketLoss, AlertState::Raised)];
+    stale.history = Some(MetricsView::from(rtt(1.0)));
+    stale.relayed = Some(RelayedSince { server: None, bytes: 5 });
+    assert!(!other.commit_derived(&stale).await.unwrap());
+    assert_eq!(other.derived("m", "p").await.unwrap().version, 1);
+    assert_eq!(store.alert_history(0, None).await.unwrap().len(), 1);
+    let all = HistoryQuery {
+        from_ms: 0,
+        to_ms: u64::MAX / 2,
+        ..Default::default()
+    };
+    let points = store.history(&all).await.unwrap();
+    assert_eq!(points.len(), 1);
+    assert_eq!(points[0].metrics, MetricsView::from(full_state()));
+    assert_eq!(
+        store.turn_usage(0, now + BUCKET_MS).await.unwrap()[0].relayed_bytes,
+        1000
+    );
+    // The fresh version commits.
+    let mut fresh = stale.clone();
+    fresh.expected_version = 1;
+    assert!(other.commit_derived(&fresh).await.unwrap());
+    assert_eq!(store.derived("m", "p").await.unwrap().version, 2);
+    assert_eq!(store.alert_history(0, None).await.unwrap().len(), 2);
+}
+
+async fn concurrent_commits_of_one_version_let_exactly_one_win(backend: &Backend) {
+    let first = backend.store(LIVE_TTL_MS);
+    let second = backend.second_store(&first, LIVE_TTL_MS);
+    let now = aligned_now();
+    let mut tasks = Vec::new();
+    for i in 0..20u64 {
+        let store = if i % 2 == 0 { first.clone() } else { second.clone() };
+        let mut c = commit("m", "p", 0, now);
+        c.records = vec![record(now, "m", AlertKind::PoorConnection, AlertState::Raised)];
+        c.derived.evaluated_seq = i;
+        tasks.push(tokio::spawn(async move { store.commit_derived(&c).await.unwrap() }));
+    }
+    let mut wins = 0;
+    for task in tasks {
+        wins += usize::from(task.await.unwrap());
+    }
+    assert_eq!(wins, 1);
+    assert_eq!(first.alert_history(0, None).await.unwrap().len(), 1);
+    assert_eq!(first.derived("m", "p").await.unwrap().version, 1);
+}
+
+async fn alert_history_by_time_and_meeting(backend: &Backend) {
+    let store = backend.store(LIVE_TTL_MS);
+    let now = aligned_now();
+    let plan = [
+        ("https://a.example/x", 0, AlertKind::HighLatency, AlertState::Raised),
+        ("https://b.example/y", 1_000, AlertKind::UsingTurn, AlertState::Raised),
+        (
+            "https://a.example/x",
+            2_000,
+            AlertKind::HighLatency,
+            AlertState::Resolved,
+        ),
+        ("https://a.example/x", 3_000, AlertKind::PacketLoss, AlertState::Raised),
+    ];
+    let mut version = std::collections::HashMap::new();
+    for (meeting, offset, kind, state) in plan {
+        let v = version.entry(meeting).or_insert(0u64);
+        let mut c = commit(meeting, "p", *v, now + offset);
+        c.records = vec![record(now + offset, meeting, kind, state)];
+        assert!(store.commit_derived(&c).await.unwrap());
+        *v += 1;
+    }
+    let summary = |records: Vec<AlertRecord>| -> Vec<(u64, String, AlertKind, AlertState)> {
+        records
+            .into_iter()
+            .map(|r| (r.at - now, r.meeting_id, r.kind, r.state))
+            .collect()
+    };
+    let all = store.alert_history(now, None).await.unwrap();
+    assert_eq!(
+        all[1],
+        record(
+            now + 1_000,
+            "https://b.example/y",
+            AlertKind::UsingTurn,
+            AlertState::Raised
+        )
+    );
+    assert_eq!(
+        summary(all)
+            .iter()
+            .map(|(t, m, k, s)| (*t, m.as_str(), *k, *s))
+            .collect::<Vec<_>>(),
+        plan.iter().map(|(m, t, k, s)| (*t, *m, *k, *s)).collect::<Vec<_>>()
+    );
+    let since = summary(
+        store
+            .alert_history(now + 1_000, Some("https://a.example/x"))
+            .await
+            .unwrap(),
+    );
+    assert_eq!(
+        since,
+        [
+            (
+                2_000,
+                "https://a.example/x".into(),
+                AlertKind::HighLatency,
+                AlertState::Resolved
+            ),
+            (
+                3_000,
+                "https://a.example/x".into(),
+                AlertKind::PacketLoss,
+                AlertState::Raised
+            )
+        ]
+    );
+    assert!(store.alert_history(now + 3_001, None).await.unwrap().is_empty());
+    assert!(store
+        .alert_history(0, Some("https://c.example/"))
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+async fn history_keeps_the_last_point_per_bucket(backend: &Backend) {
+    let store = backend.store(LIVE_TTL_MS);
+    let t0 = aligned_now();
+    assert_eq!(history_bucket(t0 + HISTORY_BUCKET_MS - 1), t0);
+    // (meeting, participant, offset, rtt): two writes in the first bucket of p1, the later wins;
+    // equal metrics in two buckets stay two points.
+    let plan = [
+        ("m", "p1", 0, 10.0),
+        ("m", "p1", 3_000, 11.0),
+        ("m", "p1", 10_000, 12.0),
+        ("m", "p1", 20_000, 12.0),
+        ("m", "p2", 5_000, 20.0),
+        ("n:m", "p1", 0, 30.0),
+    ];
+    let mut version = std::collections::HashMap::new();
+    for (meeting, participant, offset, rtt_ms) in plan {
+        let v = version.entry((meeting, participant)).or_insert(0u64);
+        let mut c = commit(meeting, participant, *v, t0 + offset);
+        c.history = Some(MetricsView::from(rtt(rtt_ms)));
+        assert!(store.commit_derived(&c).await.unwrap());
+        *v += 1;
+    }
+    let read = |meeting: Option<&str>, participant: Option<&str>, from: u64, to: u64| {
+        let query = HistoryQuery {
+            meeting_id: meeting.map(str::to_owned),
+            participant_id: participant.map(str::to_owned),
+            from_ms: t0 + from,
+            to_ms: t0 + to,
+        };
+        let store = store.clone();
+        async move {
+            store
+                .history(&query)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|p| (p.meeting_id, p.participant_id, p.t - t0, p.metrics.rtt_ms.unwrap()))
+                .collect::<Vec<_>>()
+        }
+    };
+    let s = |m: &str, p: &str, t: u64, r: f64| (m.to_string(), p.to_string(), t, r);
+    assert_eq!(
+        read(Some("m"), None, 0, 60_000).await,
+        [
+            s("m", "p1", 0, 11.0),
+            s("m", "p1", 10_000, 12.0),
+            s("m", "p1", 20_000, 12.0),
+            s("m", "p2", 0, 20.0)
+        ]
+    );
+    assert_eq!(
+        read(Some("m"), Some("p1"), 10_000, 20_000).await,
+        [s("m", "p1", 10_000, 12.0), s("m", "p1", 20_000, 12.0)]
+    );
+    assert_eq!(read(Some("m"), Some("p1"), 1, 9_999).await, []);
+    assert_eq!(read(Some("n:m"), None, 0, 0).await, [s("n:m", "p1", 0, 30.0)]);
+    assert_eq!(read(None, None, 0, 60_000).await.len(), 5, "every meeting");
+    assert_eq!(read(None, None, 20_000, 0).await, [], "an empty range");
+    let point = &store
+        .history(&HistoryQuery {
+            meeting_id: Some("m".into()),
+            participant_id: Some("p2".into()),
+            from_ms: t0,
+            to_ms: t0,
+        })
+        .await
+        .unwrap()[0];
+    assert_eq!(point.metrics, MetricsView::from(rtt(20.0)));
+}
+
+async fn turn_usage_is_summed_per_meeting_participant_and_server(backend: &Backend) {
+    let store = backend.store(LIVE_TTL_MS);
+    let t0 = aligned_now();
+    // (meeting, participant, offset, server, bytes)
+    let plan = [
+        ("m", "p1", 0, Some("turn-a"), 100),
+        ("m", "p1", 1_000, Some("turn-a"), 50),
+        ("m", "p1", BUCKET_MS, Some("turn-b"), 7),
+        ("m", "p1", 2 * BUCKET_MS, Some("turn-a"), 1),
+        ("m", "p2", 0, None, 1_000_000_000_000),
+    ];
+    let mut version = std::collections::HashMap::new();
+    for (meeting, participant, offset, server, bytes) in plan {
+        let v = version.entry((meeting, participant)).or_insert(0u64);
+        let mut c = commit(meeting, participant, *v, t0 + offset);
+        c.relayed = Some(RelayedSince {
+            server: server.map(str::to_owned),
+            bytes,
+        });
+        assert!(store.commit_derived(&c).await.unwrap());
+        *v += 1;
+    }
+    let usage = |m: &str, p: &str, s: Option<&str>, bytes: u64| TurnUsage {
+        meeting_id: m.into(),
+        participant_id: p.into(),
+        relay_server: s.map(str::to_owned),
+        relayed_bytes: bytes,
+    };
+    assert_eq!(
+        store.turn_usage(t0, t0 + 3 * BUCKET_MS).await.unwrap(),
+        [
+            usage("m", "p1", Some("turn-a"), 151),
+            usage("m", "p1", Some("turn-b"), 7),
+            usage("m", "p2", None, 1_000_000_000_000)
+        ]
+    );
+    // A range takes whole buckets: from rounds down, to is the last bucket start taken.
+    assert_eq!(
+        store.turn_usage(t0 + BUCKET_MS + 5, t0 + BUCKET_MS).await.unwrap(),
+        [usage("m", "p1", Some("turn-b"), 7)]
+    );
+    assert_eq!(
+        store.turn_usage(t0 + BUCKET_MS, t0 + 2 * BUCKET_MS).await.unwrap(),
+        [usage("m", "p1", Some("turn-a"), 1), usage("m", "p1", Some("turn-b"), 7)]
+    );
+    assert!(store
+        .turn_usage(t0 + 3 * BUCKET_MS, t0 + 9 * BUCKET_MS)
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+async fn history_alerts_and_usage_expire_after_the_retention(backend: &Backend) {
+    const RETENTION_MS: u64 = 600_000;
+    let store = backend.store_with_retention(LIVE_TTL_MS, RETENTION_MS);
+    let old = aligned_now() - 2 * RETENTION_MS;
+    let new = old + RETENTION_MS + 2 * BUCKET_MS;
+    for (version, at) in [(0, old), (1, new)] {
+        let mut c = commit("m", "p", version, at);
+        c.records = vec![record(at, "m", AlertKind::HighLatency, AlertState::Raised)];
+        c.history = Some(MetricsView::from(rtt(at as f64)));
+        c.relayed = Some(RelayedSince { server: None, bytes: 1 });
+        assert!(store.commit_derived(&c).await.unwrap());
+    }
+    let alerts = store.alert_history(0, None).await.unwrap();
+    assert_eq!(alerts.iter().map(|a| a.at).collect::<Vec<_>>(), [new]);
+    assert_eq!(store.alert_history(0, Some("m")).await.unwrap().len(), 1);
+    let points = store
+        .history(&HistoryQuery {
+            from_ms: 0,
+            to_ms: u64::MAX / 2,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(points.iter().map(|p| p.t).collect::<Vec<_>>(), [history_bucket(new)]);
+    assert_eq!(store.turn_usage(0, new).await.unwrap()[0].relayed_bytes, 1);
+}
+
 /// Runs each contract test against both stores.
 macro_rules! contract {
     ($($name:ident),* $(,)?) => {
@@ -476,4 +828,10 @@ contract!(
     live_state_expires_after_ttl,
     any_arrival_order_gives_the_in_order_result,
     concurrent_deltas_lose_no_field,
+    derived_state_is_a_compare_and_set,
+    concurrent_commits_of_one_version_let_exactly_one_win,
+    alert_history_by_time_and_meeting,
+    history_keeps_the_last_point_per_bucket,
+    turn_usage_is_summed_per_meeting_participant_and_server,
+    history_alerts_and_usage_expire_after_the_retention,
 );

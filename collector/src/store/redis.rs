@@ -6,7 +6,17 @@
 //!   JSON text) and `s:{field}` (the sequence number that wrote it);
 //! - `seqs:{same suffix}`: the set of sequence numbers applied (idempotency);
 //! - `meetings`: a sorted set of meeting ids scored by last batch time (ms);
-//! - `participants:{meeting id}`: a sorted set of participant ids scored the same way.
+//! - `participants:{meeting id}`: a sorted set of participant ids scored the same way;
+//! - `derived:{suffix}`: a hash with `version` and `state` (the JSON of `Derived`);
+//! - `alerts` and `alerts-of:{meeting id}`: sorted sets of alert records (JSON) scored by time;
+//! - `history:{suffix}`: a sorted set of history points (JSON) scored by bucket start, one per
+//!   bucket; `history-participants:{meeting id}` and `history-meetings` index them, scored by
+//!   the latest bucket;
+//! - `turn:{bucket start}`: a hash of relayed bytes per `[meeting, participant, server]` (JSON),
+//!   indexed by the sorted set `turn-buckets`.
+//!
+//! History, alerts and usage expire after the retention time (trimmed on every write, and each
+//! key expires when it has not been written for that long).
 //!
 //! The length prefix keeps the key unambiguous whatever characters the ids hold. Ingest runs as
 //! one Lua script, so the duplicate check and the merge are atomic: two separate read and write
@@ -16,6 +26,12 @@ use super::{
     decode_fields, encode_fields, events_in_seq_order, group_meetings, unique_seqs, IngestOutcome, MeetingView,
     ParticipantView, Store, StoreError, StoreFuture, FIELD_COUNT, FIELD_NAMES, LIVE_TTL_MS,
 };
+use super::{
+    history_bucket, turn_bucket, usage_rows, DerivedCommit, DerivedSlot, HistoryPoint, HistoryQuery, MetricsView,
+    UsageSums, DEFAULT_RETENTION_MS,
+};
+use crate::alerts::AlertRecord;
+use crate::turn::TurnUsage;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{RedisError, Script};
 use std::time::Duration;
@@ -82,12 +98,61 @@ redis.call('PEXPIRE', participants, ttl_ms)
 return {applied, redis.call('HGETALL', live)}
 "#;
 
+/// The compare-and-set commit of `Store::commit_derived`, with everything it writes.
+///
+/// KEYS: derived hash, alerts, alerts-of meeting, history, history-participants,
+/// history-meetings, turn bucket hash, turn-buckets.
+/// ARGV: expected version, state JSON, now_ms, retention_ms, meeting id, participant id,
+/// history bucket ('' for none), history JSON, turn bucket ('' for none), turn field, turn
+/// bytes, then the alert records (JSON).
+/// Returns 1 when committed, 0 when the version differed.
+const COMMIT_SCRIPT: &str = r#"
+local version = tonumber(redis.call('HGET', KEYS[1], 'version')) or 0
+if version ~= tonumber(ARGV[1]) then return 0 end
+local now = tonumber(ARGV[3])
+local keep = tonumber(ARGV[4])
+local oldest = '(' .. tostring(now - keep)
+redis.call('HSET', KEYS[1], 'version', version + 1, 'state', ARGV[2])
+redis.call('PEXPIRE', KEYS[1], keep)
+if #ARGV >= 12 then
+  for i = 12, #ARGV do
+    redis.call('ZADD', KEYS[2], now, ARGV[i])
+    redis.call('ZADD', KEYS[3], now, ARGV[i])
+  end
+  for k = 2, 3 do
+    redis.call('ZREMRANGEBYSCORE', KEYS[k], '-inf', oldest)
+    redis.call('PEXPIRE', KEYS[k], keep)
+  end
+end
+if ARGV[7] ~= '' then
+  local bucket = ARGV[7]
+  redis.call('ZREMRANGEBYSCORE', KEYS[4], bucket, bucket)
+  redis.call('ZADD', KEYS[4], bucket, ARGV[8])
+  redis.call('ZADD', KEYS[5], bucket, ARGV[6])
+  redis.call('ZADD', KEYS[6], bucket, ARGV[5])
+  for k = 4, 6 do
+    redis.call('ZREMRANGEBYSCORE', KEYS[k], '-inf', oldest)
+    redis.call('PEXPIRE', KEYS[k], keep)
+  end
+end
+if ARGV[9] ~= '' then
+  redis.call('HINCRBY', KEYS[7], ARGV[10], ARGV[11])
+  redis.call('PEXPIRE', KEYS[7], keep)
+  redis.call('ZADD', KEYS[8], ARGV[9], ARGV[9])
+  redis.call('ZREMRANGEBYSCORE', KEYS[8], '-inf', oldest)
+  redis.call('PEXPIRE', KEYS[8], keep)
+end
+return 1
+"#;
+
 /// How the Redis store is set up.
 #[derive(Debug, Clone)]
 pub struct RedisOptions {
     /// Prepended to every key, so several deployments (or tests) can share one Redis.
     pub key_prefix: String,
     pub live_ttl_ms: u64,
+    /// How long history, alert history and TURN usage are kept.
+    pub retention_ms: u64,
     /// How long one command may take before the store counts as unavailable.
     pub response_timeout: Duration,
 }
@@ -97,6 +162,7 @@ impl Default for RedisOptions {
         Self {
             key_prefix: "vitals:".into(),
             live_ttl_ms: LIVE_TTL_MS,
+            retention_ms: DEFAULT_RETENTION_MS,
             response_timeout: Duration::from_secs(2),
         }
     }
@@ -108,6 +174,7 @@ pub struct RedisStore {
     connection: ConnectionManager,
     options: RedisOptions,
     ingest_script: Script,
+    commit_script: Script,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -135,6 +202,7 @@ impl RedisStore {
             connection,
             options,
             ingest_script: Script::new(INGEST_SCRIPT),
+            commit_script: Script::new(COMMIT_SCRIPT),
         })
     }
 
@@ -230,6 +298,188 @@ impl RedisStore {
     }
 }
 
+impl RedisStore {
+    async fn derived_of(&self, meeting_id: &str, participant_id: &str) -> Result<DerivedSlot, StoreError> {
+        let suffix = Self::participant_suffix(meeting_id, participant_id);
+        let mut connection = self.connection.clone();
+        let (version, state): (Option<u64>, Option<String>) = redis::cmd("HMGET")
+            .arg(self.key(&["derived:", &suffix]))
+            .arg("version")
+            .arg("state")
+            .query_async(&mut connection)
+            .await
+            .map_err(classify)?;
+        Ok(match (version, state) {
+            (Some(version), Some(state)) => DerivedSlot {
+                version,
+                derived: serde_json::from_str(&state)
+                    .map_err(|e| StoreError::Internal(format!("bad derived state: {e}")))?,
+            },
+            _ => DerivedSlot::default(),
+        })
+    }
+
+    async fn commit(&self, commit: &DerivedCommit) -> Result<bool, StoreError> {
+        let suffix = Self::participant_suffix(&commit.meeting_id, &commit.participant_id);
+        let turn_bucket_start = turn_bucket(commit.now_ms).to_string();
+        let mut invocation = self.commit_script.prepare_invoke();
+        invocation
+            .key(self.key(&["derived:", &suffix]))
+            .key(self.key(&["alerts"]))
+            .key(self.key(&["alerts-of:", &commit.meeting_id]))
+            .key(self.key(&["history:", &suffix]))
+            .key(self.key(&["history-participants:", &commit.meeting_id]))
+            .key(self.key(&["history-meetings"]))
+            .key(self.key(&["turn:", &turn_bucket_start]))
+            .key(self.key(&["turn-buckets"]))
+            .arg(commit.expected_version)
+            .arg(json(&commit.derived))
+            .arg(commit.now_ms)
+            .arg(self.options.retention_ms)
+            .arg(&commit.meeting_id)
+            .arg(&commit.participant_id);
+        match &commit.history {
+            // The bucket start leads the member, so equal metrics in two buckets stay two members.
+            Some(metrics) => {
+                let bucket = history_bucket(commit.now_ms);
+                invocation.arg(bucket).arg(format!("{bucket}:{}", json(metrics)))
+            }
+            None => invocation.arg("").arg(""),
+        };
+        match &commit.relayed {
+            Some(relayed) => invocation
+                .arg(&turn_bucket_start)
+                .arg(json(&(&commit.meeting_id, &commit.participant_id, &relayed.server)))
+                .arg(relayed.bytes),
+            None => invocation.arg("").arg("").arg(0),
+        };
+        for record in &commit.records {
+            invocation.arg(json(record));
+        }
+        let mut connection = self.connection.clone();
+        let committed: i64 = invocation.invoke_async(&mut connection).await.map_err(classify)?;
+        Ok(committed == 1)
+    }
+
+    async fn alerts_since(&self, since_ms: u64, meeting_id: Option<&str>) -> Result<Vec<AlertRecord>, StoreError> {
+        let key = match meeting_id {
+            Some(meeting_id) => self.key(&["alerts-of:", meeting_id]),
+            None => self.key(&["alerts"]),
+        };
+        let mut connection = self.connection.clone();
+        let members: Vec<String> = redis::cmd("ZRANGEBYSCORE")
+            .arg(key)
+            .arg(since_ms)
+            .arg("+inf")
+            .query_async(&mut connection)
+            .await
+            .map_err(classify)?;
+        members
+            .iter()
+            .map(|m| serde_json::from_str(m).map_err(|e| StoreError::Internal(format!("bad alert record: {e}"))))
+            .collect()
+    }
+
+    async fn history_of(&self, query: &HistoryQuery) -> Result<Vec<HistoryPoint>, StoreError> {
+        if query.from_ms > query.to_ms {
+            return Ok(Vec::new());
+        }
+        let mut connection = self.connection.clone();
+        // Which meetings and participants have points at or after `from`.
+        let meetings: Vec<String> = match &query.meeting_id {
+            Some(meeting_id) => vec![meeting_id.clone()],
+            None => redis::cmd("ZRANGEBYSCORE")
+                .arg(self.key(&["history-meetings"]))
+                .arg(query.from_ms)
+                .arg("+inf")
+                .query_async(&mut connection)
+                .await
+                .map_err(classify)?,
+        };
+        let mut series: Vec<(String, String)> = Vec::new();
+        match &query.participant_id {
+            Some(participant_id) => series.extend(meetings.iter().map(|m| (m.clone(), participant_id.clone()))),
+            None if !meetings.is_empty() => {
+                let mut pipe = redis::pipe();
+                for meeting_id in &meetings {
+                    pipe.cmd("ZRANGEBYSCORE")
+                        .arg(self.key(&["history-participants:", meeting_id]))
+                        .arg(query.from_ms)
+                        .arg("+inf");
+                }
+                let participants: Vec<Vec<String>> = pipe.query_async(&mut connection).await.map_err(classify)?;
+                for (meeting_id, participants) in meetings.iter().zip(participants) {
+                    series.extend(participants.into_iter().map(|p| (meeting_id.clone(), p)));
+                }
+            }
+            None => {}
+        }
+        if series.is_empty() {
+            return Ok(Vec::new());
+        }
+        series.sort();
+        let mut pipe = redis::pipe();
+        for (meeting_id, participant_id) in &series {
+            pipe.cmd("ZRANGEBYSCORE")
+                .arg(self.key(&["history:", &Self::participant_suffix(meeting_id, participant_id)]))
+                .arg(query.from_ms)
+                .arg(query.to_ms)
+                .arg("WITHSCORES");
+        }
+        let answers: Vec<Vec<(String, u64)>> = pipe.query_async(&mut connection).await.map_err(classify)?;
+        let mut points = Vec::new();
+        for ((meeting_id, participant_id), answer) in series.into_iter().zip(answers) {
+            for (member, t) in answer {
+                let text = member.split_once(':').map_or("", |(_, text)| text);
+                let metrics: MetricsView =
+                    serde_json::from_str(text).map_err(|e| StoreError::Internal(format!("bad history point: {e}")))?;
+                points.push(HistoryPoint {
+                    meeting_id: meeting_id.clone(),
+                    participant_id: participant_id.clone(),
+                    t,
+                    metrics,
+                });
+            }
+        }
+        Ok(points)
+    }
+
+    async fn turn_usage_of(&self, from_ms: u64, to_ms: u64) -> Result<Vec<TurnUsage>, StoreError> {
+        let from = turn_bucket(from_ms);
+        if from > to_ms {
+            return Ok(Vec::new());
+        }
+        let mut connection = self.connection.clone();
+        let buckets: Vec<String> = redis::cmd("ZRANGEBYSCORE")
+            .arg(self.key(&["turn-buckets"]))
+            .arg(from)
+            .arg(to_ms)
+            .query_async(&mut connection)
+            .await
+            .map_err(classify)?;
+        if buckets.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for bucket in &buckets {
+            pipe.cmd("HGETALL").arg(self.key(&["turn:", bucket]));
+        }
+        let answers: Vec<Vec<(String, u64)>> = pipe.query_async(&mut connection).await.map_err(classify)?;
+        let mut sums = UsageSums::new();
+        for (field, bytes) in answers.into_iter().flatten() {
+            let key =
+                serde_json::from_str(&field).map_err(|e| StoreError::Internal(format!("bad usage field: {e}")))?;
+            *sums.entry(key).or_default() += bytes;
+        }
+        Ok(usage_rows(sums))
+    }
+}
+
+/// JSON text of what the commit script stores.
+fn json<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_string(value).expect("plain data always serializes")
+}
+
 /// Reads a participant (and its meeting id) from a flat HGETALL answer.
 fn participant_from_hash(hash: &[String]) -> Option<(String, ParticipantView)> {
     let pairs: Vec<(&str, &str)> = hash
@@ -278,5 +528,25 @@ impl Store for RedisStore {
                 .map(drop)
                 .map_err(classify)
         })
+    }
+
+    fn derived<'a>(&'a self, meeting_id: &'a str, participant_id: &'a str) -> StoreFuture<'a, DerivedSlot> {
+        Box::pin(self.derived_of(meeting_id, participant_id))
+    }
+
+    fn commit_derived<'a>(&'a self, commit: &'a DerivedCommit) -> StoreFuture<'a, bool> {
+        Box::pin(self.commit(commit))
+    }
+
+    fn alert_history<'a>(&'a self, since_ms: u64, meeting_id: Option<&'a str>) -> StoreFuture<'a, Vec<AlertRecord>> {
+        Box::pin(self.alerts_since(since_ms, meeting_id))
+    }
+
+    fn history<'a>(&'a self, query: &'a HistoryQuery) -> StoreFuture<'a, Vec<HistoryPoint>> {
+        Box::pin(self.history_of(query))
+    }
+
+    fn turn_usage(&self, from_ms: u64, to_ms: u64) -> StoreFuture<'_, Vec<TurnUsage>> {
+        Box::pin(self.turn_usage_of(from_ms, to_ms))
     }
 }

@@ -110,11 +110,17 @@ impl TestRedis {
     }
 
     pub fn store(&self, live_ttl_ms: u64) -> RedisStore {
+        self.store_with_retention(live_ttl_ms, RedisOptions::default().retention_ms)
+    }
+
+    /// A store that keeps history, alerts and TURN usage for `retention_ms`.
+    pub fn store_with_retention(&self, live_ttl_ms: u64, retention_ms: u64) -> RedisStore {
         RedisStore::new(
             &self.url,
             RedisOptions {
                 key_prefix: self.key_prefix.clone(),
                 live_ttl_ms,
+                retention_ms,
                 ..RedisOptions::default()
             },
         )

@@ -1,0 +1,389 @@
+//! The alert engine: pure, driven by the merged participant state and an external clock.
+//!
+//! An alert is raised when its condition starts and resolved once the condition has been clear
+//! for `clear_after_ms` (the hysteresis), so a value hovering around a threshold does not raise
+//! and resolve on every event. While an alert is active nothing is repeated. An unknown metric
+//! (absent in the merged state) counts as clear: no alert is raised on a figure nobody measured.
+//! The engine never reads a clock: `now_ms` is input, so tests run in simulated time.
+
+use crate::store::MetricsView;
+use serde::{Deserialize, Serialize};
+use vitals_shared::QualityClass;
+
+/// What an alert is about; the names are those of the Socket.IO `meeting:alerts` protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AlertKind {
+    HighLatency,
+    PacketLoss,
+    UsingTurn,
+    PoorConnection,
+}
+
+impl AlertKind {
+    pub const ALL: [AlertKind; 4] = [
+        Self::HighLatency,
+        Self::PacketLoss,
+        Self::UsingTurn,
+        Self::PoorConnection,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::HighLatency => "high-latency",
+            Self::PacketLoss => "packet-loss",
+            Self::UsingTurn => "using-turn",
+            Self::PoorConnection => "poor-connection",
+        }
+    }
+
+    pub fn severity(self) -> Severity {
+        match self {
+            Self::HighLatency | Self::PacketLoss => Severity::Warning,
+            Self::UsingTurn => Severity::Info,
+            Self::PoorConnection => Severity::Critical,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Info,
+    Warning,
+    Critical,
+}
+
+/// The engine's knobs.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AlertThresholds {
+    /// `high-latency` while the round-trip time is above this.
+    pub latency_ms: f64,
+    /// `packet-loss` while the loss is above this.
+    pub loss_pct: f64,
+    /// An active alert resolves once its condition has been clear this long.
+    pub clear_after_ms: u64,
+    /// Price of relayed traffic, for the `using-turn` message and cost estimate.
+    pub turn_price_per_gb: f64,
+}
+
+impl Default for AlertThresholds {
+    fn default() -> Self {
+        Self {
+            latency_ms: 300.0,
+            loss_pct: 5.0,
+            clear_after_ms: 10_000,
+            turn_price_per_gb: crate::turn::DEFAULT_PRICE_PER_GB,
+        }
+    }
+}
+
+/// An alert that is currently raised for one participant.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ActiveAlert {
+    #[serde(rename = "type")]
+    pub kind: AlertKind,
+    pub severity: Severity,
+    pub message: String,
+    /// Estimated cost per hour of relaying at the bitrate when raised (`using-turn` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost: Option<f64>,
+    pub raised_at: u64,
+    /// Since when the condition has been clear (the alert resolves `clear_after_ms` later).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clear_since: Option<u64>,
+}
+
+/// Whether a history record marks the start or the end of an alert.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AlertState {
+    Raised,
+    Resolved,
+}
+
+/// One line of the alert history.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AlertRecord {
+    /// When it happened, ms since the Unix epoch (the collector's clock).
+    pub at: u64,
+    pub meeting_id: String,
+    pub participant_id: String,
+    #[serde(rename = "type")]
+    pub kind: AlertKind,
+    pub severity: Severity,
+    pub state: AlertState,
+    pub message: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost: Option<f64>,
+}
+
+/// Is the condition of `kind` present in `metrics`, and if so, with what message and cost?
+fn condition(kind: AlertKind, metrics: &MetricsView, thresholds: &AlertThresholds) -> Option<(String, Option<f64>)> {
+    match kind {
+        AlertKind::HighLatency => metrics.rtt_ms.filter(|rtt| *rtt > thresholds.latency_ms).map(|rtt| {
+            (
+                format!(
+                    "High latency: {rtt:.0} ms round trip (over {:.0} ms)",
+                    thresholds.latency_ms
+                ),
+                None,
+            )
+        }),
+        AlertKind::PacketLoss => metrics.loss_pct.filter(|loss| *loss > thresholds.loss_pct).map(|loss| {
+            (
+                format!("Packet loss {loss:.1} % (over {:.1} %)", thresholds.loss_pct),
+                None,
+            )
+        }),
+        AlertKind::UsingTurn => (metrics.using_relay == Some(true)).then(|| {
+            let kbps = metrics.upload_kbps.unwrap_or(0.0) + metrics.download_kbps.unwrap_or(0.0);
+            let per_hour = crate::turn::cost(
+                crate::turn::relayed_bytes(kbps, 3_600_000),
+                thresholds.turn_price_per_gb,
+            );
+            let via = metrics.relay_server.as_deref().unwrap_or("a TURN server");
+            let protocol = metrics.relay_protocol.as_deref().unwrap_or("unknown protocol");
+            (
+                format!(
+                    "Relayed through {via} ({protocol}): TURN traffic costs money, about ${per_hour:.2} per hour \
+                     at {kbps:.0} kbps (${:.2} per GB)",
+                    thresholds.turn_price_per_gb
+                ),
+                Some(per_hour),
+            )
+        }),
+        AlertKind::PoorConnection => {
+            (metrics.quality == Some(QualityClass::Poor)).then(|| ("Poor connection quality".to_owned(), None))
+        }
+    }
+}
+
+/// Evaluates `metrics` at `now_ms` against the participant's `active` alerts (updated in place).
+/// Returns the history records of what was raised or resolved, empty when nothing changed.
+pub fn evaluate(
+    thresholds: &AlertThresholds,
+    active: &mut Vec<ActiveAlert>,
+    metrics: &MetricsView,
+    meeting_id: &str,
+    participant_id: &str,
+    now_ms: u64,
+) -> Vec<AlertRecord> {
+    let mut records = Vec::new();
+    let record = |alert: &ActiveAlert, state| AlertRecord {
+        at: now_ms,
+        meeting_id: meeting_id.to_owned(),
+        participant_id: participant_id.to_owned(),
+        kind: alert.kind,
+        severity: alert.severity,
+        state,
+        message: alert.message.clone(),
+        cost: alert.cost,
+    };
+    for kind in AlertKind::ALL {
+        let present = condition(kind, metrics, thresholds);
+        let index = active.iter().position(|a| a.kind == kind);
+        match (present, index) {
+            (Some((message, cost)), None) => {
+                let alert = ActiveAlert {
+                    kind,
+                    severity: kind.severity(),
+                    message,
+                    cost,
+                    raised_at: now_ms,
+                    clear_since: None,
+                };
+                records.push(record(&alert, AlertState::Raised));
+                active.push(alert);
+            }
+            // Still present: the alert stays as raised (no repeat), and any clear spell ends.
+            (Some(_), Some(i)) => active[i].clear_since = None,
+            (None, Some(i)) => {
+                let since = *active[i].clear_since.get_or_insert(now_ms);
+                if now_ms.saturating_sub(since) >= thresholds.clear_after_ms {
+                    let alert = active.remove(i);
+                    records.push(record(&alert, AlertState::Resolved));
+                }
+            }
+            (None, None) => {}
+        }
+    }
+    active.sort_by_key(|a| a.kind);
+    records
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn metrics(rtt_ms: Option<f64>, loss_pct: Option<f64>) -> MetricsView {
+        MetricsView {
+            rtt_ms,
+            loss_pct,
+            ..Default::default()
+        }
+    }
+
+    /// Runs the engine over `(time, metrics)` steps and returns what happened, as (time, kind, state).
+    fn run(steps: &[(u64, MetricsView)]) -> (Vec<(u64, AlertKind, AlertState)>, Vec<ActiveAlert>) {
+        let thresholds = AlertThresholds::default();
+        let mut active = Vec::new();
+        let mut seen = Vec::new();
+        for (t, m) in steps {
+            for r in evaluate(&thresholds, &mut active, m, "m", "p", *t) {
+                assert_eq!((r.meeting_id.as_str(), r.participant_id.as_str(), r.at), ("m", "p", *t));
+                seen.push((r.at, r.kind, r.state));
+            }
+        }
+        (seen, active)
+    }
+
+    #[test]
+    fn raised_once_when_the_condition_starts_and_not_repeated() {
+        let high = metrics(Some(350.0), None);
+        let (seen, active) = run(&[
+            (0, metrics(Some(100.0), None)),
+            (1_000, high.clone()),
+            (2_000, high.clone()),
+            (3_000, metrics(Some(500.0), None)),
+        ]);
+        assert_eq!(seen, [(1_000, AlertKind::HighLatency, AlertState::Raised)]);
+        assert_eq!(active.len(), 1);
+        assert_eq!(active[0].severity, Severity::Warning);
+        assert_eq!(active[0].raised_at, 1_000);
+        assert!(active[0].message.contains("350 ms"), "{}", active[0].message);
+    }
+
+    #[test]
+    fn thresholds_are_strictly_above() {
+        let (seen, _) = run(&[(0, metrics(Some(300.0), Some(5.0)))]);
+        assert!(seen.is_empty(), "{seen:?}");
+        let (seen, _) = run(&[(0, metrics(Some(300.1), Some(5.01)))]);
+        assert_eq!(
+            seen,
+            [
+                (0, AlertKind::HighLatency, AlertState::Raised),
+                (0, AlertKind::PacketLoss, AlertState::Raised)
+            ]
+        );
+    }
+
+    #[test]
+    fn resolved_only_after_being_clear_for_the_hold_time() {
+        let high = metrics(None, Some(8.0));
+        let clear = metrics(None, Some(1.0));
+        let (seen, active) = run(&[
+            (0, high.clone()),
+            (5_000, clear.clone()),  // clear spell starts
+            (9_000, high.clone()),   // back before 10 s: the spell ends, nothing resolved
+            (12_000, clear.clone()), // a new spell
+            (21_999, clear.clone()), // 9.999 s: not yet
+            (22_000, clear.clone()), // 10 s: resolved
+            (30_000, clear.clone()),
+        ]);
+        assert_eq!(
+            seen,
+            [
+                (0, AlertKind::PacketLoss, AlertState::Raised),
+                (22_000, AlertKind::PacketLoss, AlertState::Resolved)
+            ]
+        );
+        assert!(active.is_empty());
+        // And it can be raised again afterwards.
+        let (seen, _) = run(&[
+            (0, high.clone()),
+            (1_000, clear.clone()),
+            (11_000, clear),
+            (12_000, high),
+        ]);
+        assert_eq!(seen.len(), 3);
+        assert_eq!(seen[2], (12_000, AlertKind::PacketLoss, AlertState::Raised));
+    }
+
+    #[test]
+    fn unknown_metrics_count_as_clear() {
+        let (seen, _) = run(&[
+            (0, metrics(Some(400.0), None)),
+            (1_000, metrics(None, None)),
+            (11_000, metrics(None, None)),
+        ]);
+        assert_eq!(
+            seen,
+            [
+                (0, AlertKind::HighLatency, AlertState::Raised),
+                (11_000, AlertKind::HighLatency, AlertState::Resolved)
+            ]
+        );
+    }
+
+    #[test]
+    fn turn_and_poor_quality_alerts_with_their_severities() {
+        let relayed = MetricsView {
+            using_relay: Some(true),
+            relay_server: Some("turn.example.com".into()),
+            relay_protocol: Some("udp".into()),
+            upload_kbps: Some(1000.0),
+            download_kbps: Some(1000.0),
+            quality: Some(QualityClass::Poor),
+            ..Default::default()
+        };
+        let thresholds = AlertThresholds::default();
+        let mut active = Vec::new();
+        let records = evaluate(&thresholds, &mut active, &relayed, "m", "p", 0);
+        let kinds: Vec<_> = records.iter().map(|r| (r.kind, r.severity)).collect();
+        assert_eq!(
+            kinds,
+            [
+                (AlertKind::UsingTurn, Severity::Info),
+                (AlertKind::PoorConnection, Severity::Critical)
+            ]
+        );
+        let turn = &records[0];
+        // 2000 kbps for an hour = 900 MB; at $0.40 per GB that is $0.36.
+        assert!((turn.cost.unwrap() - 0.36).abs() < 1e-9, "{turn:?}");
+        assert!(
+            turn.message.contains("cost") && turn.message.contains("turn.example.com"),
+            "{}",
+            turn.message
+        );
+        let json = serde_json::to_value(turn).unwrap();
+        assert_eq!(json["type"], "using-turn");
+        assert_eq!(json["severity"], "info");
+        assert_eq!(json["state"], "raised");
+        // Relay off and quality recovered: both resolve after the hold time, not before.
+        let fine = MetricsView {
+            using_relay: Some(false),
+            quality: Some(QualityClass::Good),
+            ..Default::default()
+        };
+        assert!(evaluate(&thresholds, &mut active, &fine, "m", "p", 1_000).is_empty());
+        let resolved = evaluate(&thresholds, &mut active, &fine, "m", "p", 11_000);
+        assert_eq!(resolved.len(), 2);
+        assert!(resolved.iter().all(|r| r.state == AlertState::Resolved));
+        assert!(active.is_empty());
+    }
+
+    #[test]
+    fn thresholds_are_configurable() {
+        let thresholds = AlertThresholds {
+            latency_ms: 100.0,
+            loss_pct: 1.0,
+            clear_after_ms: 0,
+            ..Default::default()
+        };
+        let mut active = Vec::new();
+        let records = evaluate(&thresholds, &mut active, &metrics(Some(150.0), Some(2.0)), "m", "p", 0);
+        assert_eq!(records.len(), 2);
+        // With no hold time an alert resolves on the first clear evaluation.
+        let records = evaluate(&thresholds, &mut active, &metrics(Some(50.0), Some(0.5)), "m", "p", 1);
+        assert_eq!(records.len(), 2);
+        assert!(active.is_empty());
+    }
+
+    #[test]
+    fn kind_names_match_the_socket_io_protocol() {
+        for kind in AlertKind::ALL {
+            assert_eq!(serde_json::to_value(kind).unwrap(), kind.as_str());
+        }
+    }
+}

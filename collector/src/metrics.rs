@@ -1,0 +1,188 @@
+//! Prometheus text exposition of the collector's own counters and of the live participants.
+//!
+//! Labels are closed sets only (status codes, quality classes, alert types): never meeting ids,
+//! URLs or other free text, which would leak and let clients grow the series without bound.
+
+use crate::alerts::{AlertKind, AlertRecord, AlertState};
+use crate::store::MeetingView;
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+use vitals_shared::QualityClass;
+
+/// Upper bounds of the ingest latency histogram, seconds.
+const LATENCY_BUCKETS_S: [f64; 12] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+];
+
+/// Ingest answers by status (the statuses ingest can give).
+const STATUSES: [u16; 8] = [200, 400, 401, 413, 415, 429, 500, 503];
+
+/// The counters, updated lock-free by the request handlers.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    requests_by_status: [AtomicU64; STATUSES.len()],
+    requests_other: AtomicU64,
+    events_accepted: AtomicU64,
+    events_applied: AtomicU64,
+    latency_buckets: [AtomicU64; LATENCY_BUCKETS_S.len()],
+    latency_count: AtomicU64,
+    latency_sum_us: AtomicU64,
+    alerts_raised: [AtomicU64; AlertKind::ALL.len()],
+}
+
+impl Metrics {
+    /// Counts one ingest request, its answer and how long it took.
+    pub fn observe_ingest(&self, status: u16, elapsed: Duration) {
+        match STATUSES.iter().position(|s| *s == status) {
+            Some(i) => self.requests_by_status[i].fetch_add(1, Ordering::Relaxed),
+            None => self.requests_other.fetch_add(1, Ordering::Relaxed),
+        };
+        let seconds = elapsed.as_secs_f64();
+        for (bound, count) in LATENCY_BUCKETS_S.iter().zip(&self.latency_buckets) {
+            if seconds <= *bound {
+                count.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.latency_count.fetch_add(1, Ordering::Relaxed);
+        self.latency_sum_us
+            .fetch_add(elapsed.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    pub fn observe_events(&self, accepted: usize, applied: usize) {
+        self.events_accepted.fetch_add(accepted as u64, Ordering::Relaxed);
+        self.events_applied.fetch_add(applied as u64, Ordering::Relaxed);
+    }
+
+    pub fn observe_alerts(&self, records: &[AlertRecord]) {
+        for record in records.iter().filter(|r| r.state == AlertState::Raised) {
+            if let Some(i) = AlertKind::ALL.iter().position(|k| *k == record.kind) {
+                self.alerts_raised[i].fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// The exposition text, with gauges from the live `meetings`.
+    pub fn render(&self, meetings: &[MeetingView]) -> String {
+        let mut out = String::new();
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let _ = writeln!(
+            out,
+            "# HELP vitals_ingest_requests_total Ingest requests by HTTP status."
+        );
+        let _ = writeln!(out, "# TYPE vitals_ingest_requests_total counter");
+        for (status, count) in STATUSES.iter().zip(&self.requests_by_status) {
+            let _ = writeln!(
+                out,
+                "vitals_ingest_requests_total{{status=\"{status}\"}} {}",
+                load(count)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "vitals_ingest_requests_total{{status=\"other\"}} {}",
+            load(&self.requests_other)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP vitals_ingest_events_total Events acknowledged (accepted) and newly applied."
+        );
+        let _ = writeln!(out, "# TYPE vitals_ingest_events_total counter");
+        let _ = writeln!(
+            out,
+            "vitals_ingest_events_total{{result=\"accepted\"}} {}",
+            load(&self.events_accepted)
+        );
+        let _ = writeln!(
+            out,
+            "vitals_ingest_events_total{{result=\"applied\"}} {}",
+            load(&self.events_applied)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP vitals_ingest_duration_seconds Time to answer an ingest request."
+        );
+        let _ = writeln!(out, "# TYPE vitals_ingest_duration_seconds histogram");
+        for (bound, count) in LATENCY_BUCKETS_S.iter().zip(&self.latency_buckets) {
+            let _ = writeln!(
+                out,
+                "vitals_ingest_duration_seconds_bucket{{le=\"{bound}\"}} {}",
+                load(count)
+            );
+        }
+        let total = load(&self.latency_count);
+        let _ = writeln!(out, "vitals_ingest_duration_seconds_bucket{{le=\"+Inf\"}} {total}");
+        let _ = writeln!(
+            out,
+            "vitals_ingest_duration_seconds_sum {}",
+            load(&self.latency_sum_us) as f64 / 1e6
+        );
+        let _ = writeln!(out, "vitals_ingest_duration_seconds_count {total}");
+        let _ = writeln!(
+            out,
+            "# HELP vitals_alerts_raised_total Alerts raised by this process, by type."
+        );
+        let _ = writeln!(out, "# TYPE vitals_alerts_raised_total counter");
+        for (kind, count) in AlertKind::ALL.iter().zip(&self.alerts_raised) {
+            let _ = writeln!(
+                out,
+                "vitals_alerts_raised_total{{type=\"{}\"}} {}",
+                kind.as_str(),
+                load(count)
+            );
+        }
+        let participants = || meetings.iter().flat_map(|m| &m.participants);
+        let _ = writeln!(out, "# HELP vitals_live_meetings Meetings with a live participant.");
+        let _ = writeln!(out, "# TYPE vitals_live_meetings gauge");
+        let _ = writeln!(out, "vitals_live_meetings {}", meetings.len());
+        let _ = writeln!(out, "# HELP vitals_participants Live participants by quality class.");
+        let _ = writeln!(out, "# TYPE vitals_participants gauge");
+        for quality in [
+            Some(QualityClass::Excellent),
+            Some(QualityClass::Good),
+            Some(QualityClass::Fair),
+            Some(QualityClass::Poor),
+            None,
+        ] {
+            let count = participants().filter(|p| p.metrics.quality == quality).count();
+            let name = quality.map_or("unknown", QualityClass::as_str);
+            let _ = writeln!(out, "vitals_participants{{quality=\"{name}\"}} {count}");
+        }
+        let _ = writeln!(
+            out,
+            "# HELP vitals_relayed_participants Live participants relayed through TURN."
+        );
+        let _ = writeln!(out, "# TYPE vitals_relayed_participants gauge");
+        let relayed = participants().filter(|p| p.metrics.using_relay == Some(true)).count();
+        let _ = writeln!(out, "vitals_relayed_participants {relayed}");
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_buckets_are_cumulative_and_statuses_counted() {
+        let metrics = Metrics::default();
+        metrics.observe_ingest(200, Duration::from_micros(800));
+        metrics.observe_ingest(429, Duration::from_millis(30));
+        metrics.observe_ingest(299, Duration::from_secs(9));
+        let text = metrics.render(&[]);
+        for line in [
+            "vitals_ingest_requests_total{status=\"200\"} 1",
+            "vitals_ingest_requests_total{status=\"429\"} 1",
+            "vitals_ingest_requests_total{status=\"other\"} 1",
+            "vitals_ingest_duration_seconds_bucket{le=\"0.0005\"} 0",
+            "vitals_ingest_duration_seconds_bucket{le=\"0.001\"} 1",
+            "vitals_ingest_duration_seconds_bucket{le=\"0.05\"} 2",
+            "vitals_ingest_duration_seconds_bucket{le=\"2.5\"} 2",
+            "vitals_ingest_duration_seconds_bucket{le=\"+Inf\"} 3",
+            "vitals_ingest_duration_seconds_count 3",
+            "vitals_participants{quality=\"unknown\"} 0",
+        ] {
+            assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
+        }
+    }
+}
