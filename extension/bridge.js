@@ -1,21 +1,26 @@
-// Call Vitals bridge (ISOLATED world): checks the hook's window messages and forwards them to sw.js (message types: shared/src/messages.rs).
+// Call Vitals bridge (ISOLATED world): takes the hook's private port, checks its messages and forwards them to sw.js (message types: shared/src/messages.rs).
 (() => {
   const SOURCE = 'call-vitals-hook';
+  const HANDSHAKE = 'call-vitals-port';
+  const HELLO = 'call-vitals-hello';
   const MAX_REPORTS = 500; // shared/src/messages.rs MAX_REPORTS
   const MAX_PC_ID = 64; // shared/src/messages.rs MAX_PC_ID_LEN
-  const MAX_KEYS = 80;
-  const MAX_STRING = 512;
+  const MAX_KEYS = 40;
+  const MAX_STRING = 256;
+  const MAX_PER_SECOND = 200; // messages forwarded per second per frame; the rest are dropped
+  const PC_ID = /^[\x21-\x7e]+$/; // printable ASCII, as extension/src/convert.rs checks
 
-  const validId = (pc) => typeof pc === 'string' && pc.length > 0 && pc.length <= MAX_PC_ID;
+  const validId = (pc) => typeof pc === 'string' && pc.length > 0 && pc.length <= MAX_PC_ID && PC_ID.test(pc);
 
-  // A copy holding only short strings, finite numbers and booleans: the page is untrusted.
+  // A copy holding only short strings, finite numbers and booleans: nothing else is trusted.
   const clean = (r) => {
-    if (!r || typeof r !== 'object' || Array.isArray(r) || typeof r.type !== 'string') return null;
+    if (!r || typeof r !== 'object' || Array.isArray(r) || typeof r.type !== 'string' || r.type.length > 32) return null;
     const keys = Object.keys(r);
     if (keys.length > MAX_KEYS) return null;
     const out = {};
     for (const k of keys) {
       const v = r[k];
+      if (k.length > 64) continue;
       if ((typeof v === 'string' && v.length <= MAX_STRING) || typeof v === 'boolean'
         || (typeof v === 'number' && Number.isFinite(v))) out[k] = v;
     }
@@ -28,11 +33,18 @@
     } catch (_) { /* the extension was reloaded: this page's bridge is orphaned */ }
   };
 
-  window.addEventListener('message', (event) => {
+  // Connections of this document that reached the service worker: closed when it goes away.
+  const seen = new Set();
+  let windowStart = 0;
+  let inWindow = 0;
+
+  const onMessage = (event) => {
     try {
-      if (event.source !== window) return;
+      const now = Date.now();
+      if (now - windowStart >= 1000) { windowStart = now; inWindow = 0; }
+      if (++inWindow > MAX_PER_SECOND) return;
       const d = event.data;
-      if (!d || typeof d !== 'object' || d.source !== SOURCE || !validId(d.pc)) return;
+      if (!d || typeof d !== 'object' || !validId(d.pc)) return;
       if (d.kind === 'stats') {
         if (!Array.isArray(d.reports) || d.reports.length > MAX_REPORTS) return;
         const reports = [];
@@ -40,10 +52,36 @@
           const c = clean(r);
           if (c) reports.push(c);
         }
+        if (!seen.has(d.pc) && seen.size >= 256) return;
+        seen.add(d.pc);
         send({ source: SOURCE, kind: 'stats', pc: d.pc, reports });
-      } else if (d.kind === 'closed') {
+      } else if (d.kind === 'closed' && seen.has(d.pc)) {
+        seen.delete(d.pc);
         send({ source: SOURCE, kind: 'closed', pc: d.pc });
       }
     } catch (_) { /* ignore malformed messages */ }
-  });
+  };
+
+  // The hook hands over one end of a MessageChannel in a synchronous DOM event at
+  // document_start, before any page script runs; the first port is kept and no other is ever
+  // taken, so the page can neither read nor forge what arrives here. (Nothing listens to
+  // window messages: whatever a page posts there never reaches the extension.)
+  let port = null;
+  const onHandshake = (event) => {
+    const offered = event.ports && event.ports[0];
+    if (port || !offered) return;
+    port = offered;
+    document.removeEventListener(HANDSHAKE, onHandshake, true);
+    port.onmessage = onMessage;
+    document.dispatchEvent(new Event(`${HANDSHAKE}-taken`));
+  };
+  document.addEventListener(HANDSHAKE, onHandshake, true);
+  document.dispatchEvent(new Event(HELLO));
+
+  // Leaving the page ends its connections; leaving the top document ends the tab's call.
+  window.addEventListener('pagehide', () => {
+    for (const pc of seen) send({ source: SOURCE, kind: 'closed', pc });
+    seen.clear();
+    if (window === window.top) send({ source: SOURCE, kind: 'page-gone' });
+  }, true);
 })();

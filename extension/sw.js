@@ -65,6 +65,10 @@ async function send(message, create = true) {
   return ensureOffscreen();
 }
 
+// Page messages come from bridge.js, which already checked them; they are checked again here
+// because the service worker trusts no content script.
+const validPc = (pc) => typeof pc === 'string' && pc.length > 0 && pc.length <= 64; // MAX_PC_ID_LEN
+
 chrome.runtime.onMessage.addListener((msg, sender) => {
   if (!msg || typeof msg !== 'object') return;
   if (msg.type === 'offscreen-ready' && sender.url && sender.url.endsWith(OFFSCREEN_URL)) {
@@ -73,11 +77,14 @@ chrome.runtime.onMessage.addListener((msg, sender) => {
   }
   if (msg.source !== SOURCE || !sender.tab || typeof sender.tab.id !== 'number') return;
   const tab = sender.tab.id;
-  if (msg.kind === 'stats') {
+  if (msg.kind === 'stats' && validPc(msg.pc) && Array.isArray(msg.reports) && msg.reports.length <= 500) {
     const url = sender.tab.url || sender.url || '';
     send({ type: 'stats', tab, url, pc: msg.pc, now_ms: Date.now(), reports: msg.reports });
-  } else if (msg.kind === 'closed') {
+  } else if (msg.kind === 'closed' && validPc(msg.pc)) {
     send({ type: 'pc-closed', tab, pc: msg.pc }, false);
+  } else if (msg.kind === 'page-gone' && sender.frameId === 0) {
+    // The tab's top document went away (navigation or reload): its call session ends.
+    send({ type: 'tab-gone', tab }, false);
   }
 });
 
@@ -87,6 +94,6 @@ chrome.storage.onChanged.addListener((_changes, area) => {
 
 chrome.tabs.onRemoved.addListener((tab) => { send({ type: 'tab-gone', tab }, false); });
 
-chrome.tabs.onUpdated.addListener((tab, info) => {
-  if (info.status === 'loading' && info.url) send({ type: 'tab-gone', tab }, false);
-});
+// Navigation is reported by the leaving document's bridge (`page-gone`, `closed`), not by
+// tabs.onUpdated, which also fires for same-document (history.pushState) navigations that do
+// not end a call.
