@@ -7,6 +7,7 @@ pub mod proxy;
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{json, Value};
 use std::net::TcpListener as StdListener;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -29,6 +30,12 @@ pub struct Proc(Child);
 
 impl Drop for Proc {
     fn drop(&mut self) {
+        // Processes started in their own group (chromedriver) take their children (Chromium)
+        // with them, also when a test panics before it could end its WebDriver session.
+        let _ = Command::new("kill")
+            .arg("-KILL")
+            .arg(format!("-{}", self.0.id()))
+            .status();
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
@@ -212,6 +219,7 @@ impl Browser {
         let port = free_port();
         let driver = std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "chromedriver".into());
         let child = Command::new(&driver)
+            .process_group(0)
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
