@@ -51,6 +51,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/alerts", get(admin::alerts))
         .route("/api/v1/turn-usage", get(admin::turn_usage))
         .route("/api/v1/export", get(admin::export))
+        .route("/api/v1/stream", get(crate::stream::handler))
         .merge(ingest)
         .fallback(not_found)
         .layer(SetResponseHeaderLayer::if_not_present(
@@ -91,6 +92,34 @@ impl FromRequestParts<AppState> for AdminToken {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         match bearer(parts) {
             Some(credential) if state.admin_token.matches(credential) => Ok(Self),
+            _ => Err(ApiError::Unauthorized("admin token")),
+        }
+    }
+}
+
+/// Proof that the request carries the admin token, as a bearer header or (for browsers, which
+/// cannot set headers on a WebSocket) as the `token` query parameter.
+pub struct StreamToken;
+
+#[derive(serde::Deserialize)]
+struct TokenQuery {
+    token: Option<String>,
+}
+
+impl FromRequestParts<AppState> for StreamToken {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        if let Some(credential) = bearer(parts) {
+            return if state.admin_token.matches(credential) {
+                Ok(Self)
+            } else {
+                Err(ApiError::Unauthorized("admin token"))
+            };
+        }
+        let query = axum::extract::Query::<TokenQuery>::try_from_uri(&parts.uri).ok();
+        match query.and_then(|q| q.0.token) {
+            Some(token) if state.admin_token.matches(token.as_bytes()) => Ok(Self),
             _ => Err(ApiError::Unauthorized("admin token")),
         }
     }
@@ -152,6 +181,7 @@ async fn ingest(
         .metrics
         .observe_events(outcome.accepted.len(), outcome.applied.len());
     state.metrics.observe_alerts(&changes);
+    crate::pipeline::publish(state.hub(), &batch.meeting_id, &outcome, &changes).await;
     Ok(Json(IngestAck {
         accepted: outcome.accepted,
     }))

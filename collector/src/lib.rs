@@ -13,6 +13,7 @@ mod pipeline;
 pub mod ratelimit;
 mod secret;
 pub mod store;
+pub mod stream;
 pub mod turn;
 
 pub use api::INGEST_BODY_LIMIT_BYTES;
@@ -44,6 +45,7 @@ pub struct AppState {
     settings: Arc<Settings>,
     metrics: Arc<metrics::Metrics>,
     limiter: Arc<std::sync::Mutex<ratelimit::RateLimiter>>,
+    hub: Arc<stream::Hub>,
 }
 
 impl AppState {
@@ -56,6 +58,7 @@ impl AppState {
             settings: Arc::new(Settings::default()),
             metrics: Arc::default(),
             limiter: Arc::new(std::sync::Mutex::new(ratelimit::RateLimiter::new(Default::default()))),
+            hub: Arc::new(stream::Hub::default()),
         }
     }
 
@@ -64,6 +67,20 @@ impl AppState {
         self.limiter = Arc::new(std::sync::Mutex::new(ratelimit::RateLimiter::new(settings.rate_limit)));
         self.settings = Arc::new(settings);
         self
+    }
+
+    /// The same state with the admin stream fanned out through Redis: alerts and metrics
+    /// updates published by any process sharing `fanout`'s Redis and prefix reach the admins of
+    /// every one of them, and the per-participant metrics limit holds across them. Spawns the
+    /// Redis subscriber, so it needs a Tokio runtime.
+    pub fn with_stream_fanout(mut self, fanout: stream::RedisFanout) -> Self {
+        self.hub = Arc::new(stream::Hub::redis(fanout, stream::METRICS_INTERVAL));
+        self
+    }
+
+    /// The admin stream's fan-out.
+    pub fn hub(&self) -> &Arc<stream::Hub> {
+        &self.hub
     }
 
     pub fn settings(&self) -> &Settings {

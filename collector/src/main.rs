@@ -8,6 +8,7 @@ use std::sync::Arc;
 use tracing_subscriber::EnvFilter;
 use vitals_collector::config::{Cli, Command, ServeArgs};
 use vitals_collector::store::{MemoryStore, RedisOptions, RedisStore, Store, LIVE_TTL_MS};
+use vitals_collector::stream::RedisFanout;
 use vitals_collector::AppState;
 
 #[tokio::main]
@@ -65,7 +66,12 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
     tracing::info!("listening on http://{}", args.listen);
-    let state = AppState::new(store, ingest_key, admin_token).with_settings(args.settings());
+    let mut state = AppState::new(store, ingest_key, admin_token).with_settings(args.settings());
+    if let Some(url) = &args.redis_url {
+        // Admins connected to any process sharing this Redis see every alert and update.
+        let fanout = RedisFanout::new(url.expose(), &RedisOptions::default().key_prefix).map_err(|e| e.to_string())?;
+        state = state.with_stream_fanout(fanout);
+    }
     vitals_collector::serve_with_shutdown(listener, state, shutdown_signal())
         .await
         .map_err(|e| format!("server error: {e}"))

@@ -8,7 +8,9 @@
 
 use crate::alerts::{self, AlertRecord, AlertThresholds};
 use crate::store::{DerivedCommit, IngestOutcome, Store, StoreError};
+use crate::stream::Hub;
 use crate::turn;
+use std::sync::Arc;
 
 /// How many times a conflicting commit is retried before giving up (and logging it).
 const MAX_ATTEMPTS: usize = 8;
@@ -64,4 +66,17 @@ pub async fn after_ingest(
     }
     tracing::warn!("derived state of a participant kept changing; this evaluation is skipped");
     Ok(Vec::new())
+}
+
+/// The publish point of the admin stream, after a batch was stored and evaluated: every alert
+/// raised or resolved at once, and the merged state when the batch applied something new (the
+/// hub limits those per participant). The hub decides where this goes: this process's admins,
+/// or a Redis channel that every process forwards to its own admins.
+pub async fn publish(hub: &Arc<Hub>, meeting_id: &str, outcome: &IngestOutcome, records: &[AlertRecord]) {
+    for record in records {
+        hub.publish_alert(record).await;
+    }
+    if !outcome.applied.is_empty() {
+        hub.publish_metrics(meeting_id, &outcome.participant).await;
+    }
 }
