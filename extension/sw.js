@@ -65,6 +65,41 @@ async function send(message, create = true) {
   return ensureOffscreen();
 }
 
+// Toolbar badge: the call quality of each tab with a call (TabMetrics.quality, asked from the
+// offscreen document with `get-tab` at most every BADGE_EVERY_MS per tab), nothing otherwise.
+const BADGE_EVERY_MS = 2000;
+const BADGE = {
+  excellent: ['4', '#1e9e4a'], good: ['3', '#7bb32e'], fair: ['2', '#e69b00'], poor: ['1', '#d93025'],
+};
+const badgeAsked = new Map(); // tab id -> time of the last get-tab for its badge
+
+function setBadge(tabId, text, color) {
+  chrome.action.setBadgeText({ tabId, text }).catch(() => {});
+  if (color) chrome.action.setBadgeBackgroundColor({ tabId, color }).catch(() => {});
+}
+
+async function refreshBadge(tabId, force = false) {
+  const now = Date.now();
+  if (!ready || (!force && now - (badgeAsked.get(tabId) || 0) < BADGE_EVERY_MS)) return;
+  badgeAsked.set(tabId, now);
+  let view;
+  try {
+    view = await chrome.runtime.sendMessage({ type: 'get-tab', tab: tabId, target: 'offscreen' });
+  } catch (_) { return; }
+  const metrics = view && view.metrics;
+  if (!metrics || !Array.isArray(metrics.peers) || metrics.peers.length === 0) {
+    setBadge(tabId, '');
+    return;
+  }
+  const [text, color] = BADGE[metrics.quality] || ['…', '#8a909c'];
+  setBadge(tabId, text, color);
+}
+
+function clearBadge(tabId) {
+  badgeAsked.delete(tabId);
+  setBadge(tabId, '');
+}
+
 // Page messages come from bridge.js, which already checked them; they are checked again here
 // because the service worker trusts no content script.
 const validPc = (pc) => typeof pc === 'string' && pc.length > 0 && pc.length <= 64; // MAX_PC_ID_LEN
@@ -80,11 +115,14 @@ chrome.runtime.onMessage.addListener((msg, sender) => {
   if (msg.kind === 'stats' && validPc(msg.pc) && Array.isArray(msg.reports) && msg.reports.length <= 500) {
     const url = sender.tab.url || sender.url || '';
     send({ type: 'stats', tab, url, pc: msg.pc, now_ms: Date.now(), reports: msg.reports });
+    refreshBadge(tab);
   } else if (msg.kind === 'closed' && validPc(msg.pc)) {
     send({ type: 'pc-closed', tab, pc: msg.pc }, false);
+    refreshBadge(tab, true);
   } else if (msg.kind === 'page-gone' && sender.frameId === 0) {
     // The tab's top document went away (navigation or reload): its call session ends.
     send({ type: 'tab-gone', tab }, false);
+    clearBadge(tab);
   }
 });
 
@@ -92,7 +130,10 @@ chrome.storage.onChanged.addListener((_changes, area) => {
   if (area === 'sync' && ready) settings().then((s) => deliver({ type: 'config', ...s }));
 });
 
-chrome.tabs.onRemoved.addListener((tab) => { send({ type: 'tab-gone', tab }, false); });
+chrome.tabs.onRemoved.addListener((tab) => {
+  send({ type: 'tab-gone', tab }, false);
+  badgeAsked.delete(tab);
+});
 
 // Navigation is reported by the leaving document's bridge (`page-gone`, `closed`), not by
 // tabs.onUpdated, which also fires for same-document (history.pushState) navigations that do

@@ -5,8 +5,8 @@
 
 use crate::convert::snapshot_input;
 use crate::upload::{UploadQueue, UploadResult};
-use std::collections::BTreeMap;
-use vitals_shared::messages::{CollectorStatus, Settings, TabView, ToOffscreen};
+use std::collections::{BTreeMap, VecDeque};
+use vitals_shared::messages::{CollectorStatus, HistorySample, Settings, TabView, ToOffscreen};
 use vitals_shared::metrics::TabMetrics;
 use vitals_shared::privacy::meeting_id;
 use vitals_shared::processor::{Input, Output, Processor, STALE_PC_MS};
@@ -21,6 +21,12 @@ pub struct PostRequest {
     pub ingest_key: String,
     pub batch: IngestBatch,
 }
+
+/// Samples kept per tab for the popup's sparklines: one a second over the last minute.
+pub const HISTORY_SAMPLES: usize = 60;
+/// Metrics closer than this to the previous sample replace it (a tab with several connections
+/// gets new aggregate metrics after each connection's snapshot, several times a second).
+const HISTORY_STEP_MS: f64 = 900.0;
 
 /// What the shell must do.
 #[derive(Debug, Clone, PartialEq)]
@@ -38,6 +44,8 @@ struct TabState {
     /// The tab's call session: part of the participant id.
     session: String,
     latest: Option<TabMetrics>,
+    /// The last minute of the call, oldest first, at most [`HISTORY_SAMPLES`].
+    history: VecDeque<HistorySample>,
     last_snapshot_ms: f64,
     next_tick_ms: Option<f64>,
     queue: UploadQueue,
@@ -85,6 +93,7 @@ impl Driver {
                 if let Some(state) = self.tabs.get_mut(&tab) {
                     state.processor = None;
                     state.latest = None;
+                    state.history.clear();
                     state.next_tick_ms = None;
                 }
                 self.forget_drained();
@@ -112,6 +121,7 @@ impl Driver {
             url: String::new(),
             session: String::new(),
             latest: None,
+            history: VecDeque::new(),
             last_snapshot_ms: 0.0,
             next_tick_ms: None,
             queue: UploadQueue::default(),
@@ -120,6 +130,7 @@ impl Driver {
             // A new call session: the tab is new, or it navigated and came back.
             state.processor = Some(Processor::new());
             state.session = format!("{tab}-{:x}", at_ms.max(0.0) as u64);
+            state.history.clear();
             state.next_tick_ms = None;
         }
         state.url = url;
@@ -139,7 +150,12 @@ impl Driver {
         let live = processor.peer_count() > 0;
         while let Some(out) = processor.poll_output() {
             match out {
-                Output::TabMetrics(m) => state.latest = live.then_some(m),
+                Output::TabMetrics(m) => {
+                    if live {
+                        record(&mut state.history, &m);
+                    }
+                    state.latest = live.then_some(m);
+                }
                 Output::Emit(event) if sending => state.queue.push(event),
                 Output::NextTick { at_ms } => state.next_tick_ms = Some(at_ms),
                 Output::Emit(_) | Output::PeerMetrics(_) => {}
@@ -269,14 +285,54 @@ impl Driver {
                 .max_by(|a, b| a.1.last_snapshot_ms.total_cmp(&b.1.last_snapshot_ms))
                 .map(|(id, _)| *id),
         };
+        let shown = chosen.and_then(|id| self.tabs.get(&id)).filter(|t| live(t));
         TabView {
             tab: chosen,
-            metrics: chosen
-                .and_then(|id| self.tabs.get(&id))
-                .filter(|t| live(t))
-                .and_then(|t| t.latest.clone()),
+            metrics: shown.and_then(|t| t.latest.clone()),
             collector: self.status(),
+            history: shown
+                .map(|t| {
+                    t.history
+                        .iter()
+                        .filter(|s| now_ms - s.at_ms <= 60_000.0)
+                        .cloned()
+                        .collect()
+                })
+                .unwrap_or_default(),
         }
+    }
+}
+
+/// Adds a tab's new metrics to its history: a new sample at most about once a second, else the
+/// latest sample is replaced; the oldest goes when the ring is full.
+fn record(history: &mut VecDeque<HistorySample>, m: &TabMetrics) {
+    let sample = HistorySample {
+        at_ms: m.at_ms,
+        bitrate_kbps: sum_kbps(m.upload_kbps, m.download_kbps),
+        rtt_ms: m.rtt_ms,
+    };
+    match history.back_mut() {
+        Some(last) if m.at_ms - last.at_ms < HISTORY_STEP_MS && m.at_ms >= last.at_ms => {
+            // Keep the sample's own time so samples stay about a second apart.
+            *last = HistorySample {
+                at_ms: last.at_ms,
+                ..sample
+            };
+        }
+        _ => {
+            if history.len() == HISTORY_SAMPLES {
+                history.pop_front();
+            }
+            history.push_back(sample);
+        }
+    }
+}
+
+/// The sum of two optional rates (either alone when the other is unknown).
+fn sum_kbps(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+    match (a, b) {
+        (Some(x), Some(y)) => Some(x + y),
+        (x, y) => x.or(y),
     }
 }
 
@@ -357,6 +413,29 @@ mod tests {
         assert_eq!(d.view(None, now(3.0)).tab, Some(1));
         // A hook that went quiet is no call.
         assert_eq!(d.view(None, now(1.0) + STALE_PC_MS).metrics, None);
+    }
+
+    #[test]
+    fn history_keeps_a_sample_a_second_for_the_last_minute() {
+        let mut d = Driver::new();
+        for i in 1..=70 {
+            let t = f64::from(i);
+            // Two connections: the tab's metrics change twice a second, the history once.
+            d.handle(stats(5, "a", t, 100.0, "host"), now(t));
+            d.handle(stats(5, "b", t + 0.1, 300.0, "host"), now(t + 0.1));
+        }
+        let view = d.view(Some(5), now(70.1));
+        assert_eq!(view.history.len(), HISTORY_SAMPLES);
+        assert!(view
+            .history
+            .windows(2)
+            .all(|w| (w[1].at_ms - w[0].at_ms - 1000.0).abs() < 1.0));
+        let last = view.history.last().unwrap();
+        assert!((last.bitrate_kbps.unwrap() - 800.0).abs() < 1e-6, "{last:?}");
+        assert_eq!(last.rtt_ms, Some(25.0));
+        d.handle(ToOffscreen::TabGone { tab: 5 }, now(71.0));
+        assert!(d.view(Some(5), now(71.0)).history.is_empty());
+        assert!(d.view(Some(9), now(71.0)).history.is_empty());
     }
 
     #[test]

@@ -67,4 +67,18 @@ pub struct TabView {
     pub tab: Option<i64>,
     pub metrics: Option<TabMetrics>,
     pub collector: CollectorStatus,
+    /// The tab's call over the last minute, oldest first, about one sample a second (for the
+    /// popup's sparklines). Empty when the tab has no call.
+    #[serde(default)]
+    pub history: Vec<HistorySample>,
+}
+
+/// One point of a tab's recent history.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct HistorySample {
+    /// When the metrics were measured, ms (the shell's clock).
+    pub at_ms: f64,
+    /// Upload plus download, kbps.
+    pub bitrate_kbps: Option<f64>,
+    pub rtt_ms: Option<f64>,
 }

@@ -1,11 +1,14 @@
 //! The popup's root component: polls the offscreen document every second and lays out the parts.
 
 use super::collector_line::CollectorLine;
+use super::peers::Peers;
 use super::quality_bars::QualityBars;
 use super::rates::Rates;
 use super::relay_warning::RelayWarning;
+use super::sparkline::Sparkline;
 use super::state::{Action, PopupState};
 use crate::browser;
+use crate::driver::HISTORY_SAMPLES;
 use gloo_timers::callback::Interval;
 use yew::prelude::*;
 
@@ -49,7 +52,15 @@ pub fn app() -> Html {
                 if call.using_relay {
                     <RelayWarning protocol={call.relay_protocol.clone()} />
                 }
-                <Rates upload_kbps={call.upload_kbps} download_kbps={call.download_kbps} rtt_ms={call.rtt_ms} />
+                <Rates upload_kbps={call.upload_kbps} download_kbps={call.download_kbps} rtt_ms={call.rtt_ms}
+                    loss_pct={call.loss_pct} jitter_ms={call.jitter_ms} />
+                <section class="sparklines">
+                    <Sparkline id="spark-bitrate" label="Bitrate, last 60 s" capacity={HISTORY_SAMPLES}
+                        values={state.history().iter().map(|s| s.bitrate_kbps).collect::<Vec<_>>()} />
+                    <Sparkline id="spark-rtt" label="Round trip, last 60 s" capacity={HISTORY_SAMPLES}
+                        values={state.history().iter().map(|s| s.rtt_ms).collect::<Vec<_>>()} />
+                </section>
+                <Peers peers={call.peers.clone()} />
             </>
         },
         None if state.loaded => html! { <p id="no-call" class="no-call">{ "No call in this tab." }</p> },

@@ -1,7 +1,7 @@
 //! The popup's state and its reducer: what the offscreen document last said about the tab.
 
 use std::rc::Rc;
-use vitals_shared::messages::{CollectorStatus, TabView};
+use vitals_shared::messages::{CollectorStatus, HistorySample, TabView};
 use vitals_shared::metrics::TabMetrics;
 use yew::Reducible;
 
@@ -26,6 +26,14 @@ impl PopupState {
     /// The call to show: metrics with at least one live connection.
     pub fn call(&self) -> Option<&TabMetrics> {
         self.view.as_ref()?.metrics.as_ref().filter(|m| !m.peers.is_empty())
+    }
+
+    /// The shown call's last minute, oldest first (empty without a call).
+    pub fn history(&self) -> &[HistorySample] {
+        match (self.call(), &self.view) {
+            (Some(_), Some(view)) => &view.history,
+            _ => &[],
+        }
     }
 
     pub fn collector(&self) -> CollectorStatus {
@@ -81,6 +89,7 @@ mod tests {
                 state: "connected".into(),
                 ..CollectorStatus::default()
             },
+            history: Vec::new(),
         }
     }
 
@@ -99,6 +108,23 @@ mod tests {
         assert_eq!(s.collector().state, "off");
         let s = s.reduce(Action::Received(Some(Box::new(view_with_peers(0)))));
         assert!(s.call().is_none());
+    }
+
+    #[test]
+    fn history_is_shown_only_with_a_call() {
+        let sample = HistorySample {
+            at_ms: 1.0,
+            bitrate_kbps: Some(9.0),
+            rtt_ms: None,
+        };
+        let with = |n| TabView {
+            history: vec![sample.clone()],
+            ..view_with_peers(n)
+        };
+        let s = Rc::new(PopupState::default()).reduce(Action::Received(Some(Box::new(with(1)))));
+        assert_eq!(s.history(), std::slice::from_ref(&sample));
+        let s = s.reduce(Action::Received(Some(Box::new(with(0)))));
+        assert!(s.history().is_empty());
     }
 
     #[test]
