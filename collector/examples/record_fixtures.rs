@@ -9,19 +9,23 @@
 //!
 //! Usage: `cargo run -p vitals-collector --example record_fixtures [CASE ...]` (all cases by default).
 
-use fantoccini::{Client, ClientBuilder};
+// The browser tests' harness: coturn and Chromium are started the same way here.
+#[allow(dead_code)]
+#[path = "../tests/harness/mod.rs"]
+mod harness;
+
+use fantoccini::Client;
+use harness::{webdriver, Turn};
 use serde_json::{json, Map, Value};
-use std::net::TcpListener as StdListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const POLLS: usize = 12;
 const POLL_INTERVAL: Duration = Duration::from_millis(1000);
 /// The scripted action (ICE restart, stopped track) runs after this many polls.
 const ACTION_AFTER_POLL: usize = 6;
-const TURN_USER: &str = "vitals";
-const TURN_PASSWORD: &str = "secret";
+const TURN_USER: &str = Turn::USER;
+const TURN_PASSWORD: &str = Turn::PASSWORD;
 
 /// Report types the processor reads; the rest (codec, certificate, media-source, ...) is dropped.
 const KEPT_TYPES: &[&str] = &[
@@ -189,97 +193,6 @@ fn expected(case: &Case) -> Value {
     e
 }
 
-fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-fn wait_tcp(port: u16) {
-    let start = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            start.elapsed() < Duration::from_secs(15),
-            "nothing listens on port {port}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// A child process killed when dropped, so every exit path stops it.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_turn(port: u16) -> Proc {
-    let relay_min = 40_000 + (port % 10_000) * 2;
-    let child = Command::new("turnserver")
-        .args([
-            "-n",
-            "--listening-ip=127.0.0.1",
-            "--relay-ip=127.0.0.1",
-            "--realm=test",
-            "--lt-cred-mech",
-        ])
-        .arg(format!("--listening-port={port}"))
-        .arg(format!("--user={TURN_USER}:{TURN_PASSWORD}"))
-        .arg(format!("--min-port={relay_min}"))
-        .arg(format!("--max-port={}", relay_min + 200))
-        .args([
-            "--allow-loopback-peers",
-            "--no-cli",
-            "--no-tls",
-            "--no-dtls",
-            "--fingerprint",
-            "--no-stdout-log",
-        ])
-        .arg(format!(
-            "--pidfile={}",
-            std::env::temp_dir().join(format!("turn-{port}.pid")).display()
-        ))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("turnserver (apt-get install coturn)");
-    let proc = Proc(child);
-    wait_tcp(port);
-    proc
-}
-
-async fn start_browser(profile: &Path) -> (Proc, Client) {
-    let port = free_port();
-    let driver = std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "chromedriver".into());
-    let child = Command::new(&driver)
-        .arg(format!("--port={port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{driver}: {e} (apt-get install chromium-driver)"));
-    let proc = Proc(child);
-    wait_tcp(port);
-    let caps = json!({
-        "goog:chromeOptions": {
-            "binary": std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into()),
-            "args": [
-                "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                "--disable-extensions", format!("--user-data-dir={}", profile.display()),
-                "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
-                "--autoplay-policy=no-user-gesture-required",
-            ]
-        }
-    });
-    let client = ClientBuilder::native()
-        .capabilities(caps.as_object().unwrap().clone())
-        .connect(&format!("http://127.0.0.1:{port}"))
-        .await
-        .expect("WebDriver session with Chromium");
-    (proc, client)
-}
-
 /// Trims one poll: kept report types and members only, the TURN server's host hidden.
 fn sanitize_poll(poll: Value) -> Value {
     let pcs = poll.as_array().cloned().unwrap_or_default();
@@ -444,10 +357,10 @@ async fn main() {
     let state = vitals_collector::AppState::for_tests("unused-ingest-key", "unused-admin-token");
     tokio::spawn(vitals_collector::serve(listener, state));
 
-    let turn_port = free_port();
-    let _turn = start_turn(turn_port);
+    let turn = Turn::start();
+    let turn_port = turn.port;
     let profile = tempfile::tempdir().unwrap();
-    let (_driver, client) = start_browser(profile.path()).await;
+    let (_driver, client) = webdriver(profile.path(), None).await;
     for case in cases {
         eprintln!("recording {}", case.name);
         record(&client, &base, turn_port, case, &out_dir).await;

@@ -17,7 +17,7 @@ const PATIENCE: Duration = Duration::from_secs(45);
 pub const INGEST_KEY: &str = "test-ingest-key";
 pub const ADMIN_TOKEN: &str = "test-admin-token";
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     StdListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
@@ -158,7 +158,7 @@ impl Turn {
     }
 }
 
-fn wait_tcp(port: u16) {
+pub fn wait_tcp(port: u16) {
     let start = Instant::now();
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
         assert!(
@@ -208,6 +208,57 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
+/// Starts chromedriver (in its own process group, see [`Proc`]) and a headless Chromium session
+/// with fake media devices and a fresh `profile`, loading `extension` when given (else none).
+pub async fn webdriver(profile: &Path, extension: Option<&Path>) -> (Proc, Client) {
+    let port = free_port();
+    let driver = std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "chromedriver".into());
+    let child = Command::new(&driver)
+        .process_group(0)
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{driver}: {e} (scripts/test installs chromium-driver)"));
+    let driver = Proc(child);
+    wait_tcp(port);
+    let mut args: Vec<String> = [
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--use-fake-device-for-media-stream",
+        "--use-fake-ui-for-media-stream",
+        "--autoplay-policy=no-user-gesture-required",
+    ]
+    .map(String::from)
+    .to_vec();
+    args.push(format!("--user-data-dir={}", profile.display()));
+    match extension {
+        Some(dir) => {
+            args.push(format!("--disable-extensions-except={}", dir.display()));
+            args.push(format!("--load-extension={}", dir.display()));
+        }
+        None => args.push("--disable-extensions".into()),
+    }
+    let caps = json!({
+        "goog:chromeOptions": {
+            "binary": std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into()),
+            "args": args,
+        }
+    });
+    let client = ClientBuilder::native()
+        .capabilities(caps.as_object().unwrap().clone())
+        .connect(&format!("http://127.0.0.1:{port}"))
+        .await
+        .expect("WebDriver session with Chromium");
+    (driver, client)
+}
+
 impl Browser {
     pub async fn start(collector: &Collector) -> Self {
         let dist = configured_extension(collector);
@@ -216,38 +267,7 @@ impl Browser {
             .trim()
             .to_string();
         let profile = tempfile::tempdir().unwrap();
-        let port = free_port();
-        let driver = std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "chromedriver".into());
-        let child = Command::new(&driver)
-            .process_group(0)
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("{driver}: {e} (scripts/test installs chromium-driver)"));
-        let driver = Proc(child);
-        wait_tcp(port);
-        let dist_path = dist.path().display().to_string();
-        let caps = json!({
-            "goog:chromeOptions": {
-                "binary": std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into()),
-                "args": [
-                    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                    format!("--user-data-dir={}", profile.path().display()),
-                    format!("--disable-extensions-except={dist_path}"),
-                    format!("--load-extension={dist_path}"),
-                    "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
-                    "--autoplay-policy=no-user-gesture-required",
-                ]
-            }
-        });
-        let caps = caps.as_object().unwrap().clone();
-        let client = ClientBuilder::native()
-            .capabilities(caps)
-            .connect(&format!("http://127.0.0.1:{port}"))
-            .await
-            .expect("WebDriver session with Chromium");
+        let (driver, client) = webdriver(profile.path(), Some(dist.path())).await;
         Self {
             client,
             extension_id,
