@@ -134,7 +134,7 @@ pub fn now_ms() -> u64 {
 }
 
 /// `IngestBatch::validate` plus what the stores need: sequence numbers from 1 to `MAX_SEQ`.
-fn validate(batch: &IngestBatch) -> Result<(), String> {
+pub(crate) fn validate(batch: &IngestBatch) -> Result<(), String> {
     batch.validate()?;
     if let Some(event) = batch.events.iter().find(|e| e.seq == 0 || e.seq > MAX_SEQ) {
         return Err(format!("event {}: seq must be from 1 to {MAX_SEQ}", event.seq));
@@ -157,7 +157,21 @@ async fn ingest(
         .unwrap_or_else(|poisoned| poisoned.into_inner())
         .check(&batch.participant_id, now)
         .map_err(|retry_after_secs| ApiError::TooManyRequests { retry_after_secs })?;
-    let outcome = state.store.ingest(&batch, now).await?;
+    let outcome = ingest_validated(&state, &batch, now).await?;
+    Ok(Json(IngestAck {
+        accepted: outcome.accepted,
+    }))
+}
+
+/// The ingest pipeline after validation and rate limiting, shared by `POST /api/v1/ingest` and
+/// the Socket.IO `meeting:metrics` event: store (idempotent by sequence number), evaluate alerts,
+/// history and TURN usage, count, and publish to the admin stream.
+pub(crate) async fn ingest_validated(
+    state: &AppState,
+    batch: &IngestBatch,
+    now: u64,
+) -> Result<crate::store::IngestOutcome, ApiError> {
+    let outcome = state.store.ingest(batch, now).await?;
     tracing::debug!(
         participant = %batch.participant_id,
         applied = outcome.applied.len(),
@@ -182,9 +196,7 @@ async fn ingest(
         .observe_events(outcome.accepted.len(), outcome.applied.len());
     state.metrics.observe_alerts(&changes);
     crate::pipeline::publish(state.hub(), &batch.meeting_id, &outcome, &changes).await;
-    Ok(Json(IngestAck {
-        accepted: outcome.accepted,
-    }))
+    Ok(outcome)
 }
 
 #[derive(Serialize)]

@@ -76,6 +76,21 @@ pub struct ServeArgs {
     /// Ingest requests a participant may send at once.
     #[arg(long, env = "VITALS_RATE_LIMIT_BURST", default_value = "20", value_parser = non_negative)]
     pub rate_limit_burst: f64,
+    /// POST a JSON `{"text", "alert"}` (Slack-compatible) to this URL for every alert raised of
+    /// the severities below; tried 3 times. Unset: no notifications.
+    #[arg(long, env = "VITALS_WEBHOOK_URL", hide_env_values = true)]
+    pub webhook_url: Option<Secret>,
+    /// Severities posted to the webhook, comma-separated: info, warning, critical.
+    #[arg(long, env = "VITALS_WEBHOOK_SEVERITIES", default_value = "critical,warning", value_parser = severities)]
+    pub webhook_severities: SeverityList,
+}
+
+/// A comma-separated list of alert severities.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeverityList(pub Vec<crate::alerts::Severity>);
+
+fn severities(text: &str) -> Result<SeverityList, String> {
+    crate::webhook::parse_severities(text).map(SeverityList)
 }
 
 /// A finite number from 0 up.
@@ -121,6 +136,14 @@ impl ServeArgs {
                 burst: self.rate_limit_burst,
             },
         }
+    }
+
+    /// The webhook notifier, if a URL is set.
+    pub fn webhook(&self) -> Result<Option<crate::webhook::Webhook>, String> {
+        self.webhook_url
+            .as_ref()
+            .map(|url| crate::webhook::Webhook::new(url.expose(), self.webhook_severities.0.clone()))
+            .transpose()
     }
 
     /// How long the store keeps history, alerts and TURN usage.
@@ -190,6 +213,28 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn webhook_options() {
+        use crate::alerts::Severity;
+        let cli = Cli::try_parse_from(["collector", "--webhook-url", "http://127.0.0.1:9/hook"]).unwrap();
+        let Command::Serve(args) = cli.into_command() else {
+            panic!("expected serve")
+        };
+        assert!(!format!("{args:?}").contains("/hook"));
+        assert!(args.webhook().unwrap().is_some());
+        let cli = Cli::try_parse_from(["collector", "--webhook-severities", "info,critical"]).unwrap();
+        let Command::Serve(args) = cli.into_command() else {
+            panic!("expected serve")
+        };
+        assert_eq!(args.webhook_severities.0, vec![Severity::Info, Severity::Critical]);
+        assert!(Cli::try_parse_from(["collector", "--webhook-severities", "loud"]).is_err());
+        let cli = Cli::try_parse_from(["collector", "--webhook-url", "mailto:x@example.com"]).unwrap();
+        let Command::Serve(args) = cli.into_command() else {
+            panic!("expected serve")
+        };
+        assert!(args.webhook().is_err());
     }
 
     #[test]

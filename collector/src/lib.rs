@@ -12,9 +12,11 @@ pub mod metrics;
 mod pipeline;
 pub mod ratelimit;
 mod secret;
+pub mod socketio;
 pub mod store;
 pub mod stream;
 pub mod turn;
+pub mod webhook;
 
 pub use api::INGEST_BODY_LIMIT_BYTES;
 pub use error::ApiError;
@@ -112,9 +114,10 @@ impl std::fmt::Debug for AppState {
     }
 }
 
-/// The whole HTTP application.
+/// The whole HTTP application, Socket.IO included. Call it inside a Tokio runtime, or the
+/// Socket.IO admin room receives no alerts and updates.
 pub fn app(state: AppState) -> Router {
-    api::router(state)
+    api::router(state.clone()).merge(socketio::router(state))
 }
 
 /// Serves [`app`] on `listener` until the process ends (or an accept loop error).

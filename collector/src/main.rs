@@ -43,6 +43,7 @@ fn analyze_command(file: &std::path::Path) -> ExitCode {
 
 async fn serve(args: ServeArgs) -> Result<(), String> {
     let (ingest_key, admin_token) = args.secrets().map_err(|e| e.to_string())?;
+    let webhook = args.webhook()?;
     let store: Arc<dyn Store> = match &args.redis_url {
         Some(url) => {
             let options = RedisOptions {
@@ -71,6 +72,10 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         // Admins connected to any process sharing this Redis see every alert and update.
         let fanout = RedisFanout::new(url.expose(), &RedisOptions::default().key_prefix).map_err(|e| e.to_string())?;
         state = state.with_stream_fanout(fanout);
+    }
+    if let Some(webhook) = webhook {
+        tracing::info!(?webhook, "alerts: webhook notifications");
+        webhook.spawn(state.hub());
     }
     vitals_collector::serve_with_shutdown(listener, state, shutdown_signal())
         .await

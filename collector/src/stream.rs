@@ -31,6 +31,9 @@ pub const METRICS_INTERVAL: Duration = Duration::from_secs(2);
 /// metrics message carries the full state again).
 const CHANNEL_CAPACITY: usize = 4096;
 
+/// Alerts a slow local-alert receiver (such as the webhook) may fall behind before it skips.
+const LOCAL_ALERTS_CAPACITY: usize = 1024;
+
 /// One stream message.
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "type", rename_all = "lowercase")]
@@ -76,6 +79,9 @@ pub struct Hub {
     /// Per participant, the latest update held back by the gate (a timer task owns each entry).
     pending: Mutex<HashMap<Key, (u64, Utf8Bytes)>>,
     redis: Option<RedisFanout>,
+    /// Alerts raised or resolved by this process only (not those of other processes arriving
+    /// through Redis), for notifiers that must act once per alert across processes.
+    local_alerts: broadcast::Sender<AlertRecord>,
     subscribed: watch::Receiver<bool>,
     subscriber: Option<tokio::task::JoinHandle<()>>,
 }
@@ -113,6 +119,7 @@ impl Hub {
             windows: Mutex::new((HashMap::new(), Instant::now())),
             pending: Mutex::default(),
             redis: None,
+            local_alerts: broadcast::channel(LOCAL_ALERTS_CAPACITY).0,
             subscribed: watch::channel(true).1,
             subscriber: None,
         }
@@ -135,6 +142,7 @@ impl Hub {
             windows: Mutex::new((HashMap::new(), Instant::now())),
             pending: Mutex::default(),
             redis: Some(fanout),
+            local_alerts: broadcast::channel(LOCAL_ALERTS_CAPACITY).0,
             subscribed: ready_rx,
             subscriber: Some(subscriber),
         }
@@ -157,8 +165,17 @@ impl Hub {
         let _ = self.sender.send(text);
     }
 
+    /// A receiver of the alerts raised or resolved by this process from now on (each alert
+    /// reaches exactly one process's receivers, also with the Redis fan-out).
+    pub fn subscribe_local_alerts(&self) -> broadcast::Receiver<AlertRecord> {
+        self.local_alerts.subscribe()
+    }
+
     /// Pushes an alert record to every admin at once.
     pub async fn publish_alert(&self, record: &AlertRecord) {
+        if self.local_alerts.receiver_count() > 0 {
+            let _ = self.local_alerts.send(record.clone());
+        }
         let text = StreamMessage::Alert { alert: record }.text();
         match &self.redis {
             None => self.deliver(text),

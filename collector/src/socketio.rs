@@ -1,0 +1,453 @@
+//! Socket.IO compatibility: the protocol of the Node.js call-metrics gateways, on the same port.
+//!
+//! Served by socketioxide as a tower service on the axum router (`/socket.io/`, Engine.IO v4 /
+//! Socket.IO v5, polling and WebSocket, CORS open to any origin). Namespace [`NAMESPACE`]:
+//!
+//! - **Connecting** needs the auth payload `{token, userId?, adminToken?}`. `token` is the ingest
+//!   key (the admin token is accepted too); compared in constant time. Without a valid token the
+//!   connection is refused with a `connect_error` (`{"message": "unauthorized"}`). `userId`
+//!   (1 to 256 bytes) is the participant id of this socket's metrics; without it the socket id is.
+//! - **`meeting:metrics`** `{meetingId, metrics, timestamp}`: `metrics` holds any of
+//!   `uploadBitrate`, `downloadBitrate` (kbps), `latency` (ms), `packetLoss` (%), `quality`
+//!   (`excellent|good|fair|poor`) and `usingRelay` (bool), only the changed ones (a `null` or an
+//!   unknown key is ignored). It goes through the same pipeline as `POST /api/v1/ingest` (merge,
+//!   alerts, history, TURN usage, admin stream, rate limit) as one delta event of participant
+//!   `userId` in meeting `meetingId`. Its sequence number is `timestamp` (ms since the Unix epoch,
+//!   as from `Date.now()`), so a re-sent emit is not counted twice and emits arriving out of order
+//!   merge in the order they were made, also across reconnects. Two different emits of one user
+//!   with the same millisecond timestamp therefore count once (the second is a duplicate). Without
+//!   a `timestamp` the collector's clock is used, kept increasing per socket. Invalid data is
+//!   answered with an `error` event `{event, message}` (and an ack `{ok: false, error}` when the
+//!   client asked for one); accepted data is acked `{ok: true, applied}`.
+//! - **`admin:subscribe`** joins the admin room; it needs the admin token, as `adminToken` (or
+//!   `token`) in the connection auth or in the event's data (`{token}` or `{adminToken}`).
+//!   **`admin:unsubscribe`** leaves it. Both ack `{ok}`.
+//! - The admin room receives **`meeting:alerts`** `{meetingId, userId, alerts: [{type, severity,
+//!   message, cost?}], timestamp}` for every alert raised, and **`meeting:metrics:update`**
+//!   `{meetingId, userId, metrics, timestamp}` with the merged metrics (the names above), at most
+//!   once per user per 2 s. Both are translated from the admin stream [`Hub`], so they carry what
+//!   every collector process sharing the Redis published, under the same 2 s limit.
+
+use crate::api::{self, now_ms};
+use crate::AppState;
+use axum::extract::ws::Utf8Bytes;
+use axum::http::{header, Method};
+use axum::Router;
+use serde_json::{json, Map, Value};
+use socketioxide::extract::{AckSender, SocketRef, TryData};
+use socketioxide::handler::ConnectHandler;
+use socketioxide::SocketIo;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use tokio::sync::broadcast;
+use tower_http::cors::{Any, CorsLayer};
+use vitals_shared::emit::Event;
+use vitals_shared::wire::{IngestBatch, MetricsFields, MAX_ID_LEN};
+use vitals_shared::QualityClass;
+
+/// The namespace of the call-metrics protocol.
+pub const NAMESPACE: &str = "/meeting-metrics";
+/// The room of subscribed admins.
+pub const ADMIN_ROOM: &str = "admin";
+
+/// Socket.IO metric names and the collector's, in the order of `MetricsFields`' numbers.
+const NUMBER_FIELDS: [(&str, &str); 4] = [
+    ("uploadBitrate", "upload_kbps"),
+    ("downloadBitrate", "download_kbps"),
+    ("latency", "rtt_ms"),
+    ("packetLoss", "loss_pct"),
+];
+
+/// The Socket.IO routes (`/socket.io/` and below) over `state`, open to any origin (pages of
+/// other sites connect, with the polling transport too; the key in the auth payload is the
+/// credential). Spawns the task that forwards the admin stream to the admin room when a Tokio
+/// runtime is running (it ends with the runtime).
+pub fn router<S: Clone + Send + Sync + 'static>(state: AppState) -> Router<S> {
+    let (service, io) = SocketIo::builder()
+        .max_payload(crate::INGEST_BODY_LIMIT_BYTES as u64)
+        .build_svc();
+    // Subscribed now, so that nothing published once the app serves is missed.
+    let messages = state.hub().subscribe();
+    let guard_state = state.clone();
+    let guard = move |TryData(auth): TryData<Value>| {
+        let state = guard_state.clone();
+        async move {
+            let auth = auth.unwrap_or(Value::Null);
+            authorize(&state, &auth)
+        }
+    };
+    let connect = move |socket: SocketRef, TryData(auth): TryData<Value>| {
+        let state = state.clone();
+        async move { on_connect(state, socket, auth.unwrap_or(Value::Null)) }
+    };
+    io.ns(NAMESPACE, connect.with(guard));
+    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+        runtime.spawn(forward(io, messages));
+    }
+    let cors = CorsLayer::new()
+        .allow_origin(Any)
+        .allow_methods([Method::GET, Method::POST])
+        .allow_headers([header::CONTENT_TYPE]);
+    Router::new()
+        .route_service("/socket.io", service.clone())
+        .route_service("/socket.io/", service.clone())
+        .route_service("/socket.io/{*rest}", service)
+        .layer(cors)
+}
+
+/// Why a connection is refused (the client's `connect_error` message).
+#[derive(Debug)]
+struct Unauthorized;
+
+impl std::fmt::Display for Unauthorized {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("unauthorized")
+    }
+}
+
+/// The connect middleware: a valid `token`, and a `userId` of the right shape if any.
+fn authorize(state: &AppState, auth: &Value) -> Result<(), Unauthorized> {
+    let token = auth.get("token").and_then(Value::as_str).unwrap_or("");
+    // Both compared in full, so the time does not tell which one was close.
+    let ingest = state.ingest_key.matches(token.as_bytes());
+    let admin = state.admin_token.matches(token.as_bytes());
+    if !(ingest | admin) {
+        return Err(Unauthorized);
+    }
+    match auth.get("userId") {
+        None | Some(Value::Null) => Ok(()),
+        Some(Value::String(id)) if !id.is_empty() && id.len() <= MAX_ID_LEN => Ok(()),
+        Some(_) => Err(Unauthorized),
+    }
+}
+
+/// Does `value` carry the admin token as `adminToken` or `token`?
+fn carries_admin_token(state: &AppState, value: &Value) -> bool {
+    ["adminToken", "token"].iter().any(|key| {
+        value
+            .get(key)
+            .and_then(Value::as_str)
+            .is_some_and(|token| state.admin_token.matches(token.as_bytes()))
+    })
+}
+
+fn on_connect(state: AppState, socket: SocketRef, auth: Value) {
+    let user = match auth.get("userId").and_then(Value::as_str) {
+        Some(id) => id.to_owned(),
+        None => socket.id.to_string(),
+    };
+    let admin = carries_admin_token(&state, &auth);
+    let last_seq = Arc::new(AtomicU64::new(0));
+    let metrics_state = state.clone();
+    socket.on(
+        "meeting:metrics",
+        move |socket: SocketRef, ack: AckSender, TryData(data): TryData<Value>| {
+            let state = metrics_state.clone();
+            let user = user.clone();
+            let last_seq = Arc::clone(&last_seq);
+            async move {
+                let data = data.unwrap_or(Value::Null);
+                match on_metrics(&state, &user, &last_seq, &data).await {
+                    Ok(applied) => {
+                        let _ = ack.send(&json!({ "ok": true, "applied": applied }));
+                    }
+                    Err(message) => {
+                        let _ = socket.emit("error", &json!({ "event": "meeting:metrics", "message": message }));
+                        let _ = ack.send(&json!({ "ok": false, "error": message }));
+                    }
+                }
+            }
+        },
+    );
+    socket.on(
+        "admin:subscribe",
+        move |socket: SocketRef, ack: AckSender, TryData(data): TryData<Value>| {
+            let state = state.clone();
+            async move {
+                let data = data.unwrap_or(Value::Null);
+                if admin || carries_admin_token(&state, &data) {
+                    socket.join(ADMIN_ROOM);
+                    let _ = ack.send(&json!({ "ok": true }));
+                } else {
+                    let message = "admin:subscribe needs the admin token";
+                    let _ = socket.emit("error", &json!({ "event": "admin:subscribe", "message": message }));
+                    let _ = ack.send(&json!({ "ok": false, "error": message }));
+                }
+            }
+        },
+    );
+    socket.on("admin:unsubscribe", async |socket: SocketRef, ack: AckSender| {
+        socket.leave(ADMIN_ROOM);
+        let _ = ack.send(&json!({ "ok": true }));
+    });
+}
+
+/// Validates and ingests one `meeting:metrics` emit; true when it applied something new.
+async fn on_metrics(state: &AppState, user: &str, last_seq: &AtomicU64, data: &Value) -> Result<bool, String> {
+    let now = now_ms();
+    let batch = parse_metrics(data, user, |stamp| match stamp {
+        Some(seq) => {
+            last_seq.fetch_max(seq, Ordering::Relaxed);
+            seq
+        }
+        None => {
+            let previous = last_seq
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |last| {
+                    Some(last.max(now.saturating_sub(1)) + 1)
+                })
+                .unwrap_or(0);
+            previous.max(now.saturating_sub(1)) + 1
+        }
+    })?;
+    api::validate(&batch).map_err(|message| socket_names(&message))?;
+    state
+        .limiter
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .check(&batch.participant_id, now)
+        .map_err(|retry_after| format!("too many events; retry after {retry_after} s"))?;
+    let outcome = api::ingest_validated(state, &batch, now)
+        .await
+        .map_err(|error| error.to_string())?;
+    Ok(!outcome.applied.is_empty())
+}
+
+/// The collector's field names in a validation message, replaced by the protocol's.
+fn socket_names(message: &str) -> String {
+    let mut message = message.to_owned();
+    for (socket, collector) in NUMBER_FIELDS {
+        message = message.replace(collector, socket);
+    }
+    message
+}
+
+/// `{meetingId, metrics, timestamp}` as a one-event batch of `user`. `seq` turns the timestamp
+/// (ms, if given) into the event's sequence number.
+fn parse_metrics(data: &Value, user: &str, seq: impl FnOnce(Option<u64>) -> u64) -> Result<IngestBatch, String> {
+    let object = data
+        .as_object()
+        .ok_or("data must be an object {meetingId, metrics, timestamp}")?;
+    let meeting_id = match object.get("meetingId") {
+        Some(Value::String(id)) if !id.is_empty() && id.len() <= MAX_ID_LEN => id.clone(),
+        _ => return Err(format!("meetingId must be a string of 1 to {MAX_ID_LEN} bytes")),
+    };
+    let metrics = match object.get("metrics") {
+        Some(Value::Object(metrics)) => parse_fields(metrics)?,
+        _ => return Err("metrics must be an object".into()),
+    };
+    let (stamp, ts_ms) = match object.get("timestamp") {
+        None | Some(Value::Null) => (None, now_ms() as f64),
+        Some(Value::Number(n)) => match n.as_f64() {
+            Some(ms) if ms.is_finite() && ms >= 1.0 && ms <= crate::store::MAX_SEQ as f64 => (Some(ms as u64), ms),
+            _ => return Err("timestamp must be ms since the Unix epoch".into()),
+        },
+        Some(_) => return Err("timestamp must be a number (ms since the Unix epoch)".into()),
+    };
+    Ok(IngestBatch {
+        meeting_id,
+        participant_id: user.to_owned(),
+        label: None,
+        events: vec![Event {
+            seq: seq(stamp),
+            ts_ms,
+            full: false,
+            metrics,
+        }],
+    })
+}
+
+fn parse_fields(metrics: &Map<String, Value>) -> Result<MetricsFields, String> {
+    let mut fields = MetricsFields::default();
+    for (socket, _) in NUMBER_FIELDS {
+        let value = match metrics.get(socket) {
+            None | Some(Value::Null) => continue,
+            Some(Value::Number(n)) => n.as_f64(),
+            Some(_) => None,
+        };
+        let Some(value) = value else {
+            return Err(format!("metrics.{socket} must be a number"));
+        };
+        let slot = match socket {
+            "uploadBitrate" => &mut fields.upload_kbps,
+            "downloadBitrate" => &mut fields.download_kbps,
+            "latency" => &mut fields.rtt_ms,
+            _ => &mut fields.loss_pct,
+        };
+        *slot = Some(value);
+    }
+    match metrics.get("quality") {
+        None | Some(Value::Null) => {}
+        Some(value) => {
+            fields.quality = Some(
+                serde_json::from_value::<QualityClass>(value.clone())
+                    .map_err(|_| "metrics.quality must be excellent, good, fair or poor".to_owned())?,
+            );
+        }
+    }
+    match metrics.get("usingRelay") {
+        None | Some(Value::Null) => {}
+        Some(Value::Bool(relay)) => fields.using_relay = Some(*relay),
+        Some(_) => return Err("metrics.usingRelay must be true or false".into()),
+    }
+    Ok(fields)
+}
+
+/// Translates the admin stream into the admin room's events until the hub goes away.
+async fn forward(io: SocketIo, mut messages: broadcast::Receiver<Utf8Bytes>) {
+    loop {
+        match messages.recv().await {
+            Ok(text) => {
+                let Some((event, payload)) = translate(text.as_str()) else {
+                    continue;
+                };
+                let Some(namespace) = io.of(NAMESPACE) else {
+                    return;
+                };
+                if let Err(error) = namespace.to(ADMIN_ROOM).emit(event, &payload).await {
+                    tracing::debug!(%error, "socket.io: cannot emit to the admin room");
+                }
+            }
+            Err(broadcast::error::RecvError::Lagged(skipped)) => {
+                tracing::warn!(skipped, "socket.io: the admin room fell behind the stream");
+            }
+            Err(broadcast::error::RecvError::Closed) => return,
+        }
+    }
+}
+
+/// One admin stream message as a Socket.IO event; `None` for what the protocol has no event for
+/// (a resolved alert).
+fn translate(text: &str) -> Option<(&'static str, Value)> {
+    let message: Value = serde_json::from_str(text).ok()?;
+    match message.get("type")?.as_str()? {
+        "alert" => {
+            let alert = message.get("alert")?;
+            if alert.get("state")?.as_str()? != "raised" {
+                return None;
+            }
+            let mut entry = json!({
+                "type": alert.get("type")?,
+                "severity": alert.get("severity")?,
+                "message": alert.get("message")?,
+            });
+            if let Some(cost) = alert.get("cost").filter(|c| !c.is_null()) {
+                entry["cost"] = cost.clone();
+            }
+            Some((
+                "meeting:alerts",
+                json!({
+                    "meetingId": alert.get("meeting_id")?,
+                    "userId": alert.get("participant_id")?,
+                    "alerts": [entry],
+                    "timestamp": alert.get("at")?,
+                }),
+            ))
+        }
+        "metrics" => {
+            let mut metrics = Map::new();
+            let names = NUMBER_FIELDS
+                .iter()
+                .copied()
+                .chain([("quality", "quality"), ("usingRelay", "using_relay")]);
+            for (socket, collector) in names {
+                if let Some(value) = message.get(collector).filter(|v| !v.is_null()) {
+                    metrics.insert(socket.to_owned(), value.clone());
+                }
+            }
+            Some((
+                "meeting:metrics:update",
+                json!({
+                    "meetingId": message.get("meeting_id")?,
+                    "userId": message.get("participant_id")?,
+                    "metrics": metrics,
+                    "timestamp": message.get("last_seen")?,
+                }),
+            ))
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batch(data: Value) -> Result<IngestBatch, String> {
+        parse_metrics(&data, "u", |stamp| stamp.unwrap_or(7))
+    }
+
+    #[test]
+    fn parses_the_changed_metrics_only() {
+        let b = batch(json!({"meetingId": "m", "metrics": {"latency": 120, "quality": "good", "usingRelay": true, "x": 1}, "timestamp": 1_700_000_000_123u64})).unwrap();
+        assert_eq!(b.meeting_id, "m");
+        assert_eq!(b.participant_id, "u");
+        let e = &b.events[0];
+        assert_eq!(e.seq, 1_700_000_000_123);
+        assert!(!e.full);
+        assert_eq!(e.metrics.rtt_ms, Some(120.0));
+        assert_eq!(e.metrics.quality, Some(QualityClass::Good));
+        assert_eq!(e.metrics.using_relay, Some(true));
+        assert_eq!(e.metrics.upload_kbps, None);
+        assert_eq!(
+            batch(json!({"meetingId": "m", "metrics": {}})).unwrap().events[0].seq,
+            7
+        );
+    }
+
+    #[test]
+    fn rejects_wrong_types_and_ranges_with_the_protocol_names() {
+        for (data, expected) in [
+            (json!("x"), "data must be an object"),
+            (json!({"metrics": {}}), "meetingId"),
+            (json!({"meetingId": "m"}), "metrics must be an object"),
+            (
+                json!({"meetingId": "m", "metrics": {"latency": "1"}}),
+                "metrics.latency",
+            ),
+            (
+                json!({"meetingId": "m", "metrics": {"quality": "great"}}),
+                "metrics.quality",
+            ),
+            (
+                json!({"meetingId": "m", "metrics": {"usingRelay": 1}}),
+                "metrics.usingRelay",
+            ),
+            (
+                json!({"meetingId": "m", "metrics": {}, "timestamp": "now"}),
+                "timestamp",
+            ),
+            (json!({"meetingId": "m", "metrics": {}, "timestamp": -1}), "timestamp"),
+        ] {
+            let error = batch(data).unwrap_err();
+            assert!(error.contains(expected), "{error}");
+        }
+        let b = batch(json!({"meetingId": "m", "metrics": {"packetLoss": 101}})).unwrap();
+        let error = socket_names(&api::validate(&b).unwrap_err());
+        assert!(error.contains("metrics.packetLoss"), "{error}");
+    }
+
+    #[test]
+    fn translates_raised_alerts_and_metrics() {
+        let (event, alert) = translate(
+            r#"{"type":"alert","alert":{"at":5,"meeting_id":"m","participant_id":"u","type":"high-latency","severity":"warning","state":"raised","message":"High"}}"#,
+        )
+        .unwrap();
+        assert_eq!(event, "meeting:alerts");
+        assert_eq!(
+            alert,
+            json!({"meetingId": "m", "userId": "u", "timestamp": 5,
+                   "alerts": [{"type": "high-latency", "severity": "warning", "message": "High"}]})
+        );
+        assert!(translate(r#"{"type":"alert","alert":{"at":5,"meeting_id":"m","participant_id":"u","type":"high-latency","severity":"warning","state":"resolved","message":"High"}}"#).is_none());
+        let (event, update) = translate(
+            r#"{"type":"metrics","meeting_id":"m","participant_id":"u","label":null,"last_seen":9,"last_seq":3,"upload_kbps":null,"download_kbps":800.0,"rtt_ms":40.0,"loss_pct":null,"jitter_ms":2.0,"quality":"good","mos":null,"using_relay":false,"relay_protocol":null,"relay_server":null}"#,
+        )
+        .unwrap();
+        assert_eq!(event, "meeting:metrics:update");
+        assert_eq!(
+            update,
+            json!({"meetingId": "m", "userId": "u", "timestamp": 9,
+                   "metrics": {"downloadBitrate": 800.0, "latency": 40.0, "quality": "good", "usingRelay": false}})
+        );
+    }
+}
