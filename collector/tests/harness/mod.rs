@@ -7,7 +7,6 @@ pub mod proxy;
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{json, Value};
 use std::net::TcpListener as StdListener;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -30,12 +29,6 @@ pub struct Proc(Child);
 
 impl Drop for Proc {
     fn drop(&mut self) {
-        // Processes started in their own group (chromedriver) take their children (Chromium)
-        // with them, also when a test panics before it could end its WebDriver session.
-        let _ = Command::new("kill")
-            .arg("-KILL")
-            .arg(format!("-{}", self.0.id()))
-            .status();
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
@@ -208,13 +201,12 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
-/// Starts chromedriver (in its own process group, see [`Proc`]) and a headless Chromium session
+/// Starts chromedriver and a headless Chromium session
 /// with fake media devices and a fresh `profile`, loading `extension` when given (else none).
 pub async fn webdriver(profile: &Path, extension: Option<&Path>) -> (Proc, Client) {
     let port = free_port();
     let driver = std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "chromedriver".into());
     let child = Command::new(&driver)
-        .process_group(0)
         .arg(format!("--port={port}"))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
