@@ -308,6 +308,38 @@ impl Browser {
     }
 }
 
+/// Chromedriver's `goog/cdp/execute`: one Chrome DevTools Protocol command on the session's
+/// current page target (browser-wide domains such as `Target` and `Browser` work from any page).
+#[derive(Debug)]
+struct CdpCommand {
+    cmd: String,
+    params: Value,
+}
+
+impl fantoccini::wd::WebDriverCompatibleCommand for CdpCommand {
+    fn endpoint(&self, base: &url::Url, session: Option<&str>) -> Result<url::Url, url::ParseError> {
+        base.join(&format!("session/{}/goog/cdp/execute", session.unwrap_or_default()))
+    }
+
+    fn method_and_body(&self, _url: &url::Url) -> (axum::http::Method, Option<String>) {
+        let body = json!({"cmd": self.cmd, "params": self.params});
+        (axum::http::Method::POST, Some(body.to_string()))
+    }
+}
+
+/// Runs the CDP command `cmd` with `params` and returns its result object.
+#[allow(dead_code)]
+pub async fn cdp(client: &Client, cmd: &str, params: Value) -> Value {
+    let command = CdpCommand {
+        cmd: cmd.to_owned(),
+        params,
+    };
+    client
+        .issue_cmd(command)
+        .await
+        .unwrap_or_else(|e| panic!("CDP {cmd}: {e}"))
+}
+
 /// The popup page.
 pub struct Popup<'a> {
     client: &'a Client,
