@@ -1,4 +1,7 @@
 // Call Vitals service worker: routes snapshots to the offscreen document and keeps it configured (message types: shared/src/messages.rs).
+import { watchSites } from './sites.js';
+
+watchSites(); // hook.js and bridge.js run on the sites the options page allows
 const OFFSCREEN_URL = 'offscreen.html';
 const SOURCE = 'call-vitals-hook';
 const MAX_BUFFERED = 1000;
@@ -6,6 +9,9 @@ const SYNC_KEYS = ['collector_url', 'ingest_key', 'label', 'sending'];
 
 let ready = false; // the offscreen document said `offscreen-ready` (or already existed)
 let creating = null;
+let readying = null; // the config is on its way to a document that said `offscreen-ready`
+let closing = null; // closeDocument in progress
+let lastStatsAt = 0;
 let buffered = []; // ToOffscreen messages waiting for the handshake
 
 async function offscreenExists() {
@@ -26,21 +32,37 @@ async function settings() {
   return { ...defaults, ...stored, install_id: installId };
 }
 
+const fromOffscreen = (sender) => sender.url === chrome.runtime.getURL(OFFSCREEN_URL);
+
+// A document that went away without us (closed by Chrome or a test, crashed, reloading) has no
+// listener: its snapshots wait, and the next one makes or finds the document again.
 function deliver(message) {
-  chrome.runtime.sendMessage({ ...message, target: 'offscreen' }).catch(() => {});
+  chrome.runtime.sendMessage({ ...message, target: 'offscreen' }).catch((e) => {
+    if (!String(e && e.message).includes('Receiving end does not exist')) return;
+    ready = false;
+    if (message.type === 'stats' && buffered.length < MAX_BUFFERED) buffered.push(message);
+  });
 }
 
-async function onReady() {
-  ready = true;
-  deliver({ type: 'config', ...(await settings()) });
-  const pending = buffered;
-  buffered = [];
-  pending.forEach(deliver);
+// The document listens: it gets its config first, then what waited (`ready` only once the
+// config is sent, so that no snapshot overtakes it).
+function onReady() {
+  if (!readying) {
+    readying = settings().then((s) => {
+      deliver({ type: 'config', ...s });
+      ready = true;
+      const pending = buffered;
+      buffered = [];
+      pending.forEach(deliver);
+    }).catch(() => {}).finally(() => { readying = null; });
+  }
+  return readying;
 }
 
 async function ensureOffscreen() {
-  if (ready || creating) return creating;
+  if (ready || creating || readying) return creating || readying;
   creating = (async () => {
+    if (closing) await closing;
     if (await offscreenExists()) {
       // The worker restarted while the document lived on: it is listening already.
       await onReady();
@@ -59,7 +81,7 @@ async function ensureOffscreen() {
 // Sends a ToOffscreen message, creating the document on demand (`create`) or only if it exists.
 async function send(message, create = true) {
   if (ready) return deliver(message);
-  if (!create && !creating && !(await offscreenExists())) return undefined;
+  if (!create && (closing || (!creating && !(await offscreenExists())))) return undefined;
   buffered.push(message);
   if (buffered.length > MAX_BUFFERED) buffered.shift();
   return ensureOffscreen();
@@ -100,20 +122,37 @@ function clearBadge(tabId) {
   setBadge(tabId, '');
 }
 
+// The document says it is idle (no call for a minute, nothing left to upload): close it, unless
+// a snapshot came meanwhile (it is busy again and says so later). The next call makes it again;
+// its upload queue waits in its storage.
+const IDLE_MARGIN_MS = 2000;
+
+function closeIdle() {
+  if (closing || creating || readying || Date.now() - lastStatsAt < IDLE_MARGIN_MS) return;
+  ready = false;
+  closing = chrome.offscreen.closeDocument().catch(() => {}).finally(() => { closing = null; });
+  [...badgeAsked.keys()].forEach(clearBadge);
+}
+
 // Page messages come from bridge.js, which already checked them; they are checked again here
 // because the service worker trusts no content script.
 const validPc = (pc) => typeof pc === 'string' && pc.length > 0 && pc.length <= 64; // MAX_PC_ID_LEN
 
 chrome.runtime.onMessage.addListener((msg, sender) => {
   if (!msg || typeof msg !== 'object') return;
-  if (msg.type === 'offscreen-ready' && sender.url && sender.url.endsWith(OFFSCREEN_URL)) {
+  if (msg.type === 'offscreen-ready' && fromOffscreen(sender)) {
     onReady();
+    return;
+  }
+  if (msg.type === 'offscreen-idle' && fromOffscreen(sender)) {
+    closeIdle();
     return;
   }
   if (msg.source !== SOURCE || !sender.tab || typeof sender.tab.id !== 'number') return;
   const tab = sender.tab.id;
   if (msg.kind === 'stats' && validPc(msg.pc) && Array.isArray(msg.reports) && msg.reports.length <= 500) {
     const url = sender.tab.url || sender.url || '';
+    lastStatsAt = Date.now();
     send({ type: 'stats', tab, url, pc: msg.pc, now_ms: Date.now(), reports: msg.reports });
     refreshBadge(tab);
   } else if (msg.kind === 'closed' && validPc(msg.pc)) {

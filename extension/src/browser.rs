@@ -24,6 +24,12 @@ extern "C" {
     fn storage_sync_set(items: &JsValue) -> Result<js_sys::Promise, JsValue>;
     #[wasm_bindgen(catch, js_namespace = ["chrome", "permissions"], js_name = request)]
     fn permissions_request(permissions: &JsValue) -> Result<js_sys::Promise, JsValue>;
+    #[wasm_bindgen(catch, js_namespace = ["chrome", "permissions"], js_name = contains)]
+    fn permissions_contains(permissions: &JsValue) -> Result<js_sys::Promise, JsValue>;
+    #[wasm_bindgen(catch, js_namespace = ["chrome", "permissions", "onAdded"], js_name = addListener)]
+    fn permissions_on_added(listener: &js_sys::Function) -> Result<(), JsValue>;
+    #[wasm_bindgen(catch, js_namespace = ["chrome", "permissions", "onRemoved"], js_name = addListener)]
+    fn permissions_on_removed(listener: &js_sys::Function) -> Result<(), JsValue>;
 }
 
 /// Milliseconds since the Unix epoch.
@@ -111,7 +117,13 @@ pub async fn own_tab_id() -> Option<i64> {
 /// Asks the offscreen document for a tab's view. `Ok(None)` when nobody answered (no
 /// offscreen document: no call anywhere).
 pub async fn get_tab(tab: Option<i64>) -> Result<Option<TabView>, String> {
-    let message = to_js(&ToOffscreen::GetTab { tab })?;
+    ask_offscreen(&ToOffscreen::GetTab { tab }).await
+}
+
+/// Sends `message` to the offscreen document and reads its answer as a `T`. `Ok(None)` when
+/// nobody answered, the answer was null or it was not a `T`.
+pub async fn ask_offscreen<T: DeserializeOwned>(message: &ToOffscreen) -> Result<Option<T>, String> {
+    let message = to_js(message)?;
     js_sys::Reflect::set(&message, &"target".into(), &"offscreen".into()).map_err(js_error)?;
     match await_promise(runtime_send_message(&message)).await {
         Ok(answer) if answer.is_undefined() || answer.is_null() => Ok(None),
@@ -122,9 +134,9 @@ pub async fn get_tab(tab: Option<i64>) -> Result<Option<TabView>, String> {
     }
 }
 
-/// The keys of [`Settings`] the options page stores in `chrome.storage.sync` (the install id
-/// lives in `chrome.storage.local`, made by the service worker).
-const SYNC_KEYS: [&str; 4] = ["collector_url", "ingest_key", "label", "sending"];
+/// The member of [`Settings`] that is not stored in `chrome.storage.sync` (the install id lives
+/// in `chrome.storage.local`, made by the service worker); every other member is.
+const NOT_SYNCED: &str = "install_id";
 
 /// The effective settings: the build's defaults (`defaults.json`) overlaid by the user's.
 pub async fn load_settings() -> Result<Settings, String> {
@@ -135,7 +147,7 @@ pub async fn load_settings() -> Result<Settings, String> {
     if !merged.is_object() {
         merged = serde_json::json!({});
     }
-    let keys = to_js(&SYNC_KEYS)?;
+    let keys = JsValue::NULL; // everything stored; members Settings does not know are ignored
     let stored: serde_json::Value = from_js(await_promise(storage_sync_get(&keys)).await?).unwrap_or_default();
     if let (Some(m), Some(s)) = (merged.as_object_mut(), stored.as_object()) {
         for (k, v) in s {
@@ -147,13 +159,11 @@ pub async fn load_settings() -> Result<Settings, String> {
 
 /// Saves the user's settings to `chrome.storage.sync` (the service worker passes them on).
 pub async fn save_settings(settings: &Settings) -> Result<(), String> {
-    let items = to_js(&serde_json::json!({
-        "collector_url": settings.collector_url,
-        "ingest_key": settings.ingest_key,
-        "label": settings.label,
-        "sending": settings.sending,
-    }))?;
-    await_promise(storage_sync_set(&items)).await.map(|_| ())
+    let mut items = serde_json::to_value(settings).map_err(|e| e.to_string())?;
+    if let Some(map) = items.as_object_mut() {
+        map.remove(NOT_SYNCED);
+    }
+    await_promise(storage_sync_set(&to_js(&items)?)).await.map(|_| ())
 }
 
 /// Requests the host permission for a collector origin pattern (e.g. `https://c.example.com/*`).
@@ -161,4 +171,19 @@ pub async fn save_settings(settings: &Settings) -> Result<(), String> {
 pub async fn request_host_permission(origin_pattern: &str) -> Result<bool, String> {
     let permissions = to_js(&serde_json::json!({"origins": [origin_pattern]}))?;
     Ok(await_promise(permissions_request(&permissions)).await?.as_bool() == Some(true))
+}
+
+/// Whether the extension holds host permissions for every one of `origin_patterns`.
+pub async fn has_host_permissions(origin_patterns: &[&str]) -> Result<bool, String> {
+    let permissions = to_js(&serde_json::json!({"origins": origin_patterns}))?;
+    Ok(await_promise(permissions_contains(&permissions)).await?.as_bool() == Some(true))
+}
+
+/// Calls `changed` whenever the extension's permissions change (granted in a prompt or in
+/// chrome://extensions, or withdrawn). Called once per page: the listener lives as long as it.
+pub fn on_permissions_changed(changed: impl Fn() + 'static) -> Result<(), String> {
+    let listener = Closure::<dyn Fn()>::new(changed).into_js_value();
+    let listener: &js_sys::Function = listener.unchecked_ref();
+    permissions_on_added(listener).map_err(js_error)?;
+    permissions_on_removed(listener).map_err(js_error)
 }

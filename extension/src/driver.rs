@@ -4,29 +4,40 @@
 //! asks for (HTTP posts, a wake-up timer). Nothing here touches a browser API, so it is tested natively.
 
 use crate::convert::snapshot_input;
-use crate::upload::{UploadQueue, UploadResult};
-use std::collections::{BTreeMap, VecDeque};
-use vitals_shared::messages::{CollectorStatus, HistorySample, Settings, TabView, ToOffscreen};
+use crate::upload::{UploadResult, Uploads};
+use crate::upload_store::StoreOp;
+use std::collections::BTreeMap;
+use vitals_shared::messages::{CollectorStatus, Settings, TabView, ToOffscreen};
 use vitals_shared::metrics::TabMetrics;
 use vitals_shared::privacy::meeting_id;
 use vitals_shared::processor::{Input, Output, Processor, STALE_PC_MS};
+use vitals_shared::report::{CallRecorder, Report, REPORT_WINDOW_MS};
 use vitals_shared::wire::IngestBatch;
 
 /// A post the shell must make; its result goes back through [`Driver::upload_done`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct PostRequest {
-    pub tab: i64,
+    /// The participant session the batch belongs to.
+    pub session: String,
     /// `<collector_url>/api/v1/ingest`.
     pub endpoint: String,
     pub ingest_key: String,
     pub batch: IngestBatch,
 }
 
-/// Samples kept per tab for the popup's sparklines: one a second over the last minute.
+/// Samples the popup's sparklines show: one a second over the last minute.
 pub const HISTORY_SAMPLES: usize = 60;
-/// Metrics closer than this to the previous sample replace it (a tab with several connections
-/// gets new aggregate metrics after each connection's snapshot, several times a second).
-const HISTORY_STEP_MS: f64 = 900.0;
+
+/// No snapshot from any tab for this long: no call, and the document may close. The grace
+/// leaves time to download the report of a call that just ended, and spares a restart when an
+/// app replaces its connection.
+pub const IDLE_AFTER_MS: f64 = 60_000.0;
+/// Events waiting for an unreachable collector keep the document open this long after the last
+/// call; then they wait in storage for the next call.
+pub const KEEP_FOR_UPLOADS_MS: f64 = 600_000.0;
+/// While idle the document says so again this often (the service worker declines to close it
+/// when a snapshot crossed the message).
+const IDLE_REPEAT_MS: f64 = 30_000.0;
 
 /// What the shell must do.
 #[derive(Debug, Clone, PartialEq)]
@@ -34,21 +45,22 @@ pub enum Effect {
     Post(PostRequest),
     /// Call [`Driver::tick`] at this time (replaces any earlier request).
     WakeAt(f64),
+    /// Nothing to do: no call, nothing to upload. The service worker may close the document.
+    Idle,
 }
 
 #[derive(Debug)]
 struct TabState {
-    /// `None` once the tab closed or navigated away; the state stays until its queue drained.
+    /// `None` once the tab closed or navigated away (the state is then forgotten).
     processor: Option<Processor>,
     url: String,
     /// The tab's call session: part of the participant id.
     session: String,
     latest: Option<TabMetrics>,
-    /// The last minute of the call, oldest first, at most [`HISTORY_SAMPLES`].
-    history: VecDeque<HistorySample>,
+    /// The last 10 minutes of the call (reports; the last minute feeds the sparklines).
+    recorder: CallRecorder,
     last_snapshot_ms: f64,
     next_tick_ms: Option<f64>,
-    queue: UploadQueue,
 }
 
 /// The offscreen driver.
@@ -59,6 +71,12 @@ pub struct Driver {
     sent: u64,
     last_ok: Option<bool>,
     last_error: Option<String>,
+    /// The upload queues of every call session, kept in step with storage.
+    uploads: Uploads,
+    /// The last snapshot from any tab (or the start), for closing the document when idle.
+    last_call_ms: f64,
+    /// When [`Effect::Idle`] was last given in the current idle spell.
+    idle_said_ms: Option<f64>,
 }
 
 impl Driver {
@@ -85,7 +103,8 @@ impl Driver {
                 }
             }
             ToOffscreen::PcClosed { tab, pc } => {
-                if self.tabs.get(&tab).is_some_and(|t| t.processor.is_some()) {
+                if let Some(state) = self.tabs.get_mut(&tab).filter(|t| t.processor.is_some()) {
+                    state.recorder.closed(&pc, now_ms);
                     self.feed(tab, Input::Closed { pc });
                 }
             }
@@ -93,22 +112,24 @@ impl Driver {
                 if let Some(state) = self.tabs.get_mut(&tab) {
                     state.processor = None;
                     state.latest = None;
-                    state.history.clear();
+                    // A new recorder, not a cleared one: the rings' memory is freed.
+                    state.recorder = CallRecorder::default();
                     state.next_tick_ms = None;
+                    self.uploads.end_session(&state.session);
                 }
                 self.forget_drained();
             }
             ToOffscreen::Config(settings) => {
                 self.settings = settings;
                 if !self.sending() {
-                    for t in self.tabs.values_mut() {
-                        t.queue = UploadQueue::default();
-                    }
+                    self.uploads.clear();
                     self.last_ok = None;
                     self.forget_drained();
                 }
             }
             ToOffscreen::GetTab { tab } => return Some(self.view(tab, now_ms)),
+            // Answered by `Driver::report` (the shell routes it there: the answer is no view).
+            ToOffscreen::GetReport { .. } => {}
         }
         None
     }
@@ -121,20 +142,23 @@ impl Driver {
             url: String::new(),
             session: String::new(),
             latest: None,
-            history: VecDeque::new(),
+            recorder: CallRecorder::default(),
             last_snapshot_ms: 0.0,
             next_tick_ms: None,
-            queue: UploadQueue::default(),
         });
         if state.processor.is_none() {
             // A new call session: the tab is new, or it navigated and came back.
             state.processor = Some(Processor::new());
-            state.session = format!("{tab}-{:x}", at_ms.max(0.0) as u64);
-            state.history.clear();
+            state.session = self
+                .uploads
+                .open_session(tab, meeting_id(&url).as_deref(), at_ms, at_ms);
+            state.recorder = CallRecorder::default();
             state.next_tick_ms = None;
         }
         state.url = url;
         state.last_snapshot_ms = at_ms;
+        self.last_call_ms = self.last_call_ms.max(at_ms);
+        self.idle_said_ms = None;
         self.feed(tab, input);
     }
 
@@ -152,13 +176,14 @@ impl Driver {
             match out {
                 Output::TabMetrics(m) => {
                     if live {
-                        record(&mut state.history, &m);
+                        state.recorder.record_tab(&m);
                     }
                     state.latest = live.then_some(m);
                 }
-                Output::Emit(event) if sending => state.queue.push(event),
+                Output::Emit(event) if sending => self.uploads.push(&state.session, tab, meeting_id(&state.url), event),
                 Output::NextTick { at_ms } => state.next_tick_ms = Some(at_ms),
-                Output::Emit(_) | Output::PeerMetrics(_) => {}
+                Output::PeerMetrics(m) => state.recorder.record_peer(&m),
+                Output::Emit(_) => {}
             }
         }
     }
@@ -179,8 +204,8 @@ impl Driver {
         }
     }
 
-    /// The shell finished a post for `tab`.
-    pub fn upload_done(&mut self, tab: i64, result: UploadResult, now_ms: f64) {
+    /// The shell finished a post for `session` ([`PostRequest::session`]).
+    pub fn upload_done(&mut self, session: &str, result: UploadResult, now_ms: f64) {
         match &result {
             UploadResult::Accepted(seqs) => {
                 self.sent += seqs.len() as u64;
@@ -192,25 +217,60 @@ impl Driver {
                 self.last_error = Some(e.clone());
             }
         }
-        if let Some(state) = self.tabs.get_mut(&tab) {
-            state.queue.finish(&result, now_ms);
-        }
-        if let UploadResult::Accepted(seqs) = result {
-            for seq in seqs {
+        let acked = self.uploads.finish(session, &result, now_ms);
+        let feeding = self
+            .tabs
+            .iter()
+            .find(|(_, t)| t.processor.is_some() && t.session == session);
+        if let Some(tab) = feeding.map(|(id, _)| *id) {
+            for seq in acked {
                 self.feed(tab, Input::Acked { seq });
             }
         }
-        self.forget_drained();
     }
 
     fn forget_drained(&mut self) {
-        self.tabs
-            .retain(|_, t| t.processor.is_some() || (!t.queue.is_empty() || t.queue.in_flight()));
+        self.tabs.retain(|_, t| t.processor.is_some());
+    }
+
+    /// Reads the stored upload queues back (before the first upload; see `upload.rs`) and
+    /// starts the idle clock.
+    pub fn restore(&mut self, stored: impl IntoIterator<Item = (String, String)>, now_ms: f64) {
+        self.uploads = Uploads::restore(stored, now_ms);
+        self.last_call_ms = now_ms;
+    }
+
+    /// The storage changes to apply, in order, before the next post starts.
+    pub fn take_writes(&mut self) -> Vec<StoreOp> {
+        self.uploads.take_writes()
+    }
+
+    /// Whether the document has nothing to do (no call for [`IDLE_AFTER_MS`], nothing to upload
+    /// or [`KEEP_FOR_UPLOADS_MS`] passed) and should say so now, and when to look again.
+    fn idle_check(&mut self, now_ms: f64) -> (bool, Option<f64>) {
+        if self.uploads.in_flight() {
+            return (false, None); // its end runs the effects again
+        }
+        let grace = if self.uploads.queued() > 0 {
+            KEEP_FOR_UPLOADS_MS
+        } else {
+            IDLE_AFTER_MS
+        };
+        let idle_at = self.last_call_ms + grace;
+        if now_ms < idle_at {
+            return (false, Some(idle_at));
+        }
+        let say = self.idle_said_ms.is_none_or(|said| now_ms - said >= IDLE_REPEAT_MS);
+        if say {
+            self.idle_said_ms = Some(now_ms);
+        }
+        (say, self.idle_said_ms.map(|said| said + IDLE_REPEAT_MS))
     }
 
     /// The posts to start now and when to wake up next.
     pub fn effects(&mut self, now_ms: f64) -> Vec<Effect> {
         let mut effects = Vec::new();
+        self.uploads.expire(now_ms);
         if self.sending() {
             let endpoint = format!(
                 "{}/api/v1/ingest",
@@ -222,32 +282,30 @@ impl Driver {
                 self.settings.install_id.as_str()
             };
             let label = Some(self.settings.label.trim().to_string()).filter(|l| !l.is_empty());
-            for (tab, state) in &mut self.tabs {
-                let Some(meeting) = meeting_id(&state.url) else {
-                    // Not an http(s) page: nothing to name the meeting by, so nothing is sent.
-                    state.queue = UploadQueue::default();
-                    continue;
-                };
-                if let Some(events) = state.queue.take_batch(now_ms) {
-                    effects.push(Effect::Post(PostRequest {
-                        tab: *tab,
-                        endpoint: endpoint.clone(),
-                        ingest_key: self.settings.ingest_key.clone(),
-                        batch: IngestBatch {
-                            meeting_id: meeting,
-                            participant_id: format!("{install}-{}", state.session),
-                            label: label.clone(),
-                            events,
-                        },
-                    }));
-                }
+            for batch in self.uploads.take_batches(now_ms) {
+                effects.push(Effect::Post(PostRequest {
+                    endpoint: endpoint.clone(),
+                    ingest_key: self.settings.ingest_key.clone(),
+                    batch: IngestBatch {
+                        meeting_id: batch.meeting,
+                        participant_id: format!("{install}-{}", batch.session),
+                        label: label.clone(),
+                        events: batch.events,
+                    },
+                    session: batch.session,
+                }));
             }
+        }
+        let (idle, idle_wake) = self.idle_check(now_ms);
+        if idle {
+            effects.push(Effect::Idle);
         }
         let wake = self
             .tabs
             .values()
-            .flat_map(|t| [t.next_tick_ms, t.queue.retry_at()])
-            .flatten()
+            .filter_map(|t| t.next_tick_ms)
+            .chain(self.uploads.retry_at())
+            .chain(idle_wake)
             .min_by(f64::total_cmp);
         if let Some(at) = wake {
             effects.push(Effect::WakeAt(at));
@@ -265,7 +323,8 @@ impl Driver {
         };
         CollectorStatus {
             state: state.to_string(),
-            queued: self.tabs.values().map(|t| t.queue.len()).sum(),
+            queued: self.uploads.queued(),
+            dropped: self.uploads.dropped(),
             sent: self.sent,
             last_error: self.last_error.clone(),
         }
@@ -273,66 +332,50 @@ impl Driver {
 
     /// A tab's view. `None` asks for the tab that last had a call (the popup opened as a tab of
     /// its own, or its tab has no call). A call whose hook went quiet counts as ended.
+    /// Without a live call anywhere, `None` picks the tab whose ended call was recorded last
+    /// (its report can still be downloaded).
     pub fn view(&self, tab: Option<i64>, now_ms: f64) -> TabView {
-        let live =
-            |t: &TabState| t.processor.is_some() && t.latest.is_some() && now_ms - t.last_snapshot_ms < STALE_PC_MS;
-        let chosen = match tab {
-            Some(id) => Some(id),
-            None => self
-                .tabs
-                .iter()
-                .filter(|(_, t)| live(t))
-                .max_by(|a, b| a.1.last_snapshot_ms.total_cmp(&b.1.last_snapshot_ms))
-                .map(|(id, _)| *id),
-        };
-        let shown = chosen.and_then(|id| self.tabs.get(&id)).filter(|t| live(t));
+        let chosen = self.choose(tab, now_ms);
+        let state = chosen.and_then(|id| self.tabs.get(&id));
+        let shown = state.filter(|t| t.live(now_ms));
         TabView {
             tab: chosen,
             metrics: shown.and_then(|t| t.latest.clone()),
             collector: self.status(),
             history: shown
-                .map(|t| {
-                    t.history
-                        .iter()
-                        .filter(|s| now_ms - s.at_ms <= 60_000.0)
-                        .cloned()
-                        .collect()
-                })
+                .map(|t| t.recorder.history(now_ms, 60_000.0, HISTORY_SAMPLES))
                 .unwrap_or_default(),
+            recorded_since_ms: state
+                .and_then(|t| t.recorder.first_ms())
+                .map(|first| first.max(now_ms - REPORT_WINDOW_MS)),
         }
+    }
+
+    /// `tab`, or for `None` the tab that last had a live call, else the one recorded last.
+    fn choose(&self, tab: Option<i64>, now_ms: f64) -> Option<i64> {
+        let newest = |time: &dyn Fn(&TabState) -> Option<f64>| {
+            self.tabs
+                .iter()
+                .filter_map(|(id, t)| Some((time(t)?, *id)))
+                .max_by(|a, b| a.0.total_cmp(&b.0))
+                .map(|(_, id)| id)
+        };
+        tab.or_else(|| newest(&|t| t.live(now_ms).then_some(t.last_snapshot_ms)))
+            .or_else(|| newest(&|t| t.recorder.last_ms()))
+    }
+
+    /// The report of the last 10 minutes of `tab` (chosen as for [`Driver::view`]); `None`
+    /// when nothing is recorded.
+    pub fn report(&self, tab: Option<i64>, now_ms: f64) -> Option<Report> {
+        let state = self.tabs.get(&self.choose(tab, now_ms)?)?;
+        (!state.recorder.is_empty()).then(|| Report::build(&state.recorder, &state.url, now_ms))
     }
 }
 
-/// Adds a tab's new metrics to its history: a new sample at most about once a second, else the
-/// latest sample is replaced; the oldest goes when the ring is full.
-fn record(history: &mut VecDeque<HistorySample>, m: &TabMetrics) {
-    let sample = HistorySample {
-        at_ms: m.at_ms,
-        bitrate_kbps: sum_kbps(m.upload_kbps, m.download_kbps),
-        rtt_ms: m.rtt_ms,
-    };
-    match history.back_mut() {
-        Some(last) if m.at_ms - last.at_ms < HISTORY_STEP_MS && m.at_ms >= last.at_ms => {
-            // Keep the sample's own time so samples stay about a second apart.
-            *last = HistorySample {
-                at_ms: last.at_ms,
-                ..sample
-            };
-        }
-        _ => {
-            if history.len() == HISTORY_SAMPLES {
-                history.pop_front();
-            }
-            history.push_back(sample);
-        }
-    }
-}
-
-/// The sum of two optional rates (either alone when the other is unknown).
-fn sum_kbps(a: Option<f64>, b: Option<f64>) -> Option<f64> {
-    match (a, b) {
-        (Some(x), Some(y)) => Some(x + y),
-        (x, y) => x.or(y),
+impl TabState {
+    /// The tab has a call whose hook still reports.
+    fn live(&self, now_ms: f64) -> bool {
+        self.processor.is_some() && self.latest.is_some() && now_ms - self.last_snapshot_ms < STALE_PC_MS
     }
 }
 
@@ -377,6 +420,7 @@ mod tests {
                 label: "Alice".into(),
                 sending: true,
                 install_id: "inst".into(),
+                ..Settings::default()
             }),
             0.0,
         );
@@ -447,6 +491,48 @@ mod tests {
     }
 
     #[test]
+    fn a_report_covers_the_call_outlives_its_end_and_goes_with_the_tab() {
+        let mut d = Driver::new();
+        for i in 1..=30 {
+            let t = f64::from(i);
+            d.handle(stats(3, "a", t, 400.0, "relay"), now(t));
+            d.handle(stats(3, "b", t + 0.2, 200.0, "host"), now(t + 0.2));
+        }
+        assert_eq!(d.view(Some(3), now(30.2)).recorded_since_ms, Some(now(1.0)));
+        d.handle(ToOffscreen::PcClosed { tab: 3, pc: "a".into() }, now(30.5));
+        d.handle(ToOffscreen::PcClosed { tab: 3, pc: "b".into() }, now(30.6));
+        // The call ended: no view of it, but the popup (asking for no tab) still finds its report.
+        let view = d.view(None, now(31.0));
+        assert_eq!(
+            (view.tab, view.metrics, view.recorded_since_ms),
+            (Some(3), None, Some(now(1.0)))
+        );
+        let report = d.report(None, now(31.0)).expect("a report");
+        assert_eq!(report.page.as_deref(), Some("http://ip-literal/demo"));
+        assert_eq!(report.connections.len(), 2);
+        for c in &report.connections {
+            // One a poll; the first has the round trip and relay but no rates yet.
+            assert_eq!(c.samples.len(), 30, "{}", c.pc);
+            assert_eq!(c.samples[0].upload_kbps, None);
+            assert!(c.closed_ms.is_some());
+        }
+        assert!(report.connections[0].using_relay && !report.connections[1].using_relay);
+        assert!(report
+            .alerts
+            .iter()
+            .any(|a| a.kind == vitals_shared::report::AlertKind::UsingTurn));
+        assert!((report.overview.upload_kbps.max.unwrap() - 600.0).abs() < 1e-6);
+        let json = serde_json::to_value(&report).unwrap();
+        assert!(vitals_shared::report::address_leaks(&json).is_empty());
+        assert!(!json.to_string().contains("127.0.0.1"));
+        // The tab goes: its recording is freed.
+        d.handle(ToOffscreen::TabGone { tab: 3 }, now(32.0));
+        assert_eq!(d.report(Some(3), now(32.0)), None);
+        assert_eq!(d.view(None, now(32.0)).recorded_since_ms, None);
+        assert!(d.tabs.values().all(|t| t.recorder.is_empty()));
+    }
+
+    #[test]
     fn events_are_posted_and_acked() {
         let mut d = configured();
         d.handle(stats(4, "a", 1.0, 100.0, "host"), now(1.0));
@@ -463,7 +549,7 @@ mod tests {
         let seqs: Vec<u64> = req.batch.events.iter().map(|e| e.seq).collect();
         // Nothing else goes while the batch is in flight.
         assert!(!d.effects(now(1.0)).iter().any(|e| matches!(e, Effect::Post(_))));
-        d.upload_done(4, UploadResult::Accepted(seqs), now(1.1));
+        d.upload_done(&req.session, UploadResult::Accepted(seqs), now(1.1));
         let status = d.status();
         assert_eq!((status.state.as_str(), status.queued, status.sent), ("connected", 0, 1));
     }
@@ -472,8 +558,14 @@ mod tests {
     fn failed_posts_wait_for_the_backoff() {
         let mut d = configured();
         d.handle(stats(4, "a", 1.0, 100.0, "host"), now(1.0));
-        assert!(matches!(d.effects(now(1.0))[0], Effect::Post(_)));
-        d.upload_done(4, UploadResult::Failed("connection refused".into()), now(1.0));
+        let Effect::Post(req) = d.effects(now(1.0)).remove(0) else {
+            panic!("expected a post")
+        };
+        d.upload_done(
+            &req.session,
+            UploadResult::Failed("connection refused".into()),
+            now(1.0),
+        );
         let effects = d.effects(now(1.0));
         assert_eq!(effects, vec![Effect::WakeAt(now(1.0) + 1000.0)]);
         assert_eq!(d.status().state, "retrying");
@@ -486,7 +578,7 @@ mod tests {
     fn nothing_is_queued_when_sending_is_off() {
         let mut d = Driver::new();
         d.handle(stats(4, "a", 1.0, 100.0, "host"), now(1.0));
-        assert!(d.effects(now(1.0)).is_empty());
+        assert!(!d.effects(now(1.0)).iter().any(|e| matches!(e, Effect::Post(_))));
         assert_eq!(d.status().queued, 0);
     }
 
@@ -499,7 +591,11 @@ mod tests {
         };
         d.handle(ToOffscreen::TabGone { tab: 4 }, now(1.1));
         assert_eq!(d.status().queued, 1);
-        d.upload_done(4, UploadResult::Accepted(vec![req.batch.events[0].seq]), now(1.2));
+        d.upload_done(
+            &req.session,
+            UploadResult::Accepted(vec![req.batch.events[0].seq]),
+            now(1.2),
+        );
         assert_eq!(d.status().queued, 0);
         assert!(d.tabs.is_empty());
     }
@@ -518,5 +614,83 @@ mod tests {
             1.0,
         );
         assert!(d.tabs.is_empty());
+    }
+
+    /// Runs the effects at `t`, failing every post (the collector is down), until none starts.
+    fn settle_failing(d: &mut Driver, t: f64) -> Vec<Effect> {
+        loop {
+            let effects = d.effects(t);
+            let posts: Vec<String> = effects
+                .iter()
+                .filter_map(|e| match e {
+                    Effect::Post(req) => Some(req.session.clone()),
+                    _ => None,
+                })
+                .collect();
+            if posts.is_empty() {
+                return effects;
+            }
+            for session in posts {
+                d.upload_done(&session, UploadResult::Failed("collector unreachable".into()), t);
+            }
+        }
+    }
+
+    #[test]
+    fn a_restarted_document_sends_the_stored_events_and_numbers_on() {
+        let mut disk = std::collections::BTreeMap::new();
+        let mut d = configured();
+        d.restore(Vec::new(), now(0.0));
+        for t in 1..=12 {
+            d.handle(stats(4, "a", f64::from(t), 100.0, "host"), now(f64::from(t)));
+            settle_failing(&mut d, now(f64::from(t)));
+            crate::upload_store::apply_to(&mut disk, d.take_writes());
+        }
+        let queued = d.status().queued;
+        assert!(queued >= 2, "the first event and a heartbeat wait, {queued}");
+
+        // The document restarts; the tab's call goes on.
+        let mut d = configured();
+        d.restore(disk.clone(), now(13.0));
+        assert_eq!(d.status().queued, queued);
+        d.handle(stats(4, "a", 13.0, 100.0, "host"), now(13.0));
+        d.handle(stats(4, "a", 14.0, 100.0, "host"), now(14.0));
+        let Effect::Post(req) = d.effects(now(14.0)).remove(0) else {
+            panic!("expected a post")
+        };
+        let seqs: Vec<u64> = req.batch.events.iter().map(|e| e.seq).collect();
+        assert!(seqs.len() > queued, "{seqs:?}");
+        assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>(), "no number twice");
+        assert!(req.batch.participant_id.starts_with("inst-4-"));
+        assert!(req.batch.events.last().unwrap().full);
+        d.upload_done(&req.session, UploadResult::Accepted(seqs), now(14.1));
+        assert_eq!(d.status().queued, 0);
+    }
+
+    #[test]
+    fn idle_is_said_a_while_after_the_last_call_and_later_while_uploads_wait() {
+        let mut d = configured();
+        d.restore(Vec::new(), now(0.0));
+        d.handle(stats(4, "a", 1.0, 100.0, "host"), now(1.0));
+        let Effect::Post(req) = d.effects(now(1.0)).remove(0) else {
+            panic!("expected a post")
+        };
+        let seqs = req.batch.events.iter().map(|e| e.seq).collect();
+        d.upload_done(&req.session, UploadResult::Accepted(seqs), now(1.1));
+        d.handle(ToOffscreen::TabGone { tab: 4 }, now(2.0));
+        let idle = |effects: Vec<Effect>| effects.contains(&Effect::Idle);
+        assert!(d.effects(now(1.0)).contains(&Effect::WakeAt(now(1.0) + IDLE_AFTER_MS)));
+        assert!(!idle(d.effects(now(1.0) + IDLE_AFTER_MS - 1.0)));
+        assert!(idle(d.effects(now(1.0) + IDLE_AFTER_MS)));
+        assert!(!idle(d.effects(now(1.0) + IDLE_AFTER_MS + 1.0)), "said once");
+        let later = now(1.0) + IDLE_AFTER_MS + IDLE_REPEAT_MS;
+        assert!(idle(d.effects(later)), "and again later");
+
+        // A new call, and the collector goes down: its events keep the document open longer.
+        d.handle(stats(5, "b", 100.0, 100.0, "host"), now(100.0));
+        assert!(!idle(settle_failing(&mut d, now(100.0) + IDLE_AFTER_MS)));
+        assert!(d.status().queued > 0);
+        assert!(!idle(settle_failing(&mut d, now(100.0) + KEEP_FOR_UPLOADS_MS - 1.0)));
+        assert!(idle(settle_failing(&mut d, now(100.0) + KEEP_FOR_UPLOADS_MS)));
     }
 }

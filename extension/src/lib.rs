@@ -2,16 +2,19 @@
 //!
 //! One cdylib with three entry points, each called by the loader script of its page
 //! (`offscreen.js`, `popup.js`, `options.js`). The pure logic (`convert`, `upload`, `driver`,
-//! `format`, the Yew reducers) is unit-tested natively; `browser` holds every browser call.
+//! `format`, the Yew reducers) is unit-tested natively; `browser` holds every browser call (those
+//! only the offscreen document makes are in `offscreen_io`).
 
 pub mod browser;
 pub mod convert;
 pub mod driver;
 pub mod format;
 pub mod offscreen;
+pub mod offscreen_io;
 pub mod options;
 pub mod popup;
 pub mod upload;
+pub mod upload_store;
 
 use wasm_bindgen::prelude::*;
 

@@ -3,6 +3,7 @@
 use crate::browser;
 use crate::convert;
 use crate::driver::{Driver, Effect};
+use crate::offscreen_io;
 use gloo_timers::future::TimeoutFuture;
 use std::cell::RefCell;
 use vitals_shared::messages::ToOffscreen;
@@ -16,8 +17,12 @@ thread_local! {
     static TIMER: RefCell<(Option<f64>, u64)> = const { RefCell::new((None, 0)) };
 }
 
+/// Starts the driver with the upload queue stored by the previous document, if any.
 pub fn start() {
-    DRIVER.with(|d| *d.borrow_mut() = Driver::new());
+    let mut driver = Driver::new();
+    driver.restore(offscreen_io::load(), browser::now_ms());
+    offscreen_io::apply_or_warn(driver.take_writes());
+    DRIVER.with(|d| *d.borrow_mut() = driver);
 }
 
 /// One runtime message (already filtered to `target: "offscreen"` by `offscreen.js`).
@@ -35,6 +40,11 @@ pub fn handle_message(message: JsValue) -> JsValue {
     let Some(message) = browser::from_js::<ToOffscreen>(message) else {
         return JsValue::UNDEFINED;
     };
+    if let ToOffscreen::GetReport { tab } = message {
+        // Null, not undefined, when nothing is recorded: the popup tells it from no answer.
+        let report = DRIVER.with(|d| d.borrow().report(tab, browser::now_ms()));
+        return report.map_or(JsValue::NULL, |r| browser::answer(&r));
+    }
     let view = DRIVER.with(|d| d.borrow_mut().handle(message, browser::now_ms()));
     run_effects();
     view.map_or(JsValue::UNDEFINED, |v| browser::answer(&v))
@@ -61,15 +71,22 @@ pub(crate) fn stats_message(message: &JsValue) -> Option<(i64, String, f64, Inpu
 }
 
 fn run_effects() {
-    let effects = DRIVER.with(|d| d.borrow_mut().effects(browser::now_ms()));
+    let (effects, writes) = DRIVER.with(|d| {
+        let mut driver = d.borrow_mut();
+        let effects = driver.effects(browser::now_ms());
+        (effects, driver.take_writes())
+    });
+    // Stored before any post starts: an event never reaches the collector unstored.
+    offscreen_io::apply_or_warn(writes);
     for effect in effects {
         match effect {
             Effect::Post(req) => wasm_bindgen_futures::spawn_local(async move {
                 let result = browser::post_batch(&req).await;
-                DRIVER.with(|d| d.borrow_mut().upload_done(req.tab, result, browser::now_ms()));
+                DRIVER.with(|d| d.borrow_mut().upload_done(&req.session, result, browser::now_ms()));
                 run_effects();
             }),
             Effect::WakeAt(at_ms) => wake_at(at_ms),
+            Effect::Idle => offscreen_io::say_idle(),
         }
     }
 }

@@ -1,12 +1,30 @@
-//! The upload queue of one participant: bounded, acknowledged events dropped, retried with backoff.
+//! The upload queues: one per participant session, bounded, kept in storage so they survive the offscreen document restarting, retried with backoff; acknowledged events dropped.
+//!
+//! [`Uploads`] is pure: every change it makes to its queues is also recorded as a [`StoreOp`]
+//! (format in `upload_store.rs`) that the shell applies before it starts the next post, so an
+//! event is stored before it can reach the collector. A restarted document reads the stored
+//! entries back with [`Uploads::restore`] before its first upload.
+//!
+//! Sequence numbers: the collector keeps the first event it sees under each (participant, seq)
+//! and drops any later one as a duplicate, so a number must never be given to two different
+//! events. A tab's processor numbers its events from 1; when a restarted document resumes the
+//! tab's session (same participant), its numbers are shifted past the session's stored
+//! `last_seq`, which is written together with each queued event.
 
-use std::collections::VecDeque;
+use crate::upload_store::{self as store, Entry, SessionRecord, StoreOp};
+use std::collections::{BTreeMap, VecDeque};
 use vitals_shared::emit::Event;
 use vitals_shared::wire::MAX_EVENTS_PER_BATCH;
 
 /// Most events kept per participant while the collector is unreachable; the oldest go first
 /// (a later full snapshot supersedes them anyway).
 pub const MAX_QUEUED: usize = 500;
+/// Most events kept for all participants together (about 300 bytes each when stored).
+pub const MAX_STORED: usize = 2_000;
+/// A restarted document continues a session that was live when it stopped if the same tab
+/// sends a snapshot of the same meeting within this time (the service worker recreates the
+/// document at the tab's next poll, a second later).
+pub const RESUME_MS: f64 = 30_000.0;
 /// First retry delay after a failure, doubled per further failure up to [`MAX_BACKOFF_MS`].
 pub const BASE_BACKOFF_MS: f64 = 1_000.0;
 pub const MAX_BACKOFF_MS: f64 = 60_000.0;
@@ -30,23 +48,23 @@ pub fn backoff_ms(failures: u32) -> f64 {
     (BASE_BACKOFF_MS * 2f64.powi(failures.min(16) as i32 - 1)).min(MAX_BACKOFF_MS)
 }
 
-/// Events waiting for the collector, at most one batch in flight.
+/// Events of one participant waiting for the collector, at most one batch in flight.
 #[derive(Debug, Default)]
 pub struct UploadQueue {
     events: VecDeque<Event>,
     in_flight: Option<Vec<u64>>,
     failures: u32,
     retry_at_ms: f64,
-    dropped: u64,
 }
 
 impl UploadQueue {
-    pub fn push(&mut self, event: Event) {
-        if self.events.len() >= MAX_QUEUED {
-            self.events.pop_front();
-            self.dropped += 1;
-        }
+    /// Queues `event`; returns the oldest event when the queue was full and it had to go.
+    pub fn push(&mut self, event: Event) -> Option<Event> {
+        let evicted = (self.events.len() >= MAX_QUEUED)
+            .then(|| self.events.pop_front())
+            .flatten();
         self.events.push_back(event);
+        evicted
     }
 
     pub fn len(&self) -> usize {
@@ -57,13 +75,16 @@ impl UploadQueue {
         self.events.is_empty()
     }
 
-    /// Events dropped because the queue was full.
-    pub fn dropped(&self) -> u64 {
-        self.dropped
-    }
-
     pub fn in_flight(&self) -> bool {
         self.in_flight.is_some()
+    }
+
+    fn front(&self) -> Option<&Event> {
+        self.events.front()
+    }
+
+    fn pop_front(&mut self) -> Option<Event> {
+        self.events.pop_front()
     }
 
     /// The next batch to post, if nothing is in flight and the backoff has passed.
@@ -83,27 +104,364 @@ impl UploadQueue {
 
     /// The in-flight batch ended. Accepted and refused batches leave the queue (a batch the
     /// collector answered but did not fully accept would never be); failed ones stay for a retry.
-    pub fn finish(&mut self, result: &UploadResult, now_ms: f64) {
+    /// Returns the sequence numbers that left.
+    pub fn finish(&mut self, result: &UploadResult, now_ms: f64) -> Vec<u64> {
         let Some(sent) = self.in_flight.take() else {
-            return;
+            return Vec::new();
         };
         match result {
             UploadResult::Accepted(_) | UploadResult::Refused(_) => {
-                self.events.retain(|e| !sent.contains(&e.seq));
+                let mut left = Vec::new();
+                self.events.retain(|e| {
+                    let keep = !sent.contains(&e.seq);
+                    if !keep {
+                        left.push(e.seq);
+                    }
+                    keep
+                });
                 self.failures = 0;
                 self.retry_at_ms = 0.0;
+                left
             }
             UploadResult::Failed(_) => {
                 self.failures = self.failures.saturating_add(1);
                 self.retry_at_ms = now_ms + backoff_ms(self.failures);
+                Vec::new()
             }
         }
+    }
+}
+
+/// The uploads of one participant session (one tab's call).
+#[derive(Debug)]
+struct Outbox {
+    tab: i64,
+    meeting: String,
+    queue: UploadQueue,
+    /// Added to the feeding processor's sequence numbers (non-zero for a resumed session).
+    base: u64,
+    /// The highest sequence number given out (stored with every queued event).
+    last_seq: u64,
+    /// A processor of this document feeds it.
+    live: bool,
+    /// Restored from storage where it was live: its tab may resume it until then.
+    resumable_until: Option<f64>,
+}
+
+impl Outbox {
+    fn record(&self) -> SessionRecord {
+        SessionRecord {
+            tab: self.tab,
+            meeting: self.meeting.clone(),
+            last_seq: self.last_seq,
+            live: self.live || self.resumable_until.is_some(),
+        }
+    }
+
+    fn drained(&self) -> bool {
+        !self.live && self.resumable_until.is_none() && self.queue.is_empty() && !self.queue.in_flight()
+    }
+}
+
+/// One post to make: the events of a session, for its meeting.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Batch {
+    pub session: String,
+    pub meeting: String,
+    pub events: Vec<Event>,
+}
+
+/// Every participant session's queue, and the writes that keep storage in step.
+#[derive(Debug, Default)]
+pub struct Uploads {
+    outboxes: BTreeMap<String, Outbox>,
+    /// Events the bounds evicted (kept in storage as well).
+    dropped: u64,
+    writes: Vec<StoreOp>,
+}
+
+impl Uploads {
+    /// The queues as stored (every `(key, value)` of the storage; foreign keys are skipped).
+    /// Damaged entries are removed; an event whose session record is gone cannot be sent (its
+    /// meeting is unknown) and counts as dropped, as do events over the bounds.
+    pub fn restore(stored: impl IntoIterator<Item = (String, String)>, now_ms: f64) -> Self {
+        let mut records = BTreeMap::new();
+        let mut events: BTreeMap<String, Vec<Event>> = BTreeMap::new();
+        let mut up = Uploads::default();
+        let mut dropped_before = 0;
+        for (key, value) in stored {
+            match store::parse(&key, &value) {
+                None => {}
+                Some(Entry::Session(session, record)) => {
+                    records.insert(session, record);
+                }
+                Some(Entry::Event(session, event)) => events.entry(session).or_default().push(event),
+                Some(Entry::Dropped(n)) => dropped_before = n,
+                Some(Entry::Bad(key)) => {
+                    if store::is_event_key(&key) {
+                        up.dropped += 1;
+                    }
+                    up.writes.push(StoreOp::Remove(key));
+                }
+            }
+        }
+        up.dropped += dropped_before;
+        for (session, mut stored_events) in events {
+            let Some(record) = records.get_mut(&session) else {
+                for e in stored_events {
+                    up.drop_event(&session, e.seq);
+                }
+                continue;
+            };
+            stored_events.sort_by_key(|e| e.seq);
+            stored_events.dedup_by_key(|e| e.seq);
+            record.last_seq = record.last_seq.max(stored_events.last().map_or(0, |e| e.seq));
+            let mut queue = UploadQueue::default();
+            for e in stored_events {
+                if let Some(old) = queue.push(e) {
+                    up.drop_event(&session, old.seq);
+                }
+            }
+            up.outboxes.insert(session, outbox_of(record, queue, now_ms));
+        }
+        for (session, record) in records {
+            up.outboxes
+                .entry(session)
+                .or_insert_with(|| outbox_of(&record, UploadQueue::default(), now_ms));
+        }
+        up.enforce_total_bound();
+        up.forget_drained();
+        let records: Vec<StoreOp> = up
+            .outboxes
+            .iter()
+            .map(|(s, o)| store::put_session(s, &o.record()))
+            .collect();
+        up.writes.extend(records);
+        if up.dropped != dropped_before {
+            up.write_dropped();
+        }
+        up
+    }
+
+    /// A tab starts a call session: resumes the stored session that was live in this tab for
+    /// the same meeting (within [`RESUME_MS`] of the restart), else names a new one.
+    pub fn open_session(&mut self, tab: i64, meeting: Option<&str>, at_ms: f64, now_ms: f64) -> String {
+        let resumable = self.outboxes.iter_mut().find(|(_, o)| {
+            o.tab == tab
+                && !o.live
+                && o.resumable_until.is_some_and(|until| now_ms <= until)
+                && Some(o.meeting.as_str()) == meeting
+        });
+        if let Some((session, outbox)) = resumable {
+            outbox.live = true;
+            outbox.resumable_until = None;
+            outbox.base = outbox.last_seq;
+            return session.clone();
+        }
+        let stem = format!("{tab}-{:x}", at_ms.max(0.0) as u64);
+        let mut session = stem.clone();
+        let mut n = 1;
+        while self.outboxes.contains_key(&session) {
+            n += 1;
+            session = format!("{stem}-{n}");
+        }
+        session
+    }
+
+    /// Queues an event of `session` (numbered by its processor) for `meeting`; without a
+    /// meeting (not an http(s) page) nothing is sent.
+    pub fn push(&mut self, session: &str, tab: i64, meeting: Option<String>, mut event: Event) {
+        let Some(meeting) = meeting else {
+            return;
+        };
+        let outbox = self.outboxes.entry(session.to_string()).or_insert_with(|| Outbox {
+            tab,
+            meeting: meeting.clone(),
+            queue: UploadQueue::default(),
+            base: 0,
+            last_seq: 0,
+            live: true,
+            resumable_until: None,
+        });
+        event.seq += outbox.base;
+        outbox.meeting = meeting;
+        outbox.last_seq = outbox.last_seq.max(event.seq);
+        self.writes.push(store::put_session(session, &outbox.record()));
+        self.writes.push(store::put_event(session, &event));
+        if let Some(old) = outbox.queue.push(event) {
+            self.drop_event(session, old.seq);
+            self.write_dropped();
+        }
+        if self.enforce_total_bound() {
+            self.write_dropped();
+        }
+    }
+
+    /// The session's tab closed or navigated: its queue is kept until it drains.
+    pub fn end_session(&mut self, session: &str) {
+        if let Some(outbox) = self.outboxes.get_mut(session) {
+            outbox.live = false;
+            outbox.resumable_until = None;
+            let record = store::put_session(session, &outbox.record());
+            self.writes.push(record);
+        }
+        self.forget_drained();
+    }
+
+    /// Restored sessions that no tab resumed in time end.
+    pub fn expire(&mut self, now_ms: f64) {
+        let mut changed = Vec::new();
+        for (session, outbox) in &mut self.outboxes {
+            if outbox.resumable_until.is_some_and(|until| now_ms > until) {
+                outbox.resumable_until = None;
+                changed.push(store::put_session(session, &outbox.record()));
+            }
+        }
+        self.writes.extend(changed);
+        self.forget_drained();
+    }
+
+    /// Sending was turned off: queued events are discarded (not counted as dropped). Live
+    /// sessions keep their numbering, so turning sending on again reuses no number.
+    pub fn clear(&mut self) {
+        for (session, outbox) in &mut self.outboxes {
+            while let Some(e) = outbox.queue.pop_front() {
+                self.writes.push(StoreOp::Remove(store::event_key(session, e.seq)));
+            }
+            outbox.queue = UploadQueue::default();
+            outbox.resumable_until = None;
+        }
+        if self.dropped > 0 {
+            self.dropped = 0;
+            self.writes.push(StoreOp::Remove(store::dropped_key()));
+        }
+        self.forget_drained();
+    }
+
+    /// The posts due now, one per session at most.
+    pub fn take_batches(&mut self, now_ms: f64) -> Vec<Batch> {
+        self.outboxes
+            .iter_mut()
+            .filter_map(|(session, o)| {
+                o.queue.take_batch(now_ms).map(|events| Batch {
+                    session: session.clone(),
+                    meeting: o.meeting.clone(),
+                    events,
+                })
+            })
+            .collect()
+    }
+
+    /// The post of `session` ended. Returns the acknowledged sequence numbers in the numbering
+    /// of the processor that feeds the session (none when no processor feeds it).
+    pub fn finish(&mut self, session: &str, result: &UploadResult, now_ms: f64) -> Vec<u64> {
+        let Some(outbox) = self.outboxes.get_mut(session) else {
+            return Vec::new();
+        };
+        for seq in outbox.queue.finish(result, now_ms) {
+            self.writes.push(StoreOp::Remove(store::event_key(session, seq)));
+        }
+        let acked = match result {
+            UploadResult::Accepted(seqs) if outbox.live => seqs
+                .iter()
+                .filter(|s| **s > outbox.base)
+                .map(|s| s - outbox.base)
+                .collect(),
+            _ => Vec::new(),
+        };
+        self.forget_drained();
+        acked
+    }
+
+    /// When the next retry is due, if one waits.
+    pub fn retry_at(&self) -> Option<f64> {
+        self.outboxes
+            .values()
+            .filter_map(|o| o.queue.retry_at())
+            .min_by(f64::total_cmp)
+    }
+
+    /// Events waiting (in flight included).
+    pub fn queued(&self) -> usize {
+        self.outboxes.values().map(|o| o.queue.len()).sum()
+    }
+
+    pub fn in_flight(&self) -> bool {
+        self.outboxes.values().any(|o| o.queue.in_flight())
+    }
+
+    /// Events the bounds evicted.
+    pub fn dropped(&self) -> u64 {
+        self.dropped
+    }
+
+    /// The storage changes made since the last call, in order.
+    pub fn take_writes(&mut self) -> Vec<StoreOp> {
+        std::mem::take(&mut self.writes)
+    }
+
+    fn drop_event(&mut self, session: &str, seq: u64) {
+        self.dropped += 1;
+        self.writes.push(StoreOp::Remove(store::event_key(session, seq)));
+    }
+
+    fn write_dropped(&mut self) {
+        self.writes
+            .push(StoreOp::Put(store::dropped_key(), self.dropped.to_string()));
+    }
+
+    /// Evicts the oldest events of all sessions over [`MAX_STORED`]; whether any went.
+    fn enforce_total_bound(&mut self) -> bool {
+        let mut over = self.queued().saturating_sub(MAX_STORED);
+        let evicted = over > 0;
+        while over > 0 {
+            let oldest = self
+                .outboxes
+                .iter()
+                .filter_map(|(s, o)| o.queue.front().map(|e| (s.clone(), e.ts_ms)))
+                .min_by(|a, b| a.1.total_cmp(&b.1))
+                .map(|(s, _)| s);
+            let Some(session) = oldest else {
+                break;
+            };
+            if let Some(e) = self.outboxes.get_mut(&session).and_then(|o| o.queue.pop_front()) {
+                self.drop_event(&session, e.seq);
+            }
+            over -= 1;
+        }
+        evicted
+    }
+
+    fn forget_drained(&mut self) {
+        let drained: Vec<String> = self
+            .outboxes
+            .iter()
+            .filter(|(_, o)| o.drained())
+            .map(|(s, _)| s.clone())
+            .collect();
+        for session in drained {
+            self.outboxes.remove(&session);
+            self.writes.push(StoreOp::Remove(store::session_key(&session)));
+        }
+    }
+}
+
+fn outbox_of(record: &SessionRecord, queue: UploadQueue, now_ms: f64) -> Outbox {
+    Outbox {
+        tab: record.tab,
+        meeting: record.meeting.clone(),
+        queue,
+        base: record.last_seq,
+        last_seq: record.last_seq,
+        live: false,
+        resumable_until: record.live.then_some(now_ms + RESUME_MS),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeMap;
     use vitals_shared::wire::MetricsFields;
 
     fn event(seq: u64) -> Event {
@@ -111,8 +469,52 @@ mod tests {
             seq,
             ts_ms: seq as f64,
             full: seq == 1,
-            metrics: MetricsFields::default(),
+            metrics: MetricsFields {
+                upload_kbps: Some(seq as f64),
+                ..MetricsFields::default()
+            },
         }
+    }
+
+    const MEETING: &str = "http://127.0.0.1:8000/demo";
+
+    /// A fake `localStorage`: the writes applied in order.
+    #[derive(Default)]
+    struct Disk(BTreeMap<String, String>);
+
+    impl Disk {
+        fn apply(&mut self, uploads: &mut Uploads) {
+            store::apply_to(&mut self.0, uploads.take_writes());
+        }
+
+        fn entries(&self) -> Vec<(String, String)> {
+            self.0.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+        }
+
+        fn event_seqs(&self) -> Vec<u64> {
+            let mut seqs: Vec<u64> = self
+                .0
+                .iter()
+                .filter_map(|(k, v)| match store::parse(k, v) {
+                    Some(Entry::Event(_, e)) => Some(e.seq),
+                    _ => None,
+                })
+                .collect();
+            seqs.sort_unstable();
+            seqs
+        }
+    }
+
+    /// Empty storage, and tab 4's call starting at 1 s.
+    fn first_call() -> (Disk, Uploads, String) {
+        let disk = Disk::default();
+        let mut up = Uploads::restore(disk.entries(), 0.0);
+        let s = up.open_session(4, Some(MEETING), 1_000.0, 1_000.0);
+        (disk, up, s)
+    }
+
+    fn seqs(batch: &Batch) -> Vec<u64> {
+        batch.events.iter().map(|e| e.seq).collect()
     }
 
     #[test]
@@ -128,11 +530,12 @@ mod tests {
     #[test]
     fn queue_is_bounded_and_drops_the_oldest() {
         let mut q = UploadQueue::default();
+        let mut evicted = Vec::new();
         for seq in 1..=(MAX_QUEUED as u64 + 3) {
-            q.push(event(seq));
+            evicted.extend(q.push(event(seq)).map(|e| e.seq));
         }
         assert_eq!(q.len(), MAX_QUEUED);
-        assert_eq!(q.dropped(), 3);
+        assert_eq!(evicted, vec![1, 2, 3]);
         let batch = q.take_batch(0.0).unwrap();
         assert_eq!(batch[0].seq, 4);
         assert_eq!(batch.len(), MAX_EVENTS_PER_BATCH);
@@ -147,7 +550,7 @@ mod tests {
         assert_eq!(batch.len(), 2);
         q.push(event(3));
         assert!(q.take_batch(0.0).is_none(), "a second batch while one is in flight");
-        q.finish(&UploadResult::Accepted(vec![1, 2]), 10.0);
+        assert_eq!(q.finish(&UploadResult::Accepted(vec![1, 2]), 10.0), vec![1, 2]);
         let batch = q.take_batch(10.0).unwrap();
         assert_eq!(batch.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![3]);
     }
@@ -157,7 +560,7 @@ mod tests {
         let mut q = UploadQueue::default();
         q.push(event(1));
         q.take_batch(0.0).unwrap();
-        q.finish(&UploadResult::Failed("down".into()), 100.0);
+        assert!(q.finish(&UploadResult::Failed("down".into()), 100.0).is_empty());
         assert_eq!(q.retry_at(), Some(1_100.0));
         assert!(q.take_batch(1_000.0).is_none());
         q.take_batch(1_100.0).unwrap();
@@ -176,5 +579,226 @@ mod tests {
         q.take_batch(0.0).unwrap();
         q.finish(&UploadResult::Refused("400".into()), 1.0);
         assert!(q.is_empty());
+    }
+
+    #[test]
+    fn every_event_is_stored_before_its_post_and_removed_when_acknowledged() {
+        let (mut disk, mut up, s) = first_call();
+        assert_eq!(s, "4-3e8");
+        up.push(&s, 4, Some(MEETING.into()), event(1));
+        up.push(&s, 4, Some(MEETING.into()), event(2));
+        let batch = up.take_batches(1_000.0).remove(0);
+        disk.apply(&mut up);
+        assert_eq!(disk.event_seqs(), seqs(&batch), "stored before the post goes");
+        assert_eq!(up.finish(&s, &UploadResult::Accepted(vec![1, 2]), 1_100.0), vec![1, 2]);
+        disk.apply(&mut up);
+        assert!(disk.event_seqs().is_empty());
+        // The live session's record stays, with the numbering.
+        let record = store::parse(&store::session_key(&s), &disk.0[&store::session_key(&s)]);
+        assert!(matches!(record, Some(Entry::Session(_, r)) if r.last_seq == 2 && r.live && r.tab == 4));
+        // Its tab goes: the session is forgotten, in storage too.
+        up.end_session(&s);
+        disk.apply(&mut up);
+        assert!(disk.0.is_empty(), "{:?}", disk.0);
+        assert_eq!(up.queued(), 0);
+    }
+
+    #[test]
+    fn a_restart_while_the_collector_is_down_loses_nothing_and_reuses_no_number() {
+        let (mut disk, mut up, s) = first_call();
+        for seq in 1..=3 {
+            up.push(&s, 4, Some(MEETING.into()), event(seq));
+        }
+        up.take_batches(1_000.0);
+        up.finish(&s, &UploadResult::Accepted(vec![1, 2, 3]), 1_100.0);
+        for seq in 4..=6 {
+            up.push(&s, 4, Some(MEETING.into()), event(seq));
+        }
+        let batch = up.take_batches(2_000.0).remove(0);
+        assert_eq!(seqs(&batch), vec![4, 5, 6]);
+        up.finish(&s, &UploadResult::Failed("collector unreachable".into()), 2_100.0);
+        disk.apply(&mut up);
+        drop(up); // the document goes (the failed batch was never acknowledged)
+
+        let mut up = Uploads::restore(disk.entries(), 10_000.0);
+        assert_eq!(up.queued(), 3);
+        // The tab's next snapshot comes: the same session goes on, its processor starts at 1.
+        let resumed = up.open_session(4, Some(MEETING), 10_500.0, 10_500.0);
+        assert_eq!(resumed, s);
+        up.push(&resumed, 4, Some(MEETING.into()), event(1));
+        let batch = up.take_batches(10_500.0).remove(0);
+        assert_eq!(
+            seqs(&batch),
+            vec![4, 5, 6, 7],
+            "the restored events first, then 7, never 1 again"
+        );
+        assert!(batch.events[3].full);
+        disk.apply(&mut up);
+        assert_eq!(disk.event_seqs(), vec![4, 5, 6, 7]);
+        // The collector's acknowledgement reaches the new processor in its own numbering.
+        let acked = up.finish(&s, &UploadResult::Accepted(vec![4, 5, 6, 7]), 10_600.0);
+        assert_eq!(acked, vec![1]);
+        disk.apply(&mut up);
+        assert!(disk.event_seqs().is_empty());
+
+        // A second restart: still no number twice.
+        let mut up = Uploads::restore(disk.entries(), 20_000.0);
+        let again = up.open_session(4, Some(MEETING), 20_100.0, 20_100.0);
+        assert_eq!(again, s);
+        up.push(&again, 4, Some(MEETING.into()), event(1));
+        assert_eq!(seqs(&up.take_batches(20_100.0)[0]), vec![8]);
+    }
+
+    #[test]
+    fn a_session_is_resumed_only_by_its_tab_and_meeting_and_only_soon() {
+        let (mut disk, mut up, s) = first_call();
+        up.push(&s, 4, Some(MEETING.into()), event(1));
+        disk.apply(&mut up);
+
+        let mut up = Uploads::restore(disk.entries(), 5_000.0);
+        assert_ne!(up.open_session(5, Some(MEETING), 5_100.0, 5_100.0), s, "another tab");
+        assert_ne!(
+            up.open_session(4, Some("http://x/other"), 5_100.0, 5_100.0),
+            s,
+            "another meeting"
+        );
+        let late = 5_000.0 + RESUME_MS + 1.0;
+        assert_ne!(up.open_session(4, Some(MEETING), late, late), s, "too late");
+        assert_eq!(up.open_session(4, Some(MEETING), 5_200.0, 5_200.0), s);
+
+        // A session its tab ended is never resumed; once it drained it is gone.
+        up.end_session(&s);
+        disk.apply(&mut up);
+        let mut up = Uploads::restore(disk.entries(), 6_000.0);
+        assert_ne!(up.open_session(4, Some(MEETING), 6_100.0, 6_100.0), s);
+        assert_eq!(up.queued(), 1, "its queued event still goes");
+        let batch = up.take_batches(6_100.0).remove(0);
+        assert_eq!((batch.session.as_str(), batch.meeting.as_str()), (s.as_str(), MEETING));
+        up.finish(&s, &UploadResult::Accepted(vec![1]), 6_200.0);
+        disk.apply(&mut up);
+        assert!(disk.0.is_empty(), "{:?}", disk.0);
+    }
+
+    #[test]
+    fn an_unresumed_session_ends_after_the_resume_window() {
+        let (mut disk, mut up, s) = first_call();
+        up.push(&s, 4, Some(MEETING.into()), event(1));
+        up.take_batches(1_000.0);
+        up.finish(&s, &UploadResult::Accepted(vec![1]), 1_100.0);
+        disk.apply(&mut up);
+        assert_eq!(disk.0.len(), 1, "the live session's record");
+        let mut up = Uploads::restore(disk.entries(), 2_000.0);
+        up.expire(2_000.0 + RESUME_MS);
+        disk.apply(&mut up);
+        assert_eq!(disk.0.len(), 1);
+        up.expire(2_001.0 + RESUME_MS);
+        disk.apply(&mut up);
+        assert!(disk.0.is_empty(), "{:?}", disk.0);
+    }
+
+    #[test]
+    fn the_stored_total_is_bounded_and_evictions_are_counted_across_restarts() {
+        let mut disk = Disk::default();
+        let mut up = Uploads::restore(disk.entries(), 0.0);
+        let sessions = ["1-a", "2-b", "3-c", "4-d", "5-e"];
+        // Five participants, interleaved in time: 2,100 events in all, 420 each.
+        for i in 0..(MAX_STORED as u64 + 100) {
+            let s = sessions[(i % 5) as usize];
+            let mut e = event(i / 5 + 1);
+            e.ts_ms = i as f64;
+            up.push(s, (i % 5) as i64 + 1, Some(MEETING.into()), e);
+        }
+        assert_eq!(up.queued(), MAX_STORED);
+        assert_eq!(up.dropped(), 100);
+        disk.apply(&mut up);
+        // The oldest went, whichever participant they belonged to.
+        assert_eq!(disk.event_seqs().len(), MAX_STORED);
+        assert!(!disk.0.contains_key(&store::event_key("1-a", 20)));
+        assert!(disk.0.contains_key(&store::event_key("1-a", 21)));
+        assert_eq!(disk.0[&store::dropped_key()], "100");
+
+        let mut up = Uploads::restore(disk.entries(), 1.0);
+        assert_eq!((up.queued(), up.dropped()), (MAX_STORED, 100));
+        disk.apply(&mut up);
+        // A newer participant: its first 500 events push out the oldest of the others, its
+        // 501st meets its own bound and pushes out its own first.
+        let s = up.open_session(9, Some(MEETING), 2.0, 2.0);
+        for seq in 1..=(MAX_QUEUED as u64 + 1) {
+            let mut e = event(seq);
+            e.ts_ms = 1e6 + seq as f64;
+            up.push(&s, 9, Some(MEETING.into()), e);
+        }
+        assert_eq!(up.dropped(), 100 + MAX_QUEUED as u64 + 1);
+        disk.apply(&mut up);
+        assert_eq!(disk.event_seqs().len(), MAX_STORED);
+        assert!(!disk.0.contains_key(&store::event_key(&s, 1)));
+        assert!(disk.0.contains_key(&store::event_key(&s, 2)));
+        assert!(!disk.0.contains_key(&store::event_key("1-a", 120)));
+        assert!(disk.0.contains_key(&store::event_key("1-a", 121)));
+        // Turning sending off discards the queue without counting it as dropped.
+        up.clear();
+        disk.apply(&mut up);
+        assert_eq!((up.queued(), up.dropped()), (0, 0));
+        assert!(disk.event_seqs().is_empty());
+    }
+
+    #[test]
+    fn damaged_entries_are_removed_and_orphan_events_counted() {
+        let mut stored = vec![
+            ("other-extension-key".to_string(), "kept".to_string()),
+            (store::session_key("1-a"), "{broken".to_string()),
+            (store::event_key("1-a", 1), serde_json::to_string(&event(1)).unwrap()),
+            (store::event_key("2-b", 1), "not json".to_string()),
+        ];
+        let record = SessionRecord {
+            tab: 3,
+            meeting: MEETING.into(),
+            last_seq: 1,
+            live: false,
+        };
+        let StoreOp::Put(k, v) = store::put_session("3-c", &record) else {
+            panic!("a put")
+        };
+        stored.push((k, v));
+        // The record says 1, but event 2 was stored: the numbering goes on from 2.
+        stored.push((store::event_key("3-c", 2), serde_json::to_string(&event(2)).unwrap()));
+        let mut disk = Disk(stored.into_iter().collect());
+        let mut up = Uploads::restore(disk.entries(), 0.0);
+        disk.apply(&mut up);
+        assert_eq!(up.dropped(), 2, "the unreadable event and the one without a session");
+        assert_eq!(up.queued(), 1);
+        assert_eq!(
+            disk.0.keys().cloned().collect::<Vec<_>>(),
+            vec![
+                store::dropped_key(),
+                store::event_key("3-c", 2),
+                store::session_key("3-c"),
+                "other-extension-key".to_string(),
+            ]
+        );
+        assert!(disk.0[&store::session_key("3-c")].contains(r#""last_seq":2"#));
+    }
+
+    #[test]
+    fn turning_sending_off_and_on_reuses_no_number_of_a_resumed_session() {
+        let (mut disk, mut up, s) = first_call();
+        for seq in 1..=5 {
+            up.push(&s, 4, Some(MEETING.into()), event(seq));
+        }
+        disk.apply(&mut up);
+        let mut up = Uploads::restore(disk.entries(), 2_000.0);
+        assert_eq!(up.open_session(4, Some(MEETING), 2_100.0, 2_100.0), s);
+        up.clear();
+        up.push(&s, 4, Some(MEETING.into()), event(1));
+        assert_eq!(seqs(&up.take_batches(2_200.0)[0]), vec![6]);
+    }
+
+    #[test]
+    fn pages_without_a_meeting_send_nothing() {
+        let mut up = Uploads::default();
+        let s = up.open_session(4, None, 1.0, 1.0);
+        up.push(&s, 4, None, event(1));
+        assert_eq!(up.queued(), 0);
+        assert!(up.take_writes().is_empty());
     }
 }

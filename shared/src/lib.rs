@@ -10,6 +10,7 @@ pub mod privacy;
 pub mod processor;
 pub mod quality;
 pub mod recording;
+pub mod report;
 pub mod stats;
 pub mod wire;
 

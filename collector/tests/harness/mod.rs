@@ -24,13 +24,38 @@ fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
 }
 
-/// A child process killed when dropped.
-pub struct Proc(Child);
+/// A child process killed when dropped; for chromedriver, also the Chromium it started with
+/// the `--user-data-dir` given (killing chromedriver leaves its browser running, and a failed
+/// test would leave a call going on both cores).
+pub struct Proc(Child, Option<PathBuf>);
 
 impl Drop for Proc {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
+        if let Some(profile) = &self.1 {
+            kill_chromium(profile);
+        }
+    }
+}
+
+/// Kills every process whose command line names `profile` as its user data directory.
+fn kill_chromium(profile: &Path) {
+    let flag = format!("--user-data-dir={}", profile.display());
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return;
+    };
+    let pids: Vec<String> = entries
+        .flatten()
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|pid| pid.bytes().all(|b| b.is_ascii_digit()))
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|cmd| cmd.split(|&b| b == 0).any(|arg| arg == flag.as_bytes()))
+        })
+        .collect();
+    if !pids.is_empty() {
+        let _ = Command::new("kill").arg("-9").args(&pids).status();
     }
 }
 
@@ -42,10 +67,20 @@ pub struct Collector {
 
 impl Collector {
     pub async fn start() -> Self {
+        Self::start_with(vitals_collector::AppState::for_tests(INGEST_KEY, ADMIN_TOKEN)).await
+    }
+
+    /// The collector in-process over `state` (another store, e.g. Redis), on a free port.
+    pub async fn start_with(state: vitals_collector::AppState) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
-        let state = vitals_collector::AppState::for_tests(INGEST_KEY, ADMIN_TOKEN);
         tokio::spawn(vitals_collector::serve(listener, state));
+        Self::at(base)
+    }
+
+    /// A collector reached at `base`, e.g. through a test proxy in front of a real one (for
+    /// [`Browser::start`], which points the extension at `base`).
+    pub fn at(base: String) -> Self {
         Self {
             base,
             http: reqwest::Client::new(),
@@ -144,7 +179,7 @@ impl Turn {
             .expect("turnserver (coturn) must be installed: scripts/test installs it");
         let turn = Self {
             port,
-            _proc: Proc(child),
+            _proc: Proc(child, None),
         };
         wait_tcp(port);
         turn
@@ -172,7 +207,7 @@ pub struct Browser {
 }
 
 /// Copies `extension/dist` and points its defaults at `collector`.
-fn configured_extension(collector: &Collector) -> tempfile::TempDir {
+pub fn configured_extension(collector: &Collector) -> tempfile::TempDir {
     let dist = std::env::var_os("VITALS_EXTENSION_DIST")
         .map(PathBuf::from)
         .unwrap_or_else(|| workspace_root().join("extension/dist"));
@@ -212,7 +247,7 @@ pub async fn webdriver(profile: &Path, extension: Option<&Path>) -> (Proc, Clien
         .stderr(Stdio::null())
         .spawn()
         .unwrap_or_else(|e| panic!("{driver}: {e} (scripts/test installs chromium-driver)"));
-    let driver = Proc(child);
+    let driver = Proc(child, Some(profile.to_path_buf()));
     wait_tcp(port);
     let mut args: Vec<String> = [
         "--headless=new",
@@ -251,6 +286,31 @@ pub async fn webdriver(profile: &Path, extension: Option<&Path>) -> (Proc, Clien
     (driver, client)
 }
 
+/// Waits until the service worker has registered the hook and bridge content scripts (it does
+/// so at install, moments after start; a page opened before then would not be measured), then
+/// leaves the tab blank.
+async fn wait_hook_registered(client: &Client, extension_id: &str) {
+    client
+        .goto(&format!("chrome-extension://{extension_id}/options.html"))
+        .await
+        .expect("open options page");
+    let script = "const done = arguments[arguments.length - 1];
+        chrome.scripting.getRegisteredContentScripts().then((s) => done(s.length), (e) => done(String(e)));";
+    let start = Instant::now();
+    loop {
+        let registered = client.execute_async(script, vec![]).await.unwrap_or(Value::Null);
+        if registered.as_u64() >= Some(2) {
+            break;
+        }
+        assert!(
+            start.elapsed() < PATIENCE,
+            "content scripts never registered: {registered}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    client.goto("about:blank").await.expect("blank tab");
+}
+
 impl Browser {
     pub async fn start(collector: &Collector) -> Self {
         let dist = configured_extension(collector);
@@ -260,6 +320,7 @@ impl Browser {
             .to_string();
         let profile = tempfile::tempdir().unwrap();
         let (driver, client) = webdriver(profile.path(), Some(dist.path())).await;
+        wait_hook_registered(&client, &extension_id).await;
         Self {
             client,
             extension_id,
@@ -306,6 +367,47 @@ impl Browser {
     pub async fn quit(self) {
         let _ = self.client.close().await;
     }
+
+    /// The extension's id (its pages are `chrome-extension://<id>/...`).
+    #[allow(dead_code)]
+    pub fn extension_id(&self) -> &str {
+        &self.extension_id
+    }
+
+    /// Opens one of the extension's pages (e.g. `options.html`) in a new tab.
+    #[allow(dead_code)]
+    pub async fn open_extension_page(&self, page: &str) -> Popup<'_> {
+        let win = self.client.new_window(true).await.expect("new tab");
+        self.client.switch_to_window(win.handle).await.expect("switch tab");
+        let url = format!("chrome-extension://{}/{page}", self.extension_id);
+        self.client.goto(&url).await.expect("open extension page");
+        Popup { client: &self.client }
+    }
+
+    /// Quits Chromium and starts it again on the same profile and extension folder (what a
+    /// browser restart keeps: storage, settings). Chromium loads a command-line extension
+    /// afresh at every start, as an install.
+    #[allow(dead_code)]
+    pub async fn restart(self) -> Self {
+        let Browser {
+            client,
+            extension_id,
+            _driver,
+            _profile,
+            _dist,
+        } = self;
+        let _ = client.close().await;
+        drop(_driver);
+        let (driver, client) = webdriver(_profile.path(), Some(_dist.path())).await;
+        wait_hook_registered(&client, &extension_id).await;
+        Self {
+            client,
+            extension_id,
+            _driver: driver,
+            _profile,
+            _dist,
+        }
+    }
 }
 
 /// Chromedriver's `goog/cdp/execute`: one Chrome DevTools Protocol command on the session's
@@ -338,6 +440,18 @@ pub async fn cdp(client: &Client, cmd: &str, params: Value) -> Value {
         .issue_cmd(command)
         .await
         .unwrap_or_else(|e| panic!("CDP {cmd}: {e}"))
+}
+
+/// Clicks the element `css` of the current page (a WebDriver click: a real user gesture).
+#[allow(dead_code)]
+pub async fn click(client: &Client, css: &str) {
+    client
+        .find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("{css}: {e}"))
+        .click()
+        .await
+        .unwrap_or_else(|e| panic!("click {css}: {e}"));
 }
 
 /// The popup page.

@@ -5,15 +5,22 @@ use super::peers::Peers;
 use super::quality_bars::QualityBars;
 use super::rates::Rates;
 use super::relay_warning::RelayWarning;
+use super::report_actions::ReportActions;
 use super::sparkline::Sparkline;
 use super::state::{Action, PopupState};
 use crate::browser;
 use crate::driver::HISTORY_SAMPLES;
 use gloo_timers::callback::Interval;
+use vitals_shared::messages::TabView;
 use yew::prelude::*;
 
+fn has_call(view: &TabView) -> bool {
+    view.metrics.as_ref().is_some_and(|m| !m.peers.is_empty())
+}
+
 /// Asks for the active tab's view, or for the tab that last had a call when the popup runs in
-/// a tab of its own or the active tab has no call.
+/// a tab of its own or the active tab has no call (then, without a call anywhere, the active
+/// tab's ended call if it left a report, else the last recorded one).
 async fn fetch(dispatch: UseReducerDispatcher<PopupState>) {
     let active = browser::active_tab_id().await;
     let own = browser::own_tab_id().await;
@@ -23,8 +30,12 @@ async fn fetch(dispatch: UseReducerDispatcher<PopupState>) {
         Ok(None)
     };
     let answer = match first {
-        Ok(Some(view)) if view.metrics.as_ref().is_some_and(|m| !m.peers.is_empty()) => Ok(Some(view)),
-        Ok(_) => browser::get_tab(None).await,
+        Ok(Some(view)) if has_call(&view) => Ok(Some(view)),
+        Ok(active) => match browser::get_tab(None).await {
+            Ok(Some(other)) if has_call(&other) => Ok(Some(other)),
+            Ok(other) => Ok(active.filter(|v| v.recorded_since_ms.is_some()).or(other)),
+            Err(e) => Err(e),
+        },
         Err(e) => Err(e),
     };
     dispatch.dispatch(match answer {
@@ -61,9 +72,18 @@ pub fn app() -> Html {
                         values={state.history().iter().map(|s| s.rtt_ms).collect::<Vec<_>>()} />
                 </section>
                 <Peers peers={call.peers.clone()} />
+                <ReportActions key={format!("{:?}", state.shown_tab())} tab={state.shown_tab()} />
             </>
         },
-        None if state.loaded => html! { <p id="no-call" class="no-call">{ "No call in this tab." }</p> },
+        None if state.loaded => html! {
+            <>
+                <p id="no-call" class="no-call">{ "No call in this tab." }</p>
+                if state.recorded() {
+                    <p id="call-ended" class="no-call">{ "The last call's report is still available." }</p>
+                    <ReportActions key={format!("{:?}", state.shown_tab())} tab={state.shown_tab()} />
+                }
+            </>
+        },
         None => html! { <p class="loading">{ "Loading…" }</p> },
     };
     html! {

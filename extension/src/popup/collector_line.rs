@@ -1,4 +1,4 @@
-//! One line on the collector connection: off, connected, retrying, events queued.
+//! One line on the collector connection: off, connected, retrying, events queued or dropped.
 
 use vitals_shared::messages::CollectorStatus;
 use yew::prelude::*;
@@ -15,9 +15,14 @@ pub fn collector_line(props: &CollectorLineProps) -> Html {
         "off" => "Collector: off".to_string(),
         state => format!("Collector: {state}, {} sent, {} queued", s.sent, s.queued),
     };
+    // Events the bounded queue had to give up while the collector was unreachable.
+    let dropped = (s.dropped > 0).then(|| format!(", {} dropped", s.dropped));
     html! {
         <footer id="collector" class="collector" data-state={s.state.clone()}>
             { text }
+            if let Some(d) = dropped {
+                <span class="collector-dropped">{ d }</span>
+            }
             if let Some(e) = &s.last_error {
                 <span class="collector-error">{ format!(" ({e})") }</span>
             }

@@ -13,7 +13,7 @@ pub struct RatesProps {
 }
 
 /// A loss percentage: "0.4 %"; "–" when unknown.
-fn percent(pct: Option<f64>) -> String {
+pub(super) fn percent(pct: Option<f64>) -> String {
     match pct {
         Some(v) if v.is_finite() => format!("{:.1} %", v.max(0.0)),
         _ => "–".to_string(),

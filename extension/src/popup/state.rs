@@ -36,6 +36,16 @@ impl PopupState {
         }
     }
 
+    /// The tab the popup shows (`None`: the offscreen document picks the tab that last had a call).
+    pub fn shown_tab(&self) -> Option<i64> {
+        self.view.as_ref()?.tab
+    }
+
+    /// The shown tab has a recording its report can be made of (during the call and after it).
+    pub fn recorded(&self) -> bool {
+        self.view.as_ref().is_some_and(|v| v.recorded_since_ms.is_some())
+    }
+
     pub fn collector(&self) -> CollectorStatus {
         self.view
             .as_ref()
@@ -90,6 +100,7 @@ mod tests {
                 ..CollectorStatus::default()
             },
             history: Vec::new(),
+            recorded_since_ms: None,
         }
     }
 
