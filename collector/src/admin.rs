@@ -1,34 +1,150 @@
 //! The admin read API beyond the live list: one meeting, history, alerts, TURN usage and export.
 //!
 //! Times in queries and answers are ms since the Unix epoch. Ranges default to the last hour
-//! (alerts: the last 24 hours) and are inclusive at both ends.
+//! (alerts: the last 24 hours) and are inclusive at both ends. History and alerts answer in pages
+//! of at most `limit` rows, with a `next_cursor` to pass back as `cursor` for the rest; the export
+//! streams the whole range, reading the store a bounded page at a time. Every bad parameter is a
+//! 400 whose error names it.
 
-use crate::alerts::{ActiveAlert, AlertRecord};
+use crate::alerts::{ActiveAlert, AlertRecord, AlertState};
 use crate::api::{now_ms, AdminToken};
 use crate::error::ApiError;
-use crate::store::{history_bucket, HistoryPoint, HistoryQuery, ParticipantView};
+use crate::store::{
+    history_bucket, AlertPage, HistoryPage, HistoryPoint, HistoryPosition, HistoryQuery, ParticipantView, Store,
+    StoreError, FIELD_COUNT, FIELD_NAMES,
+};
 use crate::AppState;
+use axum::body::Body;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde::{Deserialize, Serialize};
+use futures_util::StreamExt;
+use serde::Serialize;
+use std::sync::Arc;
 
 const HOUR_MS: u64 = 3_600_000;
 
-fn query<T>(query: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
-    query.map(|Query(q)| q).map_err(|r| ApiError::BadRequest(r.body_text()))
+/// The rows of one history page: by default and at most.
+pub const HISTORY_LIMIT: Limit = Limit {
+    default: 5_000,
+    max: 20_000,
+};
+/// The records of one alerts page: by default and at most.
+pub const ALERTS_LIMIT: Limit = Limit {
+    default: 1_000,
+    max: 10_000,
+};
+/// How many rows the export reads from the store, and so holds, at a time.
+pub const EXPORT_CHUNK_ROWS: usize = 1_000;
+
+/// A route's page size: what it answers without `limit`, and the largest `limit` it takes.
+#[derive(Debug, Clone, Copy)]
+pub struct Limit {
+    pub default: usize,
+    pub max: usize,
 }
 
-/// A `from`/`to` pair with defaults: `to` now, `from` `default_span_ms` before `to`.
-fn range(from: Option<u64>, to: Option<u64>, default_span_ms: u64) -> Result<(u64, u64), ApiError> {
-    let to = to.unwrap_or_else(now_ms);
-    let from = from.unwrap_or(to.saturating_sub(default_span_ms));
-    if from > to {
-        return Err(ApiError::BadRequest("from must not be after to".into()));
+fn bad(message: String) -> ApiError {
+    ApiError::BadRequest(message)
+}
+
+/// A request's query parameters, read by name so that every error names its parameter.
+struct Params(Vec<(String, String)>);
+
+impl Params {
+    /// The parameters of a request to a route that takes the `known` ones (each at most once).
+    fn parse(raw: Result<Query<Vec<(String, String)>>, QueryRejection>, known: &[&str]) -> Result<Self, ApiError> {
+        let Query(pairs) = raw.map_err(|r| bad(r.body_text()))?;
+        for (i, (name, _)) in pairs.iter().enumerate() {
+            if !known.contains(&name.as_str()) {
+                return Err(bad(format!(
+                    "unknown parameter {name:?}: this route takes {}",
+                    known.join(", ")
+                )));
+            }
+            if pairs[..i].iter().any(|(earlier, _)| earlier == name) {
+                return Err(bad(format!("parameter {name} is given more than once")));
+            }
+        }
+        Ok(Self(pairs))
     }
-    Ok((from, to))
+
+    fn text(&self, name: &str) -> Option<&str> {
+        self.0.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+    }
+
+    /// A time parameter: ms since the Unix epoch.
+    fn time(&self, name: &str) -> Result<Option<u64>, ApiError> {
+        self.text(name)
+            .map(|v| {
+                v.parse()
+                    .map_err(|_| bad(format!("{name} must be a time in ms since the Unix epoch")))
+            })
+            .transpose()
+    }
+
+    /// `from` and `to`: `to` defaults to now, `from` to `default_span_ms` before `to`.
+    fn range(&self, default_span_ms: u64) -> Result<(u64, u64), ApiError> {
+        let to = self.time("to")?.unwrap_or_else(now_ms);
+        let from = self.time("from")?.unwrap_or(to.saturating_sub(default_span_ms));
+        ordered("from", from, to)?;
+        Ok((from, to))
+    }
+
+    fn limit(&self, limit: Limit) -> Result<usize, ApiError> {
+        let Some(text) = self.text("limit") else {
+            return Ok(limit.default);
+        };
+        match text.parse() {
+            Ok(n) if (1..=limit.max).contains(&n) => Ok(n),
+            _ => Err(bad(format!("limit must be a whole number from 1 to {}", limit.max))),
+        }
+    }
+
+    /// A cursor of `next_cursor`: `{time}:{rest}`.
+    fn cursor(&self) -> Result<Option<(u64, &str)>, ApiError> {
+        self.text("cursor")
+            .map(|c| {
+                c.split_once(':')
+                    .and_then(|(t, rest)| Some((t.parse().ok()?, rest)))
+                    .ok_or_else(invalid_cursor)
+            })
+            .transpose()
+    }
+}
+
+fn ordered(from_name: &str, from: u64, to: u64) -> Result<(), ApiError> {
+    if from > to {
+        return Err(bad(format!("{from_name} must not be after to")));
+    }
+    Ok(())
+}
+
+fn invalid_cursor() -> ApiError {
+    bad("cursor is not one this route answered with".into())
+}
+
+/// The first `limit` rows, and the cursor of the next page if `rows` (read with one more than
+/// `limit`) has more.
+fn page<T>(mut rows: Vec<T>, limit: usize, cursor_after: impl FnOnce(&[T]) -> String) -> (Vec<T>, Option<String>) {
+    let more = rows.len() > limit;
+    rows.truncate(limit);
+    let next = more.then(|| cursor_after(&rows));
+    (rows, next)
+}
+
+/// Where the alerts after `page` start, for `alert_page`: the time of its last record, and how
+/// many records of that time come before (`page` was read from `from`, leaving out `skip`).
+fn alerts_after(from: u64, skip: usize, page: &[AlertRecord]) -> (u64, usize) {
+    let last = page.last().map_or(from, |a| a.at);
+    let of_last = page.iter().rev().take_while(|a| a.at == last).count();
+    (last, if last == from { skip + of_last } else { of_last })
+}
+
+fn history_after(point: &HistoryPoint) -> HistoryPosition {
+    (point.meeting_id.clone(), point.participant_id.clone(), point.t)
 }
 
 #[derive(Serialize)]
@@ -71,82 +187,112 @@ pub async fn meeting(
     }))
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct HistoryParams {
-    participant: Option<String>,
-    from: Option<u64>,
-    to: Option<u64>,
-}
-
 #[derive(Serialize)]
 pub struct HistoryResponse {
     meeting_id: String,
     from: u64,
     to: u64,
+    limit: usize,
     /// Ordered by participant, then time; one point per participant per 10 s bucket.
     points: Vec<HistoryPoint>,
+    /// The `cursor` of the next page (asked with the same `from`, `to` and `participant`); null
+    /// on the last page.
+    next_cursor: Option<String>,
 }
 
-/// `GET /api/v1/meetings/{id}/history?participant=&from=&to=`: the time series for charts: the
-/// points of the 10 s buckets from the one holding `from` to the last one starting by `to`.
+/// `GET /api/v1/meetings/{id}/history?participant=&from=&to=&limit=&cursor=`: the time series
+/// for charts: the points of the 10 s buckets from the one holding `from` to the last one
+/// starting by `to`, at most `limit` of them (`HISTORY_LIMIT`); the rest come with `cursor`.
 pub async fn history(
     State(state): State<AppState>,
     _token: AdminToken,
     Path(meeting_id): Path<String>,
-    params: Result<Query<HistoryParams>, QueryRejection>,
+    raw: Result<Query<Vec<(String, String)>>, QueryRejection>,
 ) -> Result<Json<HistoryResponse>, ApiError> {
-    let params = query(params)?;
-    let (from, to) = range(params.from, params.to, HOUR_MS)?;
-    let points = state
-        .store
-        .history(&HistoryQuery {
-            meeting_id: Some(meeting_id.clone()),
-            participant_id: params.participant,
-            // The bucket holding `from` counts: its point describes time after `from` too.
-            from_ms: history_bucket(from),
-            to_ms: to,
-        })
-        .await?;
+    let params = Params::parse(raw, &["participant", "from", "to", "limit", "cursor"])?;
+    let (from, to) = params.range(HOUR_MS)?;
+    let limit = params.limit(HISTORY_LIMIT)?;
+    // The cursor is `{bucket start}:{participant id}` of the last point sent.
+    let after = params
+        .cursor()?
+        .map(|(t, participant_id)| (meeting_id.clone(), participant_id.to_owned(), t));
+    let query = HistoryQuery {
+        meeting_id: Some(meeting_id.clone()),
+        participant_id: params.text("participant").map(str::to_owned),
+        // The bucket holding `from` counts: its point describes time after `from` too.
+        from_ms: history_bucket(from),
+        to_ms: to,
+    };
+    let read = HistoryPage {
+        query,
+        after,
+        limit: limit + 1,
+    };
+    let rows = state.store.history_page(&read).await?;
+    let (points, next_cursor) = page(rows, limit, |points| {
+        let (_, participant_id, t) = history_after(points.last().expect("a full page"));
+        format!("{t}:{participant_id}")
+    });
     Ok(Json(HistoryResponse {
         meeting_id,
         from,
         to,
+        limit,
         points,
+        next_cursor,
     }))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AlertParams {
-    since: Option<u64>,
-    meeting: Option<String>,
 }
 
 #[derive(Serialize)]
 pub struct AlertsResponse {
     since: u64,
+    /// Null when the range is open-ended.
+    to: Option<u64>,
+    limit: usize,
     /// Raised and resolved alerts, oldest first.
     alerts: Vec<AlertRecord>,
+    /// The `cursor` of the next page (asked with the same `since`, `to` and `meeting`); null on
+    /// the last page.
+    next_cursor: Option<String>,
 }
 
-/// `GET /api/v1/alerts?since=&meeting=`: the alert history (default: the last 24 hours).
+/// `GET /api/v1/alerts?since=&to=&meeting=&limit=&cursor=`: the alert history from `since`
+/// (default: 24 hours ago) to `to` (default: no end), at most `limit` records (`ALERTS_LIMIT`);
+/// the rest come with `cursor`.
 pub async fn alerts(
     State(state): State<AppState>,
     _token: AdminToken,
-    params: Result<Query<AlertParams>, QueryRejection>,
+    raw: Result<Query<Vec<(String, String)>>, QueryRejection>,
 ) -> Result<Json<AlertsResponse>, ApiError> {
-    let params = query(params)?;
-    let since = params.since.unwrap_or(now_ms().saturating_sub(24 * HOUR_MS));
-    let alerts = state.store.alert_history(since, params.meeting.as_deref()).await?;
-    Ok(Json(AlertsResponse { since, alerts }))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RangeParams {
-    from: Option<u64>,
-    to: Option<u64>,
+    let params = Params::parse(raw, &["since", "to", "meeting", "limit", "cursor"])?;
+    let since = params.time("since")?.unwrap_or(now_ms().saturating_sub(24 * HOUR_MS));
+    let to = params.time("to")?;
+    ordered("since", since, to.unwrap_or(u64::MAX))?;
+    let limit = params.limit(ALERTS_LIMIT)?;
+    // The cursor is `{time}:{records of that time already sent}`.
+    let (from, skip) = match params.cursor()? {
+        Some((at, skip)) => (at, skip.parse().map_err(|_| invalid_cursor())?),
+        None => (since, 0),
+    };
+    let read = AlertPage {
+        from_ms: from,
+        to_ms: to.unwrap_or(u64::MAX),
+        meeting_id: params.text("meeting").map(str::to_owned),
+        skip,
+        limit: limit + 1,
+    };
+    let rows = state.store.alert_page(&read).await?;
+    let (alerts, next_cursor) = page(rows, limit, |alerts| {
+        let (at, skip) = alerts_after(from, skip, alerts);
+        format!("{at}:{skip}")
+    });
+    Ok(Json(AlertsResponse {
+        since,
+        to,
+        limit,
+        alerts,
+        next_cursor,
+    }))
 }
 
 #[derive(Serialize)]
@@ -171,14 +317,14 @@ pub struct TurnUsageResponse {
 
 /// `GET /api/v1/turn-usage?from=&to=`: relayed bytes and cost per meeting, participant and TURN
 /// server (default: the last 24 hours; usage is kept in 1-minute buckets, and a range takes
-/// the buckets starting from `from` rounded down to the minute up to `to`).
+/// the buckets starting from `from` rounded down to the minute up to `to`). One row per
+/// relayed participant and server, whatever the length of the range.
 pub async fn turn_usage(
     State(state): State<AppState>,
     _token: AdminToken,
-    params: Result<Query<RangeParams>, QueryRejection>,
+    raw: Result<Query<Vec<(String, String)>>, QueryRejection>,
 ) -> Result<Json<TurnUsageResponse>, ApiError> {
-    let params = query(params)?;
-    let (from, to) = range(params.from, params.to, 24 * HOUR_MS)?;
+    let (from, to) = Params::parse(raw, &["from", "to"])?.range(24 * HOUR_MS)?;
     let price_per_gb = state.settings.alerts.turn_price_per_gb;
     let usage: Vec<UsageRow> = state
         .store
@@ -195,112 +341,194 @@ pub async fn turn_usage(
         .collect();
     let total_bytes = usage.iter().map(|u| u.relayed_bytes).sum();
     Ok(Json(TurnUsageResponse {
+        total_cost: crate::turn::cost(total_bytes as f64, price_per_gb),
+        total_bytes,
+        price_per_gb,
         from,
         to,
-        price_per_gb,
-        total_bytes,
-        total_cost: crate::turn::cost(total_bytes as f64, price_per_gb),
         usage,
     }))
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ExportParams {
-    format: Option<String>,
-    from: Option<u64>,
-    to: Option<u64>,
-}
-
-#[derive(Serialize)]
-struct ExportJson {
-    from: u64,
-    to: u64,
-    history: Vec<HistoryPoint>,
-    alerts: Vec<AlertRecord>,
-}
-
 /// `GET /api/v1/export?format=csv|json&from=&to=`: every history point and alert of the range
-/// (default: the last hour), as a download.
+/// (default: the last hour), as a download streamed while it is read from the store, at most
+/// `EXPORT_CHUNK_ROWS` rows at a time. JSON is `{"from", "to", "history": [...], "alerts": [...]}`.
+/// A store failure before the first byte is an error status; after it, the body is cut off
+/// (never a file that looks complete).
 pub async fn export(
     State(state): State<AppState>,
     _token: AdminToken,
-    params: Result<Query<ExportParams>, QueryRejection>,
+    raw: Result<Query<Vec<(String, String)>>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let params = query(params)?;
-    let csv = match params.format.as_deref() {
+    let params = Params::parse(raw, &["format", "from", "to"])?;
+    let csv = match params.text("format") {
         None | Some("json") => false,
         Some("csv") => true,
-        Some(_) => return Err(ApiError::BadRequest("format must be csv or json".into())),
+        Some(_) => return Err(bad("format must be csv or json".into())),
     };
-    let (from, to) = range(params.from, params.to, HOUR_MS)?;
-    let history = state
-        .store
-        .history(&HistoryQuery {
-            from_ms: history_bucket(from),
-            to_ms: to,
-            ..Default::default()
-        })
-        .await?;
-    let alerts: Vec<AlertRecord> = state
-        .store
-        .alert_history(from, None)
-        .await?
-        .into_iter()
-        .filter(|a| a.at <= to)
-        .collect();
-    let file = format!("call-vitals-{from}-{to}");
-    if csv {
-        Ok((
-            [
-                (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
-                (
-                    header::CONTENT_DISPOSITION,
-                    format!("attachment; filename=\"{file}.csv\""),
-                ),
-            ],
-            to_csv(&history, &alerts),
-        )
-            .into_response())
+    let (from, to) = params.range(HOUR_MS)?;
+    let mut export = Export {
+        store: state.store.clone(),
+        csv,
+        from,
+        to,
+        step: Step::History(None),
+        rows_in_section: 0,
+    };
+    // The first chunk is read before answering, so that an unavailable store is a 503.
+    let first = export.next_chunk().await?.unwrap_or_default();
+    let rest = futures_util::stream::unfold(Some(export), |export| async move {
+        let mut export = export?;
+        match export.next_chunk().await {
+            Ok(Some(chunk)) => Some((Ok(chunk), Some(export))),
+            Ok(None) => None,
+            Err(error) => {
+                tracing::warn!(%error, "export cut off");
+                Some((Err(error), None))
+            }
+        }
+    });
+    let body = futures_util::stream::once(std::future::ready(Ok::<_, StoreError>(first))).chain(rest);
+    let (content_type, extension) = if csv {
+        ("text/csv; charset=utf-8", "csv")
     } else {
-        Ok((
-            [(
+        ("application/json", "json")
+    };
+    Ok((
+        [
+            (header::CONTENT_TYPE, content_type.to_owned()),
+            (
                 header::CONTENT_DISPOSITION,
-                format!("attachment; filename=\"{file}.json\""),
-            )],
-            Json(ExportJson {
-                from,
-                to,
-                history,
-                alerts,
-            }),
-        )
-            .into_response())
+                format!("attachment; filename=\"call-vitals-{from}-{to}.{extension}\""),
+            ),
+        ],
+        Body::from_stream(body),
+    )
+        .into_response())
+}
+
+/// What the export reads next.
+enum Step {
+    /// History points after this one (from the start when none).
+    History(Option<HistoryPosition>),
+    /// Alerts from this time, leaving out this many of that time.
+    Alerts(u64, usize),
+    Done,
+}
+
+/// An export between two chunks of its body.
+struct Export {
+    store: Arc<dyn Store>,
+    csv: bool,
+    from: u64,
+    to: u64,
+    step: Step,
+    /// Rows written in the current JSON array, for the commas between them.
+    rows_in_section: usize,
+}
+
+impl Export {
+    /// The next piece of the body: one page of rows with the text around them; None at the end.
+    async fn next_chunk(&mut self) -> Result<Option<String>, StoreError> {
+        let mut out = String::new();
+        match std::mem::replace(&mut self.step, Step::Done) {
+            Step::History(after) => {
+                if after.is_none() {
+                    if self.csv {
+                        csv_row(&mut out, CSV_COLUMNS.map(str::to_owned).to_vec());
+                    } else {
+                        out.push_str(&format!("{{\"from\":{},\"to\":{},\"history\":[", self.from, self.to));
+                    }
+                }
+                let query = HistoryPage {
+                    query: HistoryQuery {
+                        from_ms: history_bucket(self.from),
+                        to_ms: self.to,
+                        ..Default::default()
+                    },
+                    after,
+                    limit: EXPORT_CHUNK_ROWS,
+                };
+                let points = self.store.history_page(&query).await?;
+                for point in &points {
+                    self.row(&mut out, point, csv_point);
+                }
+                self.step = match points.last() {
+                    Some(last) if points.len() == EXPORT_CHUNK_ROWS => Step::History(Some(history_after(last))),
+                    _ => {
+                        self.end_section(&mut out, "],\"alerts\":[");
+                        Step::Alerts(self.from, 0)
+                    }
+                };
+            }
+            Step::Alerts(from, skip) => {
+                let query = AlertPage {
+                    from_ms: from,
+                    to_ms: self.to,
+                    meeting_id: None,
+                    skip,
+                    limit: EXPORT_CHUNK_ROWS,
+                };
+                let alerts = self.store.alert_page(&query).await?;
+                for alert in &alerts {
+                    self.row(&mut out, alert, csv_alert);
+                }
+                if alerts.len() == EXPORT_CHUNK_ROWS {
+                    let (at, skip) = alerts_after(from, skip, &alerts);
+                    self.step = Step::Alerts(at, skip);
+                } else {
+                    self.end_section(&mut out, "]}");
+                }
+            }
+            Step::Done => return Ok(None),
+        }
+        Ok(Some(out))
+    }
+
+    /// One row: a CSV line, or an element of the JSON array.
+    fn row<T: Serialize>(&mut self, out: &mut String, row: &T, csv_fields: fn(&T) -> Vec<String>) {
+        if self.csv {
+            csv_row(out, csv_fields(row));
+        } else {
+            if self.rows_in_section > 0 {
+                out.push(',');
+            }
+            self.rows_in_section += 1;
+            out.push_str(&serde_json::to_string(row).expect("plain data always serializes"));
+        }
+    }
+
+    fn end_section(&mut self, out: &mut String, json_text: &str) {
+        if !self.csv {
+            out.push_str(json_text);
+        }
+        self.rows_in_section = 0;
     }
 }
 
-/// The CSV columns: a `record` column says whether a row is a metrics point or an alert.
-pub const CSV_COLUMNS: [&str; 19] = [
-    "record",
-    "time_ms",
-    "meeting_id",
-    "participant_id",
-    "upload_kbps",
-    "download_kbps",
-    "rtt_ms",
-    "loss_pct",
-    "jitter_ms",
-    "quality",
-    "mos",
-    "using_relay",
-    "relay_protocol",
-    "relay_server",
-    "alert_type",
-    "severity",
-    "state",
-    "message",
-    "cost",
-];
+const CSV_LEAD: [&str; 4] = ["record", "time_ms", "meeting_id", "participant_id"];
+const CSV_ALERT: [&str; 5] = ["alert_type", "severity", "state", "message", "cost"];
+const CSV_WIDTH: usize = CSV_LEAD.len() + FIELD_COUNT + CSV_ALERT.len();
+
+/// The CSV columns: a `record` column says whether a row is a metrics point or an alert; then
+/// the metric fields (the store's `FIELD_NAMES`), then the alert's.
+pub const CSV_COLUMNS: [&str; CSV_WIDTH] = csv_columns();
+
+const fn csv_columns() -> [&'static str; CSV_WIDTH] {
+    let mut columns = [""; CSV_WIDTH];
+    let mut i = 0;
+    while i < CSV_WIDTH {
+        columns[i] = if i < CSV_LEAD.len() {
+            CSV_LEAD[i]
+        } else if i < CSV_LEAD.len() + FIELD_COUNT {
+            FIELD_NAMES[i - CSV_LEAD.len()]
+        } else {
+            CSV_ALERT[i - CSV_LEAD.len() - FIELD_COUNT]
+        };
+        i += 1;
+    }
+    columns
+}
 
 /// One CSV field (RFC 4180): quoted when it holds a comma, quote or line break, quotes doubled.
 /// A field starting with `=`, `+`, `-` or `@` is prefixed with `'` so that a spreadsheet does
@@ -318,70 +546,68 @@ pub fn csv_field(value: &str) -> String {
     }
 }
 
+/// Appends one CSV line of `CSV_WIDTH` fields (missing ones empty), ending with CRLF.
+fn csv_row(out: &mut String, mut fields: Vec<String>) {
+    fields.resize(CSV_WIDTH, String::new());
+    let escaped: Vec<String> = fields.iter().map(|f| csv_field(f)).collect();
+    out.push_str(&escaped.join(","));
+    out.push_str("\r\n");
+}
+
 fn opt<T: ToString>(value: &Option<T>) -> String {
     value.as_ref().map(T::to_string).unwrap_or_default()
 }
 
-/// The history points, then the alerts, as CSV with a header line; lines end with CRLF.
-pub fn to_csv(history: &[HistoryPoint], alerts: &[AlertRecord]) -> String {
-    let mut out = String::new();
-    let mut line = |fields: Vec<String>| {
-        let escaped: Vec<String> = fields.iter().map(|f| csv_field(f)).collect();
-        out.push_str(&escaped.join(","));
-        out.push_str("\r\n");
-    };
-    line(CSV_COLUMNS.iter().map(|c| c.to_string()).collect());
-    for p in history {
-        let m = &p.metrics;
-        let mut fields = vec![
-            "metrics".to_owned(),
-            p.t.to_string(),
-            p.meeting_id.clone(),
-            p.participant_id.clone(),
-            opt(&m.upload_kbps),
-            opt(&m.download_kbps),
-            opt(&m.rtt_ms),
-            opt(&m.loss_pct),
-            opt(&m.jitter_ms),
-            m.quality.map(|q| q.as_str().to_owned()).unwrap_or_default(),
-            opt(&m.mos),
-            opt(&m.using_relay),
-            opt(&m.relay_protocol),
-            opt(&m.relay_server),
-        ];
-        fields.resize(CSV_COLUMNS.len(), String::new());
-        line(fields);
-    }
-    for a in alerts {
-        let mut fields = vec![
-            "alert".to_owned(),
-            a.at.to_string(),
-            a.meeting_id.clone(),
-            a.participant_id.clone(),
-        ];
-        fields.resize(14, String::new());
-        fields.extend([
-            a.kind.as_str().to_owned(),
-            serde_json::to_value(a.severity)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_owned))
-                .unwrap_or_default(),
-            match a.state {
-                crate::alerts::AlertState::Raised => "raised".to_owned(),
-                crate::alerts::AlertState::Resolved => "resolved".to_owned(),
-            },
-            a.message.clone(),
-            opt(&a.cost),
-        ]);
-        line(fields);
-    }
-    out
+/// A history point's CSV fields; the metrics in the order of `FIELD_NAMES`.
+fn csv_point(p: &HistoryPoint) -> Vec<String> {
+    let m = &p.metrics;
+    vec![
+        "metrics".to_owned(),
+        p.t.to_string(),
+        p.meeting_id.clone(),
+        p.participant_id.clone(),
+        opt(&m.upload_kbps),
+        opt(&m.download_kbps),
+        opt(&m.rtt_ms),
+        opt(&m.loss_pct),
+        opt(&m.jitter_ms),
+        m.quality.map(|q| q.as_str().to_owned()).unwrap_or_default(),
+        opt(&m.mos),
+        opt(&m.using_relay),
+        opt(&m.relay_protocol),
+        opt(&m.relay_server),
+    ]
+}
+
+/// An alert record's CSV fields: the metric columns stay empty.
+fn csv_alert(a: &AlertRecord) -> Vec<String> {
+    let mut fields = vec![
+        "alert".to_owned(),
+        a.at.to_string(),
+        a.meeting_id.clone(),
+        a.participant_id.clone(),
+    ];
+    fields.resize(CSV_LEAD.len() + FIELD_COUNT, String::new());
+    fields.extend([
+        a.kind.as_str().to_owned(),
+        serde_json::to_value(a.severity)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default(),
+        match a.state {
+            AlertState::Raised => "raised".to_owned(),
+            AlertState::Resolved => "resolved".to_owned(),
+        },
+        a.message.clone(),
+        opt(&a.cost),
+    ]);
+    fields
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::alerts::{AlertKind, AlertState, Severity};
+    use crate::alerts::{AlertKind, Severity};
     use crate::store::MetricsView;
 
     #[test]
@@ -417,11 +643,18 @@ mod tests {
             message: "Packet loss 8.0 %, bad".into(),
             cost: None,
         };
-        let csv = to_csv(&[point], &[alert]);
+        let mut csv = String::new();
+        csv_row(&mut csv, CSV_COLUMNS.map(str::to_owned).to_vec());
+        csv_row(&mut csv, csv_point(&point));
+        csv_row(&mut csv, csv_alert(&alert));
         let lines: Vec<&str> = csv.split("\r\n").collect();
         assert_eq!(lines.len(), 4, "{csv}");
         assert_eq!(lines[3], "");
-        assert_eq!(lines[0], CSV_COLUMNS.join(","));
+        assert_eq!(
+            lines[0],
+            "record,time_ms,meeting_id,participant_id,upload_kbps,download_kbps,rtt_ms,loss_pct,jitter_ms,\
+             quality,mos,using_relay,relay_protocol,relay_server,alert_type,severity,state,message,cost"
+        );
         assert_eq!(
             lines[1],
             "metrics,10000,\"https://meet.example.com/a,b\",\"p\"\"1\",,,42.5,,,,,true,,,,,,,"
@@ -430,5 +663,43 @@ mod tests {
             lines[2],
             "alert,12345,m,p,,,,,,,,,,,packet-loss,warning,raised,\"Packet loss 8.0 %, bad\","
         );
+    }
+
+    /// Each metric value stands under the column of its name, as the JSON export names it.
+    #[test]
+    fn csv_metric_values_follow_the_column_names() {
+        let json = serde_json::json!({"meeting_id": "m", "participant_id": "p", "t": 0,
+            "upload_kbps": 1.5, "download_kbps": 2.5, "rtt_ms": 3.5, "loss_pct": 4.5, "jitter_ms": 5.5,
+            "quality": "fair", "mos": 4.1, "using_relay": true, "relay_protocol": "tcp",
+            "relay_server": "turn.example"});
+        let point: HistoryPoint = serde_json::from_value(json.clone()).unwrap();
+        // Every metric is set, so that a value under the wrong column shows.
+        assert_eq!(serde_json::to_value(&point).unwrap(), json);
+        for (column, value) in CSV_COLUMNS.iter().zip(csv_point(&point)).skip(CSV_LEAD.len()) {
+            let expected = match &json[*column] {
+                serde_json::Value::String(s) => s.clone(),
+                serde_json::Value::Number(n) => n.as_f64().unwrap().to_string(),
+                other => other.to_string(),
+            };
+            assert_eq!(value, expected, "{column}");
+        }
+    }
+
+    #[test]
+    fn an_alerts_cursor_counts_the_records_of_the_last_time() {
+        let at = |t: u64| AlertRecord {
+            at: t,
+            meeting_id: "m".into(),
+            participant_id: "p".into(),
+            kind: AlertKind::PacketLoss,
+            severity: Severity::Warning,
+            state: AlertState::Raised,
+            message: String::new(),
+            cost: None,
+        };
+        assert_eq!(alerts_after(5, 0, &[at(5), at(7), at(7)]), (7, 2));
+        // A page all of the cursor's time adds to what was left out before.
+        assert_eq!(alerts_after(7, 2, &[at(7), at(7)]), (7, 4));
+        assert_eq!(alerts_after(7, 2, &[at(7), at(9)]), (9, 1));
     }
 }

@@ -5,6 +5,11 @@
 //! and resolve on every event. While an alert is active nothing is repeated. An unknown metric
 //! (absent in the merged state) counts as clear: no alert is raised on a figure nobody measured.
 //! The engine never reads a clock: `now_ms` is input, so tests run in simulated time.
+//!
+//! A participant that stops sending cannot clear its alerts with a new event, so the sweeper
+//! runs [`evaluate_idle`]: after [`SILENT_AFTER_MS`] without a batch every condition counts as
+//! clear, and an alert whose condition has been clear for the hold time resolves, as does every
+//! alert of a participant whose live state expired.
 
 use crate::store::MetricsView;
 use serde::{Deserialize, Serialize};
@@ -159,6 +164,10 @@ fn condition(kind: AlertKind, metrics: &MetricsView, thresholds: &AlertThreshold
     }
 }
 
+/// A participant that has sent no batch for this long counts as gone: its conditions count as
+/// clear from then on (the extension sends at least every 10 s while a call runs).
+pub const SILENT_AFTER_MS: u64 = crate::turn::MAX_GAP_MS;
+
 /// Evaluates `metrics` at `now_ms` against the participant's `active` alerts (updated in place).
 /// Returns the history records of what was raised or resolved, empty when nothing changed.
 pub fn evaluate(
@@ -170,16 +179,7 @@ pub fn evaluate(
     now_ms: u64,
 ) -> Vec<AlertRecord> {
     let mut records = Vec::new();
-    let record = |alert: &ActiveAlert, state| AlertRecord {
-        at: now_ms,
-        meeting_id: meeting_id.to_owned(),
-        participant_id: participant_id.to_owned(),
-        kind: alert.kind,
-        severity: alert.severity,
-        state,
-        message: alert.message.clone(),
-        cost: alert.cost,
-    };
+    let record = |alert: &ActiveAlert, state| history_record(alert, state, meeting_id, participant_id, now_ms);
     for kind in AlertKind::ALL {
         let present = condition(kind, metrics, thresholds);
         let index = active.iter().position(|a| a.kind == kind);
@@ -210,6 +210,76 @@ pub fn evaluate(
     }
     active.sort_by_key(|a| a.kind);
     records
+}
+
+fn history_record(
+    alert: &ActiveAlert,
+    state: AlertState,
+    meeting_id: &str,
+    participant_id: &str,
+    at: u64,
+) -> AlertRecord {
+    AlertRecord {
+        at,
+        meeting_id: meeting_id.to_owned(),
+        participant_id: participant_id.to_owned(),
+        kind: alert.kind,
+        severity: alert.severity,
+        state,
+        message: alert.message.clone(),
+        cost: alert.cost,
+    }
+}
+
+/// When `alert` resolves if the participant sends nothing after `last_seen`: its condition
+/// counts as clear from its clear spell's start or from when the participant went silent,
+/// whichever is first, and it resolves the hold time later, or when the participant expires
+/// (`expires_at`) if that is sooner.
+fn resolves_at(thresholds: &AlertThresholds, alert: &ActiveAlert, last_seen: u64, expires_at: u64) -> u64 {
+    let silent_since = last_seen.saturating_add(SILENT_AFTER_MS);
+    let clear_since = alert.clear_since.map_or(silent_since, |since| since.min(silent_since));
+    clear_since.saturating_add(thresholds.clear_after_ms).min(expires_at)
+}
+
+/// Resolves the `active` alerts that are due at `now_ms` when the participant has sent nothing
+/// since `last_seen` (see [`resolves_at`]); returns their records.
+pub fn evaluate_idle(
+    thresholds: &AlertThresholds,
+    active: &mut Vec<ActiveAlert>,
+    meeting_id: &str,
+    participant_id: &str,
+    last_seen: u64,
+    expires_at: u64,
+    now_ms: u64,
+) -> Vec<AlertRecord> {
+    let mut records = Vec::new();
+    active.retain(|alert| {
+        let due = resolves_at(thresholds, alert, last_seen, expires_at) <= now_ms;
+        if due {
+            records.push(history_record(
+                alert,
+                AlertState::Resolved,
+                meeting_id,
+                participant_id,
+                now_ms,
+            ));
+        }
+        !due
+    });
+    records
+}
+
+/// The earliest time [`evaluate_idle`] would resolve one of `active`, if any is active.
+pub fn resolve_due(
+    thresholds: &AlertThresholds,
+    active: &[ActiveAlert],
+    last_seen: u64,
+    expires_at: u64,
+) -> Option<u64> {
+    active
+        .iter()
+        .map(|alert| resolves_at(thresholds, alert, last_seen, expires_at))
+        .min()
 }
 
 #[cfg(test)]
@@ -378,6 +448,53 @@ mod tests {
         let records = evaluate(&thresholds, &mut active, &metrics(Some(50.0), Some(0.5)), "m", "p", 1);
         assert_eq!(records.len(), 2);
         assert!(active.is_empty());
+    }
+
+    #[test]
+    fn idle_alerts_resolve_after_the_hold_when_clear_or_silent_and_at_expiry() {
+        let thresholds = AlertThresholds::default();
+        let mut active = Vec::new();
+        evaluate(
+            &thresholds,
+            &mut active,
+            &metrics(Some(400.0), Some(9.0)),
+            "m",
+            "p",
+            1_000,
+        );
+        // Loss clears at 2 s; latency stays high in the last batch (at 2 s).
+        evaluate(
+            &thresholds,
+            &mut active,
+            &metrics(Some(400.0), Some(1.0)),
+            "m",
+            "p",
+            2_000,
+        );
+        let expires = 2_000 + 300_000;
+        assert_eq!(resolve_due(&thresholds, &active, 2_000, expires), Some(12_000));
+        assert!(evaluate_idle(&thresholds, &mut active, "m", "p", 2_000, expires, 11_999).is_empty());
+        let resolved = evaluate_idle(&thresholds, &mut active, "m", "p", 2_000, expires, 12_000);
+        assert_eq!(
+            resolved.iter().map(|r| (r.kind, r.state, r.at)).collect::<Vec<_>>(),
+            [(AlertKind::PacketLoss, AlertState::Resolved, 12_000)]
+        );
+        // Latency: silent from 2 s + 30 s, resolved the hold time later.
+        assert_eq!(resolve_due(&thresholds, &active, 2_000, expires), Some(42_000));
+        assert!(evaluate_idle(&thresholds, &mut active, "m", "p", 2_000, expires, 41_999).is_empty());
+        assert_eq!(
+            evaluate_idle(&thresholds, &mut active, "m", "p", 2_000, expires, 42_000).len(),
+            1
+        );
+        assert!(active.is_empty());
+        assert_eq!(resolve_due(&thresholds, &active, 2_000, expires), None);
+        // A hold longer than the live time: resolved when the participant expires.
+        let long = AlertThresholds {
+            clear_after_ms: 3_600_000,
+            ..Default::default()
+        };
+        evaluate(&long, &mut active, &metrics(Some(400.0), None), "m", "p", 0);
+        assert_eq!(resolve_due(&long, &active, 0, 300_000), Some(300_000));
     }
 
     #[test]

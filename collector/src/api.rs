@@ -4,8 +4,7 @@ use crate::admin;
 use crate::error::ApiError;
 use crate::store::MAX_SEQ;
 use crate::AppState;
-use axum::extract::rejection::JsonRejection;
-use axum::extract::{DefaultBodyLimit, FromRequestParts, Request, State};
+use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Request, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderValue, Method};
 use axum::middleware::{self, Next};
@@ -142,61 +141,56 @@ pub(crate) fn validate(batch: &IngestBatch) -> Result<(), String> {
     Ok(())
 }
 
+/// An ingest body: `Json<IngestBatch>`, with a fast path. A body with the plain JSON content type
+/// is parsed straight from its bytes; only a body that does not parse (or any other content
+/// type) goes through axum's `Json`, whose error names the offending field's path.
+pub struct IngestBody(IngestBatch);
+
+impl FromRequest<AppState> for IngestBody {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        let plain_json = request
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.split(';').next())
+            .is_some_and(|mime| mime.trim().eq_ignore_ascii_case("application/json"));
+        let rejected = |rejection| ApiError::from_json_rejection(rejection, INGEST_BODY_LIMIT_BYTES);
+        if !plain_json {
+            let Json(batch) = Json::<IngestBatch>::from_request(request, state)
+                .await
+                .map_err(rejected)?;
+            return Ok(Self(batch));
+        }
+        let bytes = axum::body::Bytes::from_request(request, state)
+            .await
+            .map_err(|rejection| match rejection.status() {
+                axum::http::StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge {
+                    limit_bytes: INGEST_BODY_LIMIT_BYTES,
+                },
+                _ => ApiError::BadRequest(rejection.body_text()),
+            })?;
+        match serde_json::from_slice(&bytes) {
+            Ok(batch) => Ok(Self(batch)),
+            Err(_) => Json::<IngestBatch>::from_bytes(&bytes)
+                .map(|Json(batch)| Self(batch))
+                .map_err(rejected),
+        }
+    }
+}
+
 /// `POST /api/v1/ingest`: stores a batch and acknowledges every sequence number now held.
 async fn ingest(
     State(state): State<AppState>,
     _key: IngestKey,
-    body: Result<Json<IngestBatch>, JsonRejection>,
+    IngestBody(batch): IngestBody,
 ) -> Result<Json<IngestAck>, ApiError> {
-    let Json(batch) = body.map_err(|r| ApiError::from_json_rejection(r, INGEST_BODY_LIMIT_BYTES))?;
     validate(&batch).map_err(ApiError::BadRequest)?;
-    let now = now_ms();
-    state
-        .limiter
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-        .check(&batch.participant_id, now)
-        .map_err(|retry_after_secs| ApiError::TooManyRequests { retry_after_secs })?;
-    let outcome = ingest_validated(&state, &batch, now).await?;
+    let outcome = state.ingest(&batch, now_ms()).await?;
     Ok(Json(IngestAck {
         accepted: outcome.accepted,
     }))
-}
-
-/// The ingest pipeline after validation and rate limiting, shared by `POST /api/v1/ingest` and
-/// the Socket.IO `meeting:metrics` event: store (idempotent by sequence number), evaluate alerts,
-/// history and TURN usage, count, and publish to the admin stream.
-pub(crate) async fn ingest_validated(
-    state: &AppState,
-    batch: &IngestBatch,
-    now: u64,
-) -> Result<crate::store::IngestOutcome, ApiError> {
-    let outcome = state.store.ingest(batch, now).await?;
-    tracing::debug!(
-        participant = %batch.participant_id,
-        applied = outcome.applied.len(),
-        duplicates = outcome.accepted.len() - outcome.applied.len(),
-        "ingested"
-    );
-    // The events are stored; if this fails the client retries the batch, which then applies
-    // nothing new but is evaluated because its state was not (see `pipeline`).
-    let changes = crate::pipeline::after_ingest(
-        state.store.as_ref(),
-        &state.settings.alerts,
-        &batch.meeting_id,
-        &outcome,
-        now,
-    )
-    .await?;
-    for change in &changes {
-        tracing::info!(kind = change.kind.as_str(), state = ?change.state, "alert");
-    }
-    state
-        .metrics
-        .observe_events(outcome.accepted.len(), outcome.applied.len());
-    state.metrics.observe_alerts(&changes);
-    crate::pipeline::publish(state.hub(), &batch.meeting_id, &outcome, &changes).await;
-    Ok(outcome)
 }
 
 #[derive(Serialize)]

@@ -70,7 +70,8 @@ pub struct ServeArgs {
     /// Price of relayed TURN traffic, dollars per GB.
     #[arg(long, env = "VITALS_TURN_PRICE_PER_GB", default_value = "0.40", value_parser = non_negative)]
     pub turn_price_per_gb: f64,
-    /// Ingest requests per second allowed per participant (refill rate, per collector process).
+    /// Ingest requests per second allowed per participant (refill rate; one limit for all the
+    /// collector processes sharing a Redis).
     #[arg(long, env = "VITALS_RATE_LIMIT_PER_SEC", default_value = "2", value_parser = non_negative)]
     pub rate_limit_per_sec: f64,
     /// Ingest requests a participant may send at once.

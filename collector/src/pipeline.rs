@@ -1,82 +1,520 @@
-//! What follows a stored batch: alert evaluation, the history point and TURN usage, committed atomically.
+//! Every change of a participant as one compare-and-set of its record: ingest and the sweeper.
 //!
-//! Every collector process may handle any participant, so the derived state is read from the
-//! store, evaluated, and written back with a compare-and-set; on a conflict (another process
-//! committed in between) it is read and evaluated again. A merged state older than the one
-//! already evaluated (a concurrent request that finished later) is skipped, so nothing is
-//! counted twice and alerts are never raised twice.
+//! Ingest loads the participant's record (from this process's cache when it can), applies the
+//! rate limit, the batch (idempotent by sequence number, newest writer per field), the alert
+//! rules, TURN accounting and the admin stream's 2 s limit, and commits the new record with the
+//! history point, alert records, usage, index entries and stream messages in one atomic,
+//! version-checked commit. A conflict (another request or process committed first) hands back
+//! the stored record and the batch is applied to it again. So nothing is applied or counted
+//! twice, alerts are raised and resolved once, and the 2 s limit holds across processes.
+//!
+//! History follows the stream: each state the stream publishes (at most once per participant per
+//! 2 s) is written as its bucket's point, and a state held back is written when its window ends
+//! or, if the next batch starts a new bucket first, then. So every bucket ends with its last state
+//! and a participant sending many events costs one history write per 2 s, not one per event.
+//!
+//! The sweeper finds participants that are due without a new event (an update held back by the
+//! 2 s limit, an alert whose condition cleared or whose participant went silent or expired, a
+//! TURN cursor of a silent participant) through the store's sweep index, and commits what is due
+//! the same way.
 
 use crate::alerts::{self, AlertRecord, AlertThresholds};
-use crate::store::{DerivedCommit, IngestOutcome, Store, StoreError};
-use crate::stream::Hub;
-use crate::turn;
-use std::sync::Arc;
+use crate::store::{
+    events_in_seq_order, history_bucket, next_version, turn_bucket, unique_seqs, Commit, CommitOutcome, DueChange,
+    IngestOutcome, ParticipantKey, Record, StoreError, Versioned, LIVE_INDEX_INTERVAL_MS,
+};
+use crate::stream::StreamMessage;
+use crate::{turn, AppState, Settings};
+use axum::extract::ws::Utf8Bytes;
+use std::time::Duration;
+use vitals_shared::wire::IngestBatch;
 
-/// How many times a conflicting commit is retried before giving up (and logging it).
-const MAX_ATTEMPTS: usize = 8;
+/// Attempts of one change before giving up when other writers keep winning.
+const MAX_ATTEMPTS: usize = 16;
+/// How often each process looks for due participants.
+pub const SWEEP_INTERVAL: Duration = Duration::from_millis(100);
+/// Most participants one sweep handles (the rest wait for the next).
+const SWEEP_LIMIT: usize = 2_000;
+/// Participants one sweep changes at a time, so that its commits interleave with ingest rather
+/// than arrive as one burst in front of it.
+const SWEEP_CONCURRENCY: usize = 16;
 
-/// Evaluates the participant's merged state after `outcome` at `now_ms`; returns the alerts raised
-/// or resolved. Does nothing when the batch applied nothing new and the state was evaluated.
-pub async fn after_ingest(
-    store: &dyn Store,
-    thresholds: &AlertThresholds,
-    meeting_id: &str,
-    outcome: &IngestOutcome,
-    now_ms: u64,
-) -> Result<Vec<AlertRecord>, StoreError> {
-    let participant = &outcome.participant;
-    for _ in 0..MAX_ATTEMPTS {
-        let slot = store.derived(meeting_id, &participant.participant_id).await?;
-        let seq = participant.last_seq;
-        // Applied events at or above the evaluated seq are news (an older event filling a gap
-        // leaves last_seq as it was). A retried batch that applied nothing is evaluated only if
-        // its first attempt failed before the evaluation was committed.
-        let news = if outcome.applied.is_empty() {
-            seq > slot.derived.evaluated_seq
-        } else {
-            seq >= slot.derived.evaluated_seq
-        };
-        if !news {
-            return Ok(Vec::new());
-        }
-        let mut derived = slot.derived;
-        let records = alerts::evaluate(
-            thresholds,
-            &mut derived.alerts,
-            &participant.metrics,
-            meeting_id,
-            &participant.participant_id,
-            now_ms,
-        );
-        let relayed = turn::account(&mut derived.relay, &participant.metrics, now_ms);
-        derived.evaluated_seq = seq;
-        let commit = DerivedCommit {
-            meeting_id: meeting_id.to_owned(),
-            participant_id: participant.participant_id.clone(),
-            expected_version: slot.version,
-            derived,
-            records,
-            history: Some(participant.metrics.clone()),
-            relayed,
-            now_ms,
-        };
-        if store.commit_derived(&commit).await? {
-            return Ok(commit.records);
-        }
-    }
-    tracing::warn!("derived state of a participant kept changing; this evaluation is skipped");
-    Ok(Vec::new())
+/// Why an ingest was not stored.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    /// The participant sent too fast; it may retry after this many seconds.
+    #[error("too many requests, retry in {retry_after_secs} s")]
+    RateLimited { retry_after_secs: u64 },
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
-/// The publish point of the admin stream, after a batch was stored and evaluated: every alert
-/// raised or resolved at once, and the merged state when the batch applied something new (the
-/// hub limits those per participant). The hub decides where this goes: this process's admins,
-/// or a Redis channel that every process forwards to its own admins.
-pub async fn publish(hub: &Arc<Hub>, meeting_id: &str, outcome: &IngestOutcome, records: &[AlertRecord]) {
-    for record in records {
-        hub.publish_alert(record).await;
+impl From<IngestError> for crate::ApiError {
+    fn from(error: IngestError) -> Self {
+        match error {
+            IngestError::RateLimited { retry_after_secs } => Self::TooManyRequests { retry_after_secs },
+            IngestError::Store(error) => error.into(),
+        }
     }
-    if !outcome.applied.is_empty() {
-        hub.publish_metrics(meeting_id, &outcome.participant).await;
+}
+
+/// The outcome of one attempt, ready to commit.
+struct Planned {
+    commit: Commit,
+    /// Alerts raised or resolved by the commit.
+    alerts: Vec<AlertRecord>,
+}
+
+/// When the sweeper should next look at `record`: its held stream update, its TURN cursor going
+/// idle, or one of its alerts resolving without a new event.
+fn next_due(record: &Record, thresholds: &AlertThresholds, live_ttl_ms: u64) -> Option<u64> {
+    let expires_at = record.last_seen.saturating_add(live_ttl_ms);
+    [
+        record.gate.held.then_some(record.gate.until),
+        turn::idle_due(record.derived.relay.as_ref()),
+        alerts::resolve_due(thresholds, &record.derived.alerts, record.last_seen, expires_at),
+    ]
+    .into_iter()
+    .flatten()
+    .min()
+}
+
+/// Sets the record's sweep index entry to `due`. On an event (`exact` false) an entry that is
+/// already earlier is kept: the sweeper then looks a little early and reschedules, which costs
+/// less than a write per event.
+fn schedule(record: &mut Record, due: Option<u64>, exact: bool) -> DueChange {
+    let written = record.marks.due;
+    let (change, now_written) = match (written, due) {
+        (w, d) if w == d => (DueChange::Keep, w),
+        (_, None) => (DueChange::Clear, None),
+        (Some(w), Some(d)) if !exact && d >= w => (DueChange::Keep, Some(w)),
+        (_, Some(d)) => (DueChange::At(d), Some(d)),
+    };
+    record.marks.due = now_written;
+    change
+}
+
+/// Adds the record's current state as the history point of its bucket.
+fn write_history(record: &mut Record, commit: &mut Commit, metrics: crate::store::MetricsView) {
+    let bucket = record.marks.history_bucket;
+    commit.history.push((bucket, metrics));
+    if record.marks.history_indexed != bucket {
+        commit.index_history = true;
+        record.marks.history_indexed = bucket;
+    }
+}
+
+/// Sends the record's state to the admin stream now (and so to the history), closing the
+/// participant's window until `interval_ms` from `now_ms`.
+fn publish_state(record: &mut Record, commit: &mut Commit, key: &ParticipantKey, now_ms: u64, interval_ms: u64) {
+    let participant = record.view(&key.participant_id);
+    commit.publish.push(
+        StreamMessage::Metrics {
+            meeting_id: &key.meeting_id,
+            participant: &participant,
+        }
+        .text(),
+    );
+    write_history(record, commit, participant.metrics);
+    record.gate.until = now_ms + interval_ms;
+    record.gate.held = false;
+}
+
+/// Marks which usage index entries a commit relaying bytes at `now_ms` writes.
+fn index_turn(record: &mut Record, commit: &mut Commit) {
+    if commit.relayed.is_some() {
+        let bucket = turn_bucket(commit.now_ms);
+        commit.index_turn = record.marks.turn_bucket != bucket;
+        record.marks.turn_bucket = bucket;
+    }
+}
+
+fn alert_texts(alerts: &[AlertRecord]) -> impl Iterator<Item = Utf8Bytes> + '_ {
+    alerts.iter().map(|alert| StreamMessage::Alert { alert }.text())
+}
+
+/// Resolves the record's alerts that are due at `now_ms` without a new event, the participant's
+/// live state expiring at `expires_at`.
+fn resolve_idle(
+    record: &mut Record,
+    settings: &Settings,
+    key: &ParticipantKey,
+    expires_at: u64,
+    now_ms: u64,
+) -> Vec<AlertRecord> {
+    alerts::evaluate_idle(
+        &settings.alerts,
+        &mut record.derived.alerts,
+        &key.meeting_id,
+        &key.participant_id,
+        record.last_seen,
+        expires_at,
+        now_ms,
+    )
+}
+
+/// Resolves every alert and closes the TURN cursor of an expired record (at `now_ms`), and writes
+/// its last state to the history if the stream held it back.
+fn close_out(record: &mut Record, settings: &Settings, key: &ParticipantKey, now_ms: u64) -> Planned {
+    let alerts = resolve_idle(record, settings, key, now_ms, now_ms);
+    let relayed = turn::account(&mut record.derived.relay, &Default::default(), now_ms);
+    let mut commit = Commit::new(key.clone(), 0, 0, None, now_ms);
+    commit.relayed = relayed;
+    if record.gate.held {
+        record.gate.held = false;
+        let metrics = record.metrics();
+        write_history(record, &mut commit, metrics);
+    }
+    Planned { commit, alerts }
+}
+
+/// Applies `batch` to the `loaded` record at `now_ms`; `Err` is the rate limit's wait.
+fn plan_ingest(
+    settings: &Settings,
+    live_ttl_ms: u64,
+    key: &ParticipantKey,
+    loaded: &Versioned,
+    batch: &IngestBatch,
+    now_ms: u64,
+) -> Result<(Planned, IngestOutcome), u64> {
+    let mut record = loaded.record.clone().unwrap_or_default();
+    let mut planned = Planned {
+        commit: Commit::new(
+            key.clone(),
+            loaded.version,
+            next_version(loaded.version, now_ms),
+            None,
+            now_ms,
+        ),
+        alerts: Vec::new(),
+    };
+    if loaded.record.is_some() && record.expired(now_ms, live_ttl_ms) {
+        // The participant is back after its live state expired: it starts over.
+        let closed = close_out(&mut record, settings, key, now_ms);
+        planned.alerts = closed.alerts;
+        planned.commit.relayed = closed.commit.relayed;
+        planned.commit.history = closed.commit.history;
+        planned.commit.index_history = closed.commit.index_history;
+        record = Record {
+            marks: std::mem::take(&mut record.marks),
+            ..Default::default()
+        };
+    }
+    settings.rate_limit.take(&mut record.bucket, now_ms)?;
+    // A state the stream held back is its bucket's last point if this batch starts a new bucket.
+    let bucket = history_bucket(now_ms);
+    let held_point = (record.gate.held && record.marks.history_bucket != bucket).then(|| record.metrics());
+    let mut applied = Vec::new();
+    for event in events_in_seq_order(batch) {
+        if record.seqs.insert(event.seq) {
+            record.live.apply(event);
+            applied.push(event.seq);
+        }
+    }
+    if batch.label.is_some() {
+        record.label.clone_from(&batch.label);
+    }
+    record.last_seen = record.last_seen.max(now_ms);
+    let participant = record.view(&key.participant_id);
+    let commit = &mut planned.commit;
+    if !applied.is_empty() {
+        let metrics = &participant.metrics;
+        planned.alerts.extend(alerts::evaluate(
+            &settings.alerts,
+            &mut record.derived.alerts,
+            metrics,
+            &key.meeting_id,
+            &key.participant_id,
+            now_ms,
+        ));
+        if let Some(relayed) = turn::account(&mut record.derived.relay, metrics, now_ms) {
+            commit.relayed = Some(relayed);
+        }
+        record.derived.evaluated_seq = record.live.last_seq;
+        if let Some(point) = held_point {
+            write_history(&mut record, commit, point);
+        }
+        record.marks.history_bucket = bucket;
+        // The admin stream (and the history): now, or when the participant's window ends (the
+        // sweeper).
+        if now_ms >= record.gate.until {
+            publish_state(&mut record, commit, key, now_ms, settings.metrics_interval_ms());
+        } else {
+            record.gate.held = true;
+        }
+    }
+    index_turn(&mut record, commit);
+    if record.marks.indexed == 0 || record.last_seen >= record.marks.indexed + LIVE_INDEX_INTERVAL_MS {
+        commit.index_live = true;
+        record.marks.indexed = record.last_seen;
+    }
+    let due = next_due(&record, &settings.alerts, live_ttl_ms);
+    commit.due = schedule(&mut record, due, false);
+    commit.alerts.clone_from(&planned.alerts);
+    // Alerts first, then the metrics that raised them.
+    let metrics_text = std::mem::take(&mut commit.publish);
+    commit.publish.extend(alert_texts(&planned.alerts));
+    commit.publish.extend(metrics_text);
+    commit.record = Some(record);
+    let outcome = IngestOutcome {
+        accepted: unique_seqs(batch),
+        applied,
+        participant,
+    };
+    Ok((planned, outcome))
+}
+
+/// What is due for the `loaded` record at `now_ms` without a new event; `None` when nothing is.
+fn plan_sweep(
+    settings: &Settings,
+    live_ttl_ms: u64,
+    key: &ParticipantKey,
+    loaded: &Versioned,
+    now_ms: u64,
+) -> Option<Planned> {
+    let Some(mut record) = loaded.record.clone() else {
+        // The record is gone (expired in Redis): only its index entry is left.
+        let mut commit = Commit::new(key.clone(), loaded.version, 0, None, now_ms);
+        commit.due = DueChange::Clear;
+        return Some(Planned {
+            commit,
+            alerts: Vec::new(),
+        });
+    };
+    if record.expired(now_ms, live_ttl_ms) {
+        let mut planned = close_out(&mut record, settings, key, now_ms);
+        planned.commit.expected_version = loaded.version;
+        planned.commit.due = if record.marks.due.is_some() {
+            DueChange::Clear
+        } else {
+            DueChange::Keep
+        };
+        index_turn(&mut record, &mut planned.commit);
+        planned.commit.alerts.clone_from(&planned.alerts);
+        planned.commit.publish.extend(alert_texts(&planned.alerts));
+        return Some(planned);
+    }
+    let expires_at = record.last_seen.saturating_add(live_ttl_ms);
+    let alerts = resolve_idle(&mut record, settings, key, expires_at, now_ms);
+    let mut commit = Commit::new(
+        key.clone(),
+        loaded.version,
+        next_version(loaded.version, now_ms),
+        None,
+        now_ms,
+    );
+    commit.relayed = turn::close_idle(&mut record.derived.relay, now_ms);
+    commit.publish.extend(alert_texts(&alerts));
+    if record.gate.held && now_ms >= record.gate.until {
+        publish_state(&mut record, &mut commit, key, now_ms, settings.metrics_interval_ms());
+    }
+    index_turn(&mut record, &mut commit);
+    let due = next_due(&record, &settings.alerts, live_ttl_ms);
+    commit.due = schedule(&mut record, due, true);
+    if alerts.is_empty()
+        && commit.relayed.is_none()
+        && commit.publish.is_empty()
+        && commit.history.is_empty()
+        && commit.due == DueChange::Keep
+    {
+        return None;
+    }
+    commit.alerts.clone_from(&alerts);
+    commit.record = Some(record);
+    Some(Planned { commit, alerts })
+}
+
+/// Commits what `plan` makes of the participant's record, again on every conflict; then tells
+/// this process's admins (unless the commit published itself), the webhook and the metrics.
+async fn transact<T>(
+    state: &AppState,
+    key: &ParticipantKey,
+    mut plan: impl FnMut(&Versioned) -> Result<Option<(Planned, T)>, IngestError>,
+) -> Result<Option<T>, IngestError> {
+    let mut loaded = state.store.load(key).await?;
+    for _ in 0..MAX_ATTEMPTS {
+        let Some((mut planned, result)) = plan(&loaded)? else {
+            return Ok(None);
+        };
+        let channel = state.publish_channel.as_deref();
+        let local_texts = match channel {
+            Some(channel) => {
+                planned.commit.publish_channel = Some(channel.to_owned());
+                Vec::new()
+            }
+            None => planned.commit.publish.clone(),
+        };
+        match state.store.commit(planned.commit).await? {
+            CommitOutcome::Committed => {
+                for text in local_texts {
+                    state.hub.publish(text).await;
+                }
+                for alert in &planned.alerts {
+                    tracing::info!(kind = alert.kind.as_str(), state = ?alert.state, "alert");
+                    state.hub.raised_here(alert);
+                }
+                state.metrics.observe_alerts(&planned.alerts);
+                return Ok(Some(result));
+            }
+            CommitOutcome::Conflict(current) => loaded = *current,
+        }
+    }
+    tracing::warn!("a participant's record kept changing under this change; the client retries");
+    Err(StoreError::Unavailable("the participant's record kept changing".into()).into())
+}
+
+/// Ingests a validated batch at `now_ms` (the collector's clock): see the module text.
+pub async fn ingest(state: &AppState, batch: &IngestBatch, now_ms: u64) -> Result<IngestOutcome, IngestError> {
+    let key = ParticipantKey::new(batch.meeting_id.as_str(), batch.participant_id.as_str());
+    let live_ttl_ms = state.store.live_ttl_ms();
+    let settings = &state.settings;
+    let outcome = transact(state, &key, |loaded| {
+        match plan_ingest(settings, live_ttl_ms, &key, loaded, batch, now_ms) {
+            Ok(planned) => Ok(Some(planned)),
+            Err(retry_after_secs) => Err(IngestError::RateLimited { retry_after_secs }),
+        }
+    })
+    .await?
+    .expect("an ingest plan always commits");
+    tracing::debug!(
+        participant = %batch.participant_id,
+        applied = outcome.applied.len(),
+        duplicates = outcome.accepted.len() - outcome.applied.len(),
+        "ingested"
+    );
+    state
+        .metrics
+        .observe_events(outcome.accepted.len(), outcome.applied.len());
+    Ok(outcome)
+}
+
+/// Handles every participant due at `now_ms`; returns how many changed.
+pub async fn sweep(state: &AppState, now_ms: u64) -> Result<usize, StoreError> {
+    let due = state.store.due(now_ms, SWEEP_LIMIT).await?;
+    let live_ttl_ms = state.store.live_ttl_ms();
+    let settings = &state.settings;
+    let mut changed = 0;
+    for chunk in due.chunks(SWEEP_CONCURRENCY) {
+        let changes = chunk.iter().map(|key| {
+            transact(state, key, move |loaded| {
+                Ok(plan_sweep(settings, live_ttl_ms, key, loaded, now_ms).map(|planned| (planned, ())))
+            })
+        });
+        for result in futures_util::future::join_all(changes).await {
+            match result {
+                Ok(Some(())) => changed += 1,
+                Ok(None) => {}
+                Err(IngestError::Store(error)) => return Err(error),
+                Err(IngestError::RateLimited { .. }) => unreachable!("the sweeper takes no tokens"),
+            }
+        }
+    }
+    Ok(changed)
+}
+
+/// Runs [`sweep`] every [`SWEEP_INTERVAL`] until the state is dropped or the runtime ends.
+pub fn spawn_sweeper(state: std::sync::Weak<crate::Shared>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(SWEEP_INTERVAL);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticks.tick().await;
+            let Some(shared) = state.upgrade() else {
+                return;
+            };
+            if let Err(error) = sweep(&AppState(shared), crate::api::now_ms()).await {
+                tracing::debug!(%error, "sweep failed; trying again");
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::MemoryStore;
+    use std::sync::Arc;
+    use vitals_shared::emit::Event;
+    use vitals_shared::wire::MetricsFields;
+
+    fn state() -> AppState {
+        AppState::new(
+            Arc::new(MemoryStore::default()),
+            crate::Secret::new("k"),
+            crate::Secret::new("t"),
+        )
+    }
+
+    fn batch(seq: u64, metrics: MetricsFields) -> IngestBatch {
+        IngestBatch {
+            meeting_id: "m".into(),
+            participant_id: "p".into(),
+            label: None,
+            events: vec![Event {
+                seq,
+                ts_ms: 0.0,
+                full: false,
+                metrics,
+            }],
+        }
+    }
+
+    fn upload(kbps: f64) -> MetricsFields {
+        MetricsFields {
+            upload_kbps: Some(kbps),
+            ..Default::default()
+        }
+    }
+
+    fn metrics_of(text: &Utf8Bytes) -> serde_json::Value {
+        serde_json::from_str(text.as_str()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_stream_gate_holds_the_latest_update_until_the_window_ends() {
+        let state = state();
+        let mut messages = state.hub().subscribe();
+        let t0 = 1_700_000_000_000;
+        for seq in 1..=5 {
+            ingest(&state, &batch(seq, upload(seq as f64)), t0 + seq * 100)
+                .await
+                .unwrap();
+        }
+        // An older event arriving late is applied but never replaces newer values.
+        ingest(&state, &batch(2, upload(99.0)), t0 + 600).await.unwrap();
+        let first = metrics_of(&messages.recv().await.unwrap());
+        assert_eq!(
+            (first["last_seq"].as_u64(), first["upload_kbps"].as_f64()),
+            (Some(1), Some(1.0))
+        );
+        assert!(messages.try_recv().is_err(), "held while the window is open");
+        // Not due before the window ends; due (once) after.
+        assert_eq!(sweep(&state, t0 + 2_099).await.unwrap(), 0);
+        assert!(messages.try_recv().is_err());
+        assert_eq!(sweep(&state, t0 + 2_100).await.unwrap(), 1);
+        let held = metrics_of(&messages.try_recv().unwrap());
+        assert_eq!(
+            (held["last_seq"].as_u64(), held["upload_kbps"].as_f64()),
+            (Some(5), Some(5.0))
+        );
+        assert_eq!(sweep(&state, t0 + 9_000).await.unwrap(), 0, "nothing due any more");
+        assert!(messages.try_recv().is_err());
+        // The sweep opened a window: an update inside it is held again.
+        ingest(&state, &batch(6, upload(6.0)), t0 + 3_000).await.unwrap();
+        assert!(messages.try_recv().is_err());
+        ingest(&state, &batch(7, upload(7.0)), t0 + 4_200).await.unwrap();
+        assert_eq!(metrics_of(&messages.try_recv().unwrap())["last_seq"], 7);
+    }
+
+    #[test]
+    fn an_earlier_due_entry_is_kept_on_events_and_set_exactly_by_the_sweeper() {
+        let mut record = Record::default();
+        assert_eq!(schedule(&mut record, Some(10), false), DueChange::At(10));
+        assert_eq!(schedule(&mut record, Some(20), false), DueChange::Keep);
+        assert_eq!(record.marks.due, Some(10));
+        assert_eq!(schedule(&mut record, Some(5), false), DueChange::At(5));
+        assert_eq!(schedule(&mut record, Some(20), true), DueChange::At(20));
+        assert_eq!(schedule(&mut record, None, false), DueChange::Clear);
+        assert_eq!(schedule(&mut record, None, true), DueChange::Keep);
     }
 }

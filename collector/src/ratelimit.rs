@@ -1,11 +1,10 @@
-//! A token bucket per participant for ingest, kept in this process's memory.
+//! The per-participant rate limit of ingest: a token bucket kept in the participant's record.
 //!
-//! Each collector process limits on its own, so behind a load balancer spreading one
-//! participant over N processes the effective limit is up to N times higher; that is accepted
-//! for now (the extension itself sends at most 10 events a minute). Pure: the caller passes the
-//! time.
+//! The bucket is part of the record that every ingest reads and writes with a compare-and-set
+//! (see `store::record`), so the limit holds across every collector process sharing a Redis and
+//! costs no extra round trip. Pure: the caller passes the time.
 
-use std::collections::HashMap;
+use serde::{Deserialize, Serialize};
 
 /// Requests allowed per participant: `burst` at once, refilled at `per_sec`.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -25,51 +24,49 @@ impl Default for RateLimit {
     }
 }
 
-/// The buckets of every participant seen recently.
-#[derive(Debug, Default)]
-pub struct RateLimiter {
-    limit: RateLimit,
-    /// Tokens left and when they were counted.
-    buckets: HashMap<String, (f64, u64)>,
-    last_sweep_ms: u64,
+/// Tokens left and when they were counted (ms since the Unix epoch). No bucket means a full one.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Bucket {
+    pub tokens: f64,
+    pub at: u64,
 }
 
-impl RateLimiter {
-    pub fn new(limit: RateLimit) -> Self {
-        Self {
-            limit,
-            ..Default::default()
+impl RateLimit {
+    /// The tokens of `bucket` at `now_ms`, refilled.
+    fn tokens(&self, bucket: Option<Bucket>, now_ms: u64) -> f64 {
+        match bucket {
+            None => self.burst,
+            Some(bucket) => {
+                let refill = now_ms.saturating_sub(bucket.at) as f64 / 1000.0 * self.per_sec;
+                (bucket.tokens + refill).min(self.burst)
+            }
         }
     }
 
-    /// Takes a token for `key` at `now_ms`; when none is left, returns the whole seconds (at
-    /// least 1) until one is.
-    pub fn check(&mut self, key: &str, now_ms: u64) -> Result<(), u64> {
-        let limit = self.limit;
-        let refill = |tokens: f64, since: u64| {
-            (tokens + now_ms.saturating_sub(since) as f64 / 1000.0 * limit.per_sec).min(limit.burst)
-        };
-        // A bucket that has refilled completely is the same as none: drop those now and then so
-        // that memory follows the number of active participants.
-        if now_ms >= self.last_sweep_ms.saturating_add(10_000) {
-            self.last_sweep_ms = now_ms;
-            self.buckets
-                .retain(|_, (tokens, at)| refill(*tokens, *at) < limit.burst);
-        }
-        let bucket = self.buckets.entry(key.to_owned()).or_insert((limit.burst, now_ms));
-        let tokens = refill(bucket.0, bucket.1);
+    /// Takes a token from `bucket` at `now_ms`; when none is left, changes nothing and returns
+    /// the whole seconds (at least 1) until one is. A bucket that would be full again is
+    /// dropped, so idle participants carry none.
+    pub fn take(&self, bucket: &mut Option<Bucket>, now_ms: u64) -> Result<(), u64> {
+        let tokens = self.tokens(*bucket, now_ms);
         if tokens >= 1.0 {
-            *bucket = (tokens - 1.0, now_ms);
+            *bucket = Some(Bucket {
+                tokens: tokens - 1.0,
+                at: now_ms,
+            });
             Ok(())
         } else {
-            *bucket = (tokens, now_ms);
-            let wait_secs = if limit.per_sec > 0.0 {
-                ((1.0 - tokens) / limit.per_sec).ceil()
+            let wait_secs = if self.per_sec > 0.0 {
+                ((1.0 - tokens) / self.per_sec).ceil()
             } else {
                 3600.0
             };
             Err((wait_secs as u64).max(1))
         }
+    }
+
+    /// `bucket` at `now_ms`, or `None` once it has refilled completely.
+    pub fn settle(&self, bucket: Option<Bucket>, now_ms: u64) -> Option<Bucket> {
+        bucket.filter(|_| self.tokens(bucket, now_ms) < self.burst)
     }
 }
 
@@ -78,28 +75,29 @@ mod tests {
     use super::*;
 
     #[test]
-    fn burst_then_refill_per_participant() {
-        let mut limiter = RateLimiter::new(RateLimit {
+    fn burst_then_refill() {
+        let limit = RateLimit {
             per_sec: 0.5,
             burst: 3.0,
-        });
+        };
+        let mut a = None;
         for _ in 0..3 {
-            assert_eq!(limiter.check("a", 1_000), Ok(()));
+            assert_eq!(limit.take(&mut a, 1_000), Ok(()));
         }
-        assert_eq!(limiter.check("a", 1_000), Err(2), "one token takes 2 s");
-        assert_eq!(limiter.check("b", 1_000), Ok(()), "participants are apart");
-        assert_eq!(limiter.check("a", 2_000), Err(1));
-        assert_eq!(limiter.check("a", 3_000), Ok(()));
-        assert_eq!(limiter.check("a", 3_000), Err(2));
+        assert_eq!(limit.take(&mut a, 1_000), Err(2), "one token takes 2 s");
+        let mut b = None;
+        assert_eq!(limit.take(&mut b, 1_000), Ok(()), "buckets are apart");
+        assert_eq!(limit.take(&mut a, 2_000), Err(1));
+        assert_eq!(limit.take(&mut a, 3_000), Ok(()));
+        assert_eq!(limit.take(&mut a, 3_000), Err(2));
     }
 
     #[test]
-    fn idle_participants_are_forgotten() {
-        let mut limiter = RateLimiter::new(RateLimit::default());
-        limiter.check("a", 0).unwrap();
-        limiter.check("b", 0).unwrap();
-        assert_eq!(limiter.buckets.len(), 2);
-        limiter.check("c", 60_000).unwrap();
-        assert_eq!(limiter.buckets.keys().collect::<Vec<_>>(), ["c"]);
+    fn a_refilled_bucket_is_dropped() {
+        let limit = RateLimit::default();
+        let mut bucket = None;
+        limit.take(&mut bucket, 0).unwrap();
+        assert!(limit.settle(bucket, 100).is_some());
+        assert_eq!(limit.settle(bucket, 60_000), None);
     }
 }

@@ -2,14 +2,15 @@
 
 use subtle::ConstantTimeEq;
 
-/// A secret string. Its `Debug` hides the value, so a logged config cannot leak it.
+/// A secret string. Its `Debug` hides the value, so a logged config cannot leak it. Cheap to
+/// clone (the application state, which holds two, is cloned for every request).
 #[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
+pub struct Secret(std::sync::Arc<str>);
 
 impl Secret {
     /// Wraps a secret value.
     pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
+        Self(value.into().into())
     }
 
     /// The value, for the few places that must use it (connecting to Redis).

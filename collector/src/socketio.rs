@@ -200,15 +200,12 @@ async fn on_metrics(state: &AppState, user: &str, last_seq: &AtomicU64, data: &V
         }
     })?;
     api::validate(&batch).map_err(|message| socket_names(&message))?;
-    state
-        .limiter
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-        .check(&batch.participant_id, now)
-        .map_err(|retry_after| format!("too many events; retry after {retry_after} s"))?;
-    let outcome = api::ingest_validated(state, &batch, now)
-        .await
-        .map_err(|error| error.to_string())?;
+    let outcome = state.ingest(&batch, now).await.map_err(|error| match error {
+        crate::IngestError::RateLimited { retry_after_secs } => {
+            format!("too many events; retry after {retry_after_secs} s")
+        }
+        other => crate::ApiError::from(other).to_string(),
+    })?;
     Ok(!outcome.applied.is_empty())
 }
 

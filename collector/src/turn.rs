@@ -63,6 +63,22 @@ pub fn account(cursor: &mut Option<RelayCursor>, metrics: &MetricsView, now_ms: 
     relayed
 }
 
+/// Closes the accounting of a participant that has sent nothing since `cursor.at` once the
+/// longest counted gap has passed (at `idle_due`): the bytes up to that gap are counted now,
+/// rather than when (if ever) it sends again.
+pub fn close_idle(cursor: &mut Option<RelayCursor>, now_ms: u64) -> Option<RelayedSince> {
+    if idle_due(cursor.as_ref())? > now_ms {
+        return None;
+    }
+    let idle = MetricsView::default();
+    account(cursor, &idle, now_ms)
+}
+
+/// When [`close_idle`] closes `cursor`.
+pub fn idle_due(cursor: Option<&RelayCursor>) -> Option<u64> {
+    cursor.map(|c| c.at.saturating_add(MAX_GAP_MS))
+}
+
 /// Relayed traffic of one participant through one TURN server over a time range.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct TurnUsage {
@@ -122,6 +138,19 @@ mod tests {
         let got = account(&mut cursor, &relayed(4.0, "a"), 3_600_000).unwrap();
         assert_eq!(got.bytes, relayed_bytes(8.0, MAX_GAP_MS) as u64);
         assert_eq!(got.bytes, 30_000);
+    }
+
+    #[test]
+    fn an_idle_cursor_is_closed_after_the_max_gap() {
+        let mut cursor = None;
+        account(&mut cursor, &relayed(4.0, "a"), 1_000);
+        assert_eq!(idle_due(cursor.as_ref()), Some(1_000 + MAX_GAP_MS));
+        assert_eq!(close_idle(&mut cursor, MAX_GAP_MS), None);
+        assert!(cursor.is_some());
+        let got = close_idle(&mut cursor, 1_000 + MAX_GAP_MS + 5).unwrap();
+        assert_eq!(got.bytes, 30_000);
+        assert_eq!(cursor, None);
+        assert_eq!(close_idle(&mut cursor, 10_000_000), None);
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! Admin API tests beyond the live list: alerts, one meeting, history, TURN usage and export.
+//! Admin API tests beyond the live list: alerts, one meeting, history, TURN usage and export,
+//! their pages and the streamed export (memory store and a real Redis).
 
 mod support;
 
@@ -9,11 +10,11 @@ use http_body_util::BodyExt;
 use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use support::now_ms;
+use support::{now_ms, send, Answer, TestRedis};
 use tower::ServiceExt;
 use vitals_collector::alerts::AlertThresholds;
 use vitals_collector::ratelimit::RateLimit;
-use vitals_collector::store::RedisStore;
+use vitals_collector::store::{RedisStore, LIVE_TTL_MS};
 use vitals_collector::{app, AppState, Secret, Settings};
 
 const INGEST_KEY: &str = "ingest-key-for-tests";
@@ -27,26 +28,30 @@ fn test_app(alerts: AlertThresholds) -> Router {
     }))
 }
 
-struct Answer {
-    status: StatusCode,
-    headers: axum::http::HeaderMap,
-    text: String,
-    body: Value,
+/// The app over the memory store, or over a real Redis (which lives as long as the guard).
+async fn app_on(backend: Backend, alerts: AlertThresholds) -> (Router, Option<TestRedis>) {
+    let settings = Settings {
+        alerts,
+        ..Default::default()
+    };
+    match backend {
+        Backend::Memory => (
+            app(AppState::for_tests(INGEST_KEY, ADMIN_TOKEN).with_settings(settings)),
+            None,
+        ),
+        Backend::Redis => {
+            let redis = TestRedis::start().await;
+            let store = Arc::new(redis.store(LIVE_TTL_MS));
+            let state = AppState::new(store, Secret::new(INGEST_KEY), Secret::new(ADMIN_TOKEN));
+            (app(state.with_settings(settings)), Some(redis))
+        }
+    }
 }
 
-async fn send(app: &Router, request: Request<Body>) -> Answer {
-    let response = app.clone().oneshot(request).await.unwrap();
-    let status = response.status();
-    let headers = response.headers().clone();
-    let bytes = response.into_body().collect().await.unwrap().to_bytes();
-    let text = String::from_utf8_lossy(&bytes).into_owned();
-    let body = serde_json::from_str(&text).unwrap_or(Value::Null);
-    Answer {
-        status,
-        headers,
-        text,
-        body,
-    }
+#[derive(Debug, Clone, Copy)]
+enum Backend {
+    Memory,
+    Redis,
 }
 
 async fn get(app: &Router, uri: &str) -> Answer {
@@ -58,7 +63,11 @@ async fn get(app: &Router, uri: &str) -> Answer {
 }
 
 async fn ingest(app: &Router, participant: &str, seq: u64, metrics: Value) {
-    let batch = json!({"meeting_id": MEETING, "participant_id": participant,
+    ingest_to(app, MEETING, participant, seq, metrics).await
+}
+
+async fn ingest_to(app: &Router, meeting: &str, participant: &str, seq: u64, metrics: Value) {
+    let batch = json!({"meeting_id": meeting, "participant_id": participant,
         "events": [{"seq": seq, "ts_ms": 1.0e12, "full": false, "metrics": metrics}]});
     let request = Request::post("/api/v1/ingest")
         .header(header::CONTENT_TYPE, "application/json")
@@ -170,22 +179,52 @@ async fn alerts_wait_for_the_hold_time_before_resolving() {
 }
 
 #[tokio::test]
-async fn unknown_meeting_is_404_and_bad_queries_are_400() {
+async fn unknown_meeting_is_404_and_bad_queries_are_400_naming_the_parameter() {
     let app = test_app(AlertThresholds::default());
     let missing = get(&app, "/api/v1/meetings/https%3A%2F%2Fnowhere.example%2F").await;
     assert_eq!(missing.status, StatusCode::NOT_FOUND);
     assert!(missing.body["error"].is_string());
-    for uri in [
-        "/api/v1/alerts?since=yesterday",
-        "/api/v1/alerts?bogus=1",
-        "/api/v1/turn-usage?from=10&to=5",
-        "/api/v1/export?format=xml",
-        "/api/v1/export?from=-1",
-        "/api/v1/meetings/m/history?from=9&to=1",
+    for (uri, named) in [
+        ("/api/v1/alerts?since=yesterday", "since"),
+        ("/api/v1/alerts?bogus=1", "bogus"),
+        ("/api/v1/alerts?since=10&to=5", "since"),
+        ("/api/v1/alerts?to=later", "to"),
+        ("/api/v1/alerts?limit=0", "limit"),
+        ("/api/v1/alerts?limit=10001", "limit"),
+        ("/api/v1/alerts?limit=ten", "limit"),
+        ("/api/v1/alerts?limit=-5", "limit"),
+        ("/api/v1/alerts?cursor=nonsense", "cursor"),
+        ("/api/v1/alerts?cursor=12:x", "cursor"),
+        ("/api/v1/alerts?meeting=a&meeting=b", "meeting"),
+        ("/api/v1/turn-usage?from=10&to=5", "from"),
+        ("/api/v1/turn-usage?to=soon", "to"),
+        ("/api/v1/turn-usage?limit=5", "limit"),
+        ("/api/v1/export?format=xml", "format"),
+        ("/api/v1/export?from=-1", "from"),
+        ("/api/v1/export?from=9&to=1", "from"),
+        ("/api/v1/export?to=1e12", "to"),
+        ("/api/v1/meetings/m/history?from=9&to=1", "from"),
+        ("/api/v1/meetings/m/history?from=", "from"),
+        ("/api/v1/meetings/m/history?to=1.5", "to"),
+        ("/api/v1/meetings/m/history?limit=0", "limit"),
+        ("/api/v1/meetings/m/history?limit=20001", "limit"),
+        ("/api/v1/meetings/m/history?cursor=p:1", "cursor"),
+        ("/api/v1/meetings/m/history?participant=p&since=1", "since"),
     ] {
         let answer = get(&app, uri).await;
         assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{uri}: {}", answer.text);
-        assert!(answer.body["error"].is_string(), "{uri}");
+        let error = answer.body["error"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{uri}: {}", answer.text));
+        assert!(error.contains(named), "{uri}: {error:?} should name {named}");
+    }
+    // The largest limits are taken, as is a time range with from = to.
+    for uri in [
+        "/api/v1/alerts?limit=10000",
+        "/api/v1/meetings/m/history?limit=20000&from=5&to=5",
+        "/api/v1/export?from=5&to=5",
+    ] {
+        assert_eq!(get(&app, uri).await.status, StatusCode::OK, "{uri}");
     }
     for uri in [
         "/api/v1/alerts",
@@ -408,4 +447,214 @@ async fn readyz_follows_the_store() {
     // The liveness probe still answers: the process is fine, only the store is not.
     let health = send(&app, Request::get("/healthz").body(Body::empty()).unwrap()).await;
     assert_eq!(health.status, StatusCode::OK);
+}
+
+/// Sleeps into the next 10 s history bucket, so that the next ingest makes a new point.
+async fn next_history_bucket() {
+    let now = now_ms();
+    tokio::time::sleep(Duration::from_millis(10_000 - now % 10_000 + 20)).await;
+}
+
+/// Every row of `first_uri` (with a `limit`), following `next_cursor` page by page.
+async fn all_pages(app: &Router, first_uri: &str, rows: &str, limit: usize) -> (Vec<Value>, usize) {
+    let mut all = Vec::new();
+    let mut uri = first_uri.to_owned();
+    for pages in 1.. {
+        let answer = get(app, &uri).await;
+        assert_eq!(answer.status, StatusCode::OK, "{uri}: {}", answer.text);
+        assert_eq!(answer.body["limit"], limit, "{uri}");
+        let page = answer.body[rows].as_array().unwrap();
+        assert!(page.len() <= limit, "{uri}: {} rows", page.len());
+        all.extend(page.iter().cloned());
+        match answer.body["next_cursor"].as_str() {
+            // Only a full page has a next one.
+            Some(cursor) => {
+                assert_eq!(page.len(), limit, "{uri}");
+                uri = format!("{first_uri}&cursor={}", encode(cursor));
+            }
+            None => return (all, pages),
+        }
+        assert!(pages < 1000, "{uri}: the cursor does not advance");
+    }
+    unreachable!()
+}
+
+/// (meeting id, participant id, time) of each row, in order.
+fn keys(rows: &[Value], time: &str) -> Vec<(String, String, u64)> {
+    rows.iter()
+        .map(|r| {
+            (
+                r["meeting_id"].as_str().unwrap().to_owned(),
+                r["participant_id"].as_str().unwrap().to_owned(),
+                r[time].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+async fn history_and_alerts_come_in_pages_with_every_row_once(backend: Backend) {
+    let (app, _redis) = app_on(
+        backend,
+        AlertThresholds {
+            clear_after_ms: 0,
+            ..Default::default()
+        },
+    )
+    .await;
+    let from = now_ms();
+    // Ids with the cursor's separator, commas and quotes; one participant in another meeting.
+    let participants = ["a", "b:1", "c, \"d\"", "e", ":f"];
+    for p in participants {
+        ingest(&app, p, 1, json!({"rtt_ms": 400.0, "loss_pct": 9.0})).await;
+    }
+    ingest_to(&app, "https://other.example/", "a", 1, json!({"rtt_ms": 400.0})).await;
+    next_history_bucket().await;
+    for p in participants {
+        ingest(&app, p, 2, json!({"rtt_ms": 50.0, "loss_pct": 0.0})).await;
+    }
+    let to = now_ms() + 10_000;
+
+    // History: one point per participant per bucket, ordered by participant, then time.
+    let history = format!("/api/v1/meetings/{}/history?from={from}&to={to}", encode(MEETING));
+    let (full, pages) = all_pages(&app, &format!("{history}&limit=20000"), "points", 20_000).await;
+    assert_eq!(pages, 1);
+    let full = keys(&full, "t");
+    assert_eq!(full.len(), 2 * participants.len(), "{full:?}");
+    let mut sorted = full.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(sorted, full, "ordered, each once");
+    for limit in [1, 3, 4] {
+        let (paged, pages) = all_pages(&app, &format!("{history}&limit={limit}"), "points", limit).await;
+        assert_eq!(keys(&paged, "t"), full, "limit {limit}");
+        assert_eq!(pages, full.len().div_ceil(limit), "limit {limit}");
+    }
+    let one = format!("{history}&participant={}&limit=1", encode("b:1"));
+    let (paged, _) = all_pages(&app, &one, "points", 1).await;
+    let of_b: Vec<_> = full.iter().filter(|(_, p, _)| p == "b:1").cloned().collect();
+    assert_eq!((keys(&paged, "t"), of_b.len()), (of_b, 2));
+    // Without a limit, a page holds up to 5,000 points.
+    let answer = get(&app, &history).await;
+    assert_eq!(answer.body["limit"], 5_000);
+    assert_eq!(answer.body["points"].as_array().unwrap().len(), full.len());
+    assert_eq!(answer.body["next_cursor"], Value::Null);
+
+    // Alerts: each participant raised two at once (same time) and resolved them at once.
+    let alerts = format!("/api/v1/alerts?since={from}");
+    let (full, _) = all_pages(&app, &format!("{alerts}&limit=10000"), "alerts", 10_000).await;
+    assert_eq!(full.len(), 4 * participants.len() + 1, "{full:?}");
+    for limit in [1, 2, 7] {
+        let (paged, _) = all_pages(&app, &format!("{alerts}&limit={limit}"), "alerts", limit).await;
+        assert_eq!(paged, full, "limit {limit}");
+    }
+    let of_meeting = format!("{alerts}&meeting={}", encode(MEETING));
+    let (paged, _) = all_pages(&app, &format!("{of_meeting}&limit=3"), "alerts", 3).await;
+    let expected: Vec<Value> = full.iter().filter(|a| a["meeting_id"] == MEETING).cloned().collect();
+    assert_eq!(paged, expected);
+    // `to` bounds the range: nothing before `since`, nothing after `to`.
+    let first_at = full[0]["at"].as_u64().unwrap();
+    let (until, _) = all_pages(&app, &format!("{alerts}&to={first_at}&limit=1"), "alerts", 1).await;
+    let at_first: Vec<Value> = full.iter().filter(|a| a["at"] == first_at).cloned().collect();
+    assert_eq!(until, at_first);
+}
+
+#[tokio::test]
+async fn history_and_alerts_come_in_pages_with_every_row_once_memory() {
+    history_and_alerts_come_in_pages_with_every_row_once(Backend::Memory).await;
+}
+
+#[tokio::test]
+async fn history_and_alerts_come_in_pages_with_every_row_once_redis() {
+    history_and_alerts_come_in_pages_with_every_row_once(Backend::Redis).await;
+}
+
+/// The body's chunks as the server sent them.
+async fn chunks(app: &Router, uri: &str) -> (StatusCode, axum::http::HeaderMap, Vec<String>) {
+    let request = Request::get(uri)
+        .header(header::AUTHORIZATION, format!("Bearer {ADMIN_TOKEN}"))
+        .body(Body::empty())
+        .unwrap();
+    let response = app.clone().oneshot(request).await.unwrap();
+    let (parts, mut body) = response.into_parts();
+    let mut chunks = Vec::new();
+    while let Some(frame) = body.frame().await {
+        if let Ok(data) = frame.unwrap().into_data() {
+            chunks.push(String::from_utf8(data.to_vec()).unwrap());
+        }
+    }
+    (parts.status, parts.headers, chunks)
+}
+
+/// Rows the export reads and sends at a time (`EXPORT_CHUNK_ROWS`).
+const EXPORT_CHUNK_ROWS: usize = 1_000;
+
+async fn export_streams_a_wide_range_in_bounded_chunks(backend: Backend) {
+    let (app, _redis) = app_on(backend, AlertThresholds::default()).await;
+    // 1,250 participants in 5 meetings, each with one history point and one alert.
+    let count = 1_250;
+    let meeting = |i: usize| format!("https://meet.example.com/m{}", i % 5);
+    for i in 0..count {
+        ingest_to(&app, &meeting(i), &format!("p{i:04}"), 1, json!({"rtt_ms": 400.0})).await;
+    }
+    // A week wide: the whole retention.
+    let to = now_ms() + 10_000;
+    let from = to - 7 * 24 * 3_600_000;
+
+    let (status, headers, body) = chunks(&app, &format!("/api/v1/export?format=json&from={from}&to={to}")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers[header::CONTENT_TYPE], "application/json");
+    assert!(!headers.contains_key(header::CONTENT_LENGTH), "streamed");
+    // Streamed as it is read: several chunks, none with more than one page of rows.
+    assert!(body.len() >= 4, "{} chunks", body.len());
+    for chunk in &body {
+        let rows = chunk.matches("\"participant_id\"").count();
+        assert!(rows <= EXPORT_CHUNK_ROWS, "{rows} rows in one chunk");
+    }
+    let export: Value = serde_json::from_str(&body.concat()).unwrap();
+    assert_eq!((export["from"].as_u64(), export["to"].as_u64()), (Some(from), Some(to)));
+    let history = keys(export["history"].as_array().unwrap(), "t");
+    let alerts = keys(export["alerts"].as_array().unwrap(), "at");
+    for (rows, what) in [(history, "history"), (alerts, "alerts")] {
+        let mut ids: Vec<(String, String)> = rows.into_iter().map(|(m, p, _)| (m, p)).collect();
+        ids.sort();
+        let expected: Vec<(String, String)> = {
+            let mut all: Vec<_> = (0..count).map(|i| (meeting(i), format!("p{i:04}"))).collect();
+            all.sort();
+            all
+        };
+        assert_eq!(ids, expected, "{what}: every participant exactly once");
+    }
+
+    let (status, headers, body) = chunks(&app, &format!("/api/v1/export?format=csv&from={from}&to={to}")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(headers[header::CONTENT_TYPE].to_str().unwrap().starts_with("text/csv"));
+    assert!(body.len() >= 4, "{} chunks", body.len());
+    for chunk in &body {
+        assert!(chunk.matches("\r\n").count() <= EXPORT_CHUNK_ROWS + 1);
+    }
+    let csv = body.concat();
+    let lines: Vec<&str> = csv.split_terminator("\r\n").collect();
+    assert_eq!(lines.len(), 1 + 2 * count);
+    assert!(lines[0].starts_with("record,time_ms,"));
+    let mut rows: Vec<&str> = lines[1..].to_vec();
+    assert_eq!(rows.iter().filter(|l| l.starts_with("metrics,")).count(), count);
+    assert_eq!(rows.iter().filter(|l| l.starts_with("alert,")).count(), count);
+    rows.sort();
+    rows.dedup();
+    assert_eq!(rows.len(), 2 * count, "no row twice");
+
+    // An empty range is a complete, empty document.
+    let (_, _, body) = chunks(&app, "/api/v1/export?format=json&from=0&to=1").await;
+    let empty: Value = serde_json::from_str(&body.concat()).unwrap();
+    assert_eq!(empty, json!({"from": 0, "to": 1, "history": [], "alerts": []}));
+}
+
+#[tokio::test]
+async fn export_streams_a_wide_range_in_bounded_chunks_memory() {
+    export_streams_a_wide_range_in_bounded_chunks(Backend::Memory).await;
+}
+
+#[tokio::test]
+async fn export_streams_a_wide_range_in_bounded_chunks_redis() {
+    export_streams_a_wide_range_in_bounded_chunks(Backend::Redis).await;
 }

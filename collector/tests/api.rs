@@ -5,12 +5,10 @@ mod support;
 use axum::body::Body;
 use axum::http::{header, Method, Request, StatusCode};
 use axum::Router;
-use http_body_util::BodyExt;
 use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use support::{now_ms, TestRedis};
-use tower::ServiceExt;
+use support::{now_ms, send, Answer, TestRedis};
 use vitals_collector::store::RedisStore;
 use vitals_collector::{app, AppState, Secret, INGEST_BODY_LIMIT_BYTES};
 
@@ -19,21 +17,6 @@ const ADMIN_TOKEN: &str = "admin-token-for-tests";
 
 fn test_app() -> Router {
     app(AppState::for_tests(INGEST_KEY, ADMIN_TOKEN))
-}
-
-struct Answer {
-    status: StatusCode,
-    headers: axum::http::HeaderMap,
-    body: Value,
-}
-
-async fn send(app: &Router, request: Request<Body>) -> Answer {
-    let response = app.clone().oneshot(request).await.unwrap();
-    let status = response.status();
-    let headers = response.headers().clone();
-    let bytes = response.into_body().collect().await.unwrap().to_bytes();
-    let body = serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()));
-    Answer { status, headers, body }
 }
 
 fn ingest_request(key: Option<&str>, body: impl Into<Body>) -> Request<Body> {
@@ -408,4 +391,38 @@ async fn unreachable_store_is_503_and_recovers() {
         assert_eq!(recovered.status, StatusCode::OK, "{}", recovered.body);
         assert_eq!(recovered.body, json!({"accepted": [1]}));
     }
+}
+
+/// Two collector processes on one Redis share each participant's rate limit: a participant
+/// spreading its requests over both gets the limit once, not twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_redis_the_rate_limit_holds_across_processes() {
+    let redis = TestRedis::start().await;
+    let settings = vitals_collector::Settings {
+        rate_limit: vitals_collector::ratelimit::RateLimit {
+            per_sec: 0.1,
+            burst: 3.0,
+        },
+        ..Default::default()
+    };
+    let process = || {
+        app(AppState::new(
+            Arc::new(redis.store(60_000)),
+            Secret::new(INGEST_KEY),
+            Secret::new(ADMIN_TOKEN),
+        )
+        .with_settings(settings.clone()))
+    };
+    let (a, b) = (process(), process());
+    let event = |seq: u64| json!([{"seq": seq, "ts_ms": 1.0e12, "full": false, "metrics": {"rtt_ms": 5.0}}]);
+    for (seq, app) in [(1, &a), (2, &b), (3, &a)] {
+        assert_eq!(ingest(app, batch("fast", event(seq))).await.status, StatusCode::OK);
+    }
+    for app in [&b, &a] {
+        let answer = ingest(app, batch("fast", event(4))).await;
+        assert_eq!(answer.status, StatusCode::TOO_MANY_REQUESTS, "{}", answer.body);
+        let retry_after: u64 = answer.headers[header::RETRY_AFTER].to_str().unwrap().parse().unwrap();
+        assert!((1..=10).contains(&retry_after), "{retry_after}");
+    }
+    assert_eq!(ingest(&b, batch("calm", event(1))).await.status, StatusCode::OK);
 }

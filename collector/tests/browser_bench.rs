@@ -2,8 +2,8 @@
 //!
 //! The built extension's wasm export `bench_processor` replays consecutive `stats` messages
 //! (made here from shared/benches/chrome-snapshot.json, the snapshot the criterion benchmark
-//! uses) in `offscreen.html` opened as a tab, the same wasm the offscreen document runs. See
-//! BENCHMARKS.md for the numbers; `--nocapture` prints them.
+//! uses) in `offscreen.html` opened as a tab, the same wasm the offscreen document runs, five
+//! times over. See BENCHMARKS.md for the numbers; `--nocapture` prints them.
 
 // This test uses only the browser part of the shared harness.
 #[allow(dead_code)]
@@ -12,11 +12,16 @@ mod harness;
 use harness::{Browser, Collector};
 use serde_json::{json, Value};
 use std::path::Path;
+use std::time::Duration;
 
 /// Snapshots per pass and passes: 200 snapshots of about 20 µs keep a pass well above the
 /// coarsened resolution of `performance.now()` (100 µs outside cross-origin isolation).
 const SNAPSHOTS: usize = 200;
 const ITERATIONS: u32 = 30;
+/// `bench_processor` runs this many times in the same page: on shared cores one run can be
+/// slowed by other work, so the median of the runs' medians is the figure, and the lowest is
+/// printed too.
+const RUNS: usize = 5;
 /// Issue 3's target: median cost per peer snapshot of about 20 reports, in the browser.
 const TARGET_US: f64 = 50.0;
 
@@ -69,28 +74,45 @@ async fn processor_cost_per_snapshot_in_chromium() {
         .goto(&format!("chrome-extension://{}/offscreen.html", id.trim()))
         .await
         .expect("open offscreen.html");
+    // All the runs are one script call: allow it more than chromedriver's default 30 s.
+    let timeouts = fantoccini::wd::TimeoutConfiguration::new(
+        Some(Duration::from_secs(300)),
+        Some(Duration::from_secs(60)),
+        Some(Duration::ZERO),
+    );
+    client.update_timeouts(timeouts).await.expect("script timeout");
     let result = client
         .execute_async(
-            r#"const [messages, iterations, done] = arguments;
+            r#"const [messages, iterations, runs, done] = arguments;
                import('./pkg/vitals_extension.js')
-                 .then(async (m) => { await m.default(); done(m.bench_processor(messages, iterations)); })
+                 .then(async (m) => {
+                   await m.default();
+                   done(Array.from({ length: runs }, () => m.bench_processor(messages, iterations)));
+                 })
                  .catch((e) => done({ error: String(e) }));"#,
-            vec![Value::Array(messages), json!(ITERATIONS)],
+            vec![Value::Array(messages), json!(ITERATIONS), json!(RUNS)],
         )
         .await
         .expect("bench_processor ran");
     browser.quit().await;
-    eprintln!("in-browser processor cost per snapshot: {result}");
     assert!(result["error"].is_null(), "{result}");
-    assert_eq!(result["same_reports"], true, "the two conversions disagree: {result}");
-    // Speed is a benchmark, not a timed test (BENCHMARKS.md records it against the 50 µs target);
-    // this only checks that every path ran and measured something.
-    for key in ["offscreen_us", "via_json_us", "direct_us", "processor_us"] {
-        let us = result[key].as_f64().unwrap_or(f64::NAN);
-        assert!(us.is_finite() && us > 0.0, "{key} not measured: {result}");
+    let runs = result.as_array().cloned().unwrap_or_default();
+    assert_eq!(runs.len(), RUNS, "{result}");
+    for run in &runs {
+        eprintln!("in-browser processor cost per snapshot: {run}");
+        assert_eq!(run["same_reports"], true, "the two conversions disagree: {run}");
+        // Speed is a benchmark, not a timed test (BENCHMARKS.md records it against the 50 µs
+        // target); this only checks that every path ran and measured something.
+        for key in ["offscreen_us", "via_json_us", "direct_us", "processor_us"] {
+            let us = run[key].as_f64().unwrap_or(f64::NAN);
+            assert!(us.is_finite() && us > 0.0, "{key} not measured: {run}");
+        }
     }
+    let mut offscreen: Vec<f64> = runs.iter().filter_map(|r| r["offscreen_us"].as_f64()).collect();
+    offscreen.sort_by(f64::total_cmp);
     eprintln!(
-        "offscreen path median {} µs per snapshot (target {TARGET_US} µs)",
-        result["offscreen_us"]
+        "offscreen path: median of {RUNS} runs {} µs per snapshot, lowest {} µs (target {TARGET_US} µs)",
+        offscreen[RUNS / 2],
+        offscreen[0]
     );
 }

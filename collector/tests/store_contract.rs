@@ -1,17 +1,24 @@
-//! The store contract: every `Store` implementation (memory and Redis) passes the same suite.
+//! The store contract: every `Store` implementation (memory and Redis) passes the same suite,
+//! through the collector's pipeline (`AppState::ingest` and `AppState::sweep`, as a collector
+//! process uses the store) and through the store's own primitives (versioned records, history,
+//! alerts, usage, the sweep index). Two "processes" are two `AppState`s, each with its own store
+//! on the same Redis (for memory, on the same store).
 
 mod support;
 
 use std::sync::Arc;
 use std::time::Duration;
-use support::{batch, event, now_ms, TestRedis};
-use vitals_collector::alerts::{ActiveAlert, AlertKind, AlertRecord, AlertState, Severity};
+use support::{batch, event, hold, now_ms, TestRedis};
+use vitals_collector::alerts::{AlertKind, AlertRecord, AlertState};
+use vitals_collector::ratelimit::RateLimit;
 use vitals_collector::store::{
-    history_bucket, Derived, DerivedCommit, HistoryQuery, MemoryStore, MetricsView, Store, DEFAULT_RETENTION_MS,
+    history_bucket, next_version, Commit, CommitOutcome, DueChange, HistoryQuery, IngestOutcome, MeetingView,
+    MemoryStore, MetricsView, ParticipantKey, Record, Store, StoreError, Versioned, DEFAULT_RETENTION_MS,
     HISTORY_BUCKET_MS, LIVE_TTL_MS,
 };
-use vitals_collector::turn::{RelayCursor, RelayedSince, TurnUsage, BUCKET_MS};
-use vitals_shared::wire::MetricsFields;
+use vitals_collector::turn::{RelayedSince, TurnUsage, BUCKET_MS};
+use vitals_collector::{AppState, IngestError, Secret, Settings};
+use vitals_shared::wire::{IngestBatch, MetricsFields};
 use vitals_shared::QualityClass;
 
 /// Makes stores of one kind; a Redis harness keeps its server alive for the whole test.
@@ -49,6 +56,51 @@ impl Backend {
             Some(_) => self.store(live_ttl_ms),
         }
     }
+
+    /// A collector process over a store of its own (with a rate limit these tests never reach).
+    fn process(&self, live_ttl_ms: u64) -> Process {
+        Process::new(self.store(live_ttl_ms), Settings::default())
+    }
+
+    /// A second process over the same data as `first`.
+    fn second_process(&self, first: &Process, settings: Settings) -> Process {
+        Process::new(self.second_store(&first.store, first.store.live_ttl_ms()), settings)
+    }
+}
+
+/// One collector process: the pipeline over a store.
+#[derive(Clone)]
+struct Process {
+    state: AppState,
+    store: Arc<dyn Store>,
+}
+
+impl Process {
+    fn new(store: Arc<dyn Store>, mut settings: Settings) -> Self {
+        if settings.rate_limit == RateLimit::default() {
+            settings.rate_limit = RateLimit {
+                per_sec: 1e6,
+                burst: 1e6,
+            };
+        }
+        let state = AppState::new(store.clone(), Secret::new("ingest"), Secret::new("admin")).with_settings(settings);
+        Self { state, store }
+    }
+
+    async fn ingest(&self, batch: &IngestBatch, now_ms: u64) -> Result<IngestOutcome, IngestError> {
+        self.state.ingest(batch, now_ms).await
+    }
+
+    /// Ingests one delta event of `participant` in meeting `m` at `at`.
+    async fn put(&self, participant: &str, seq: u64, metrics: MetricsFields, at: u64) -> IngestOutcome {
+        self.ingest(&batch("m", participant, vec![event(seq, false, metrics)]), at)
+            .await
+            .unwrap()
+    }
+
+    async fn live_meetings(&self, now_ms: u64) -> Result<Vec<MeetingView>, StoreError> {
+        self.store.live_meetings(now_ms).await
+    }
 }
 
 fn rtt(rtt_ms: f64) -> MetricsFields {
@@ -74,7 +126,7 @@ fn full_state() -> MetricsFields {
 }
 
 async fn ingest_then_list(backend: &Backend) {
-    let store = backend.store(LIVE_TTL_MS);
+    let store = backend.process(LIVE_TTL_MS);
     let now = now_ms();
     let mut first = batch(
         "https://meet.example.com/abc",
@@ -116,7 +168,7 @@ async fn ingest_then_list(backend: &Backend) {
 }
 
 async fn deltas_merge_and_relay_details_clear(backend: &Backend) {
-    let store = backend.store(LIVE_TTL_MS);
+    let store = backend.process(LIVE_TTL_MS);
     let now = now_ms();
     let m = "m";
     store
@@ -160,7 +212,7 @@ async fn deltas_merge_and_relay_details_clear(backend: &Backend) {
 }
 
 async fn duplicates_are_accepted_but_not_applied_twice(backend: &Backend) {
-    let store = backend.store(LIVE_TTL_MS);
+    let store = backend.process(LIVE_TTL_MS);
     let now = now_ms();
     let first = store
         .ingest(&batch("m", "p", vec![event(1, true, rtt(10.0))]), now)
@@ -197,7 +249,7 @@ async fn duplicates_are_accepted_but_not_applied_twice(backend: &Backend) {
 }
 
 async fn older_events_never_overwrite_newer_fields(backend: &Backend) {
-    let store = backend.store(LIVE_TTL_MS);
+    let store = backend.process(LIVE_TTL_MS);
     let now = now_ms();
     store
         .ingest(&batch("m", "p", vec![event(5, false, rtt(50.0))]), now)
@@ -239,7 +291,7 @@ async fn older_events_never_overwrite_newer_fields(backend: &Backend) {
 type RttOf = (String, Option<f64>);
 
 async fn meetings_are_grouped_and_ids_never_collide(backend: &Backend) {
-    let store = backend.store(LIVE_TTL_MS);
+    let store = backend.process(LIVE_TTL_MS);
     let now = now_ms();
     // Ids that would collide if keys were joined with a plain separator.
     for (meeting, participant, rtt_ms) in [("a", "b:c", 1.0), ("a:b", "c", 2.0), ("z", "p2", 3.0), ("z", "p1", 4.0)] {
@@ -273,7 +325,7 @@ async fn meetings_are_grouped_and_ids_never_collide(backend: &Backend) {
 
 async fn live_state_expires_after_ttl(backend: &Backend) {
     const TTL_MS: u64 = 400;
-    let store = backend.store(TTL_MS);
+    let store = backend.process(TTL_MS);
     let first = now_ms();
     store
         .ingest(&batch("m", "gone", vec![event(1, true, rtt(10.0))]), first)
@@ -361,7 +413,7 @@ fn random_metrics(rng: &mut Lcg, full: bool) -> MetricsFields {
 }
 
 async fn any_arrival_order_gives_the_in_order_result(backend: &Backend) {
-    let store = backend.store(LIVE_TTL_MS);
+    let store = backend.process(LIVE_TTL_MS);
     let now = now_ms();
     for round in 0..8u64 {
         let mut rng = Lcg(round * 7919 + 1);
@@ -397,8 +449,8 @@ async fn any_arrival_order_gives_the_in_order_result(backend: &Backend) {
 }
 
 async fn concurrent_deltas_lose_no_field(backend: &Backend) {
-    let first = backend.store(LIVE_TTL_MS);
-    let second = backend.second_store(&first, LIVE_TTL_MS);
+    let first = backend.process(LIVE_TTL_MS);
+    let second = backend.second_process(&first, Settings::default());
     let now = now_ms();
     let one_field = |index: u64| {
         let mut m = MetricsFields::default();
@@ -454,18 +506,30 @@ async fn concurrent_deltas_lose_no_field(backend: &Backend) {
     }
 }
 
-/// A commit of nothing but `derived` at `now_ms`, to add records, history or usage to.
-fn commit(meeting_id: &str, participant_id: &str, expected_version: u64, now_ms: u64) -> DerivedCommit {
-    DerivedCommit {
-        meeting_id: meeting_id.into(),
-        participant_id: participant_id.into(),
-        expected_version,
-        derived: Derived::default(),
-        records: Vec::new(),
-        history: None,
-        relayed: None,
-        now_ms,
+/// A record of a participant last seen at `at`.
+fn seen_at(at: u64) -> Record {
+    Record {
+        last_seen: at,
+        ..Default::default()
     }
+}
+
+/// Commits `edit`ed over the participant's current version at `at`, with every index written.
+async fn commit_at(store: &Arc<dyn Store>, meeting: &str, participant: &str, at: u64, edit: impl FnOnce(&mut Commit)) {
+    let key = ParticipantKey::new(meeting, participant);
+    let loaded = store.load(&key).await.unwrap();
+    let mut commit = Commit::new(
+        key,
+        loaded.version,
+        next_version(loaded.version, at),
+        Some(seen_at(at)),
+        at,
+    );
+    commit.index_live = true;
+    commit.index_history = true;
+    commit.index_turn = true;
+    edit(&mut commit);
+    assert_eq!(store.commit(commit).await.unwrap(), CommitOutcome::Committed);
 }
 
 fn record(at: u64, meeting_id: &str, kind: AlertKind, state: AlertState) -> AlertRecord {
@@ -488,67 +552,67 @@ fn aligned_now() -> u64 {
     now - now % BUCKET_MS
 }
 
-async fn derived_state_is_a_compare_and_set(backend: &Backend) {
+async fn records_are_a_compare_and_set(backend: &Backend) {
     let store = backend.store(LIVE_TTL_MS);
-    let now = aligned_now();
-    let empty = store.derived("m", "p").await.unwrap();
-    assert_eq!((empty.version, empty.derived), (0, Derived::default()));
-    let derived = Derived {
-        evaluated_seq: 7,
-        alerts: vec![ActiveAlert {
-            kind: AlertKind::HighLatency,
-            severity: Severity::Warning,
-            message: "High latency".into(),
-            cost: None,
-            raised_at: now,
-            clear_since: Some(now + 5),
-        }],
-        relay: Some(RelayCursor {
-            at: now,
-            kbps: 812.5,
-            server: Some("turn.example.com".into()),
-        }),
-    };
-    let mut first = commit("m", "p", 0, now);
-    first.derived = derived.clone();
-    first.records = vec![record(now, "m", AlertKind::HighLatency, AlertState::Raised)];
-    first.history = Some(MetricsView::from(full_state()));
-    first.relayed = Some(RelayedSince {
-        server: None,
-        bytes: 1000,
-    });
-    assert!(store.commit_derived(&first).await.unwrap());
-    // Another process (or a restarted one) sees the committed state.
+    let now = now_ms();
+    let key = ParticipantKey::new("m", "p");
+    assert_eq!(store.load(&key).await.unwrap(), Versioned::default());
+    let mut stored = seen_at(now);
+    stored.label = Some("Alice".into());
+    stored.live.metrics = full_state();
+    stored.live.metrics.rtt_ms = Some(0.1 + 0.2);
+    let first_version = next_version(0, now);
+    let mut first = Commit::new(key.clone(), 0, first_version, Some(stored.clone()), now);
+    first.alerts = vec![record(now, "m", AlertKind::HighLatency, AlertState::Raised)];
+    assert_eq!(store.commit(first).await.unwrap(), CommitOutcome::Committed);
+    // Another process (or a restarted one) reads exactly what was committed.
     let other = backend.second_store(&store, LIVE_TTL_MS);
-    let slot = other.derived("m", "p").await.unwrap();
-    assert_eq!((slot.version, &slot.derived), (1, &derived));
-    assert!(other.derived("m", "q").await.unwrap() == Default::default());
-    // A commit based on a stale version changes nothing at all.
-    let mut stale = commit("m", "p", 0, now + 1);
-    stale.records = vec![record(now + 1, "m", AlertKind::PacketLoss, AlertState::Raised)];
-    stale.history = Some(MetricsView::from(rtt(1.0)));
-    stale.relayed = Some(RelayedSince { server: None, bytes: 5 });
-    assert!(!other.commit_derived(&stale).await.unwrap());
-    assert_eq!(other.derived("m", "p").await.unwrap().version, 1);
+    let expected = Versioned {
+        version: first_version,
+        record: Some(stored.clone()),
+    };
+    assert_eq!(other.load(&key).await.unwrap(), expected);
+    assert_eq!(
+        other.load(&ParticipantKey::new("m", "q")).await.unwrap(),
+        Versioned::default()
+    );
+    // A commit over a stale version changes nothing at all, and answers what is stored.
+    let mut stale = Commit::new(
+        key.clone(),
+        0,
+        next_version(0, now + 1),
+        Some(seen_at(now + 1)),
+        now + 1,
+    );
+    stale.alerts = vec![record(now + 1, "m", AlertKind::PacketLoss, AlertState::Raised)];
+    stale.history = vec![(history_bucket(now + 1), MetricsView::from(rtt(1.0)))];
+    stale.index_history = true;
+    stale.due = DueChange::At(now);
+    assert_eq!(
+        other.commit(stale.clone()).await.unwrap(),
+        CommitOutcome::Conflict(Box::new(expected.clone()))
+    );
     assert_eq!(store.alert_history(0, None).await.unwrap().len(), 1);
     let all = HistoryQuery {
         from_ms: 0,
         to_ms: u64::MAX / 2,
         ..Default::default()
     };
-    let points = store.history(&all).await.unwrap();
-    assert_eq!(points.len(), 1);
-    assert_eq!(points[0].metrics, MetricsView::from(full_state()));
-    assert_eq!(
-        store.turn_usage(0, now + BUCKET_MS).await.unwrap()[0].relayed_bytes,
-        1000
-    );
-    // The fresh version commits.
-    let mut fresh = stale.clone();
-    fresh.expected_version = 1;
-    assert!(other.commit_derived(&fresh).await.unwrap());
-    assert_eq!(store.derived("m", "p").await.unwrap().version, 2);
+    assert!(store.history(&all).await.unwrap().is_empty());
+    assert!(store.due(now, 10).await.unwrap().is_empty());
+    // Over the fresh version it commits; removing the record is a commit too.
+    stale.expected_version = first_version;
+    stale.version = first_version + 1;
+    assert_eq!(other.commit(stale).await.unwrap(), CommitOutcome::Committed);
+    // `load` may answer from the process's cache; `derived` (what the admin API shows) reads
+    // what is stored.
+    assert_eq!(other.load(&key).await.unwrap().version, first_version + 1);
+    assert_eq!(store.derived("m", "p").await.unwrap().version, first_version + 1);
     assert_eq!(store.alert_history(0, None).await.unwrap().len(), 2);
+    let removal = Commit::new(key.clone(), first_version + 1, 0, None, now + 2);
+    assert_eq!(store.commit(removal).await.unwrap(), CommitOutcome::Committed);
+    assert_eq!(store.load(&key).await.unwrap(), Versioned::default());
+    assert_eq!(other.derived("m", "p").await.unwrap().version, 0);
 }
 
 async fn concurrent_commits_of_one_version_let_exactly_one_win(backend: &Backend) {
@@ -558,18 +622,64 @@ async fn concurrent_commits_of_one_version_let_exactly_one_win(backend: &Backend
     let mut tasks = Vec::new();
     for i in 0..20u64 {
         let store = if i % 2 == 0 { first.clone() } else { second.clone() };
-        let mut c = commit("m", "p", 0, now);
-        c.records = vec![record(now, "m", AlertKind::PoorConnection, AlertState::Raised)];
-        c.derived.evaluated_seq = i;
-        tasks.push(tokio::spawn(async move { store.commit_derived(&c).await.unwrap() }));
+        let mut record = seen_at(now);
+        record.derived.evaluated_seq = i;
+        let mut c = Commit::new(
+            ParticipantKey::new("m", "p"),
+            0,
+            next_version(0, now),
+            Some(record),
+            now,
+        );
+        c.alerts = vec![record_of_kind(now)];
+        tasks.push(tokio::spawn(async move { store.commit(c).await.unwrap() }));
     }
     let mut wins = 0;
     for task in tasks {
-        wins += usize::from(task.await.unwrap());
+        wins += usize::from(task.await.unwrap() == CommitOutcome::Committed);
     }
     assert_eq!(wins, 1);
     assert_eq!(first.alert_history(0, None).await.unwrap().len(), 1);
-    assert_eq!(first.derived("m", "p").await.unwrap().version, 1);
+}
+
+fn record_of_kind(at: u64) -> AlertRecord {
+    record(at, "m", AlertKind::PoorConnection, AlertState::Raised)
+}
+
+async fn the_sweep_index_answers_what_is_due_in_time_order(backend: &Backend) {
+    let store = backend.store(LIVE_TTL_MS);
+    let now = now_ms();
+    for (participant, due) in [("a", now + 30), ("b:c", now + 10), ("d", now + 20), ("e", now + 1_000)] {
+        commit_at(&store, "m:1", participant, now, |c| {
+            c.record.as_mut().unwrap().marks.due = Some(due);
+            c.due = DueChange::At(due);
+        })
+        .await;
+    }
+    let names = |keys: Vec<ParticipantKey>| -> Vec<String> {
+        keys.into_iter()
+            .map(|k| {
+                assert_eq!(k.meeting_id, "m:1");
+                k.participant_id
+            })
+            .collect()
+    };
+    assert_eq!(names(store.due(now + 25, 10).await.unwrap()), ["b:c", "d"]);
+    assert_eq!(names(store.due(now + 100, 2).await.unwrap()), ["b:c", "d"]);
+    assert!(store.due(now, 10).await.unwrap().is_empty());
+    // Rescheduled, cleared, removed with its record.
+    commit_at(&store, "m:1", "b:c", now, |c| {
+        c.record.as_mut().unwrap().marks.due = Some(now + 500);
+        c.due = DueChange::At(now + 500);
+    })
+    .await;
+    commit_at(&store, "m:1", "d", now, |c| c.due = DueChange::Clear).await;
+    let a = ParticipantKey::new("m:1", "a");
+    let version = store.load(&a).await.unwrap().version;
+    let mut removal = Commit::new(a, version, 0, None, now);
+    removal.due = DueChange::Clear;
+    assert_eq!(store.commit(removal).await.unwrap(), CommitOutcome::Committed);
+    assert_eq!(names(store.due(now + 999, 10).await.unwrap()), ["b:c"]);
 }
 
 async fn alert_history_by_time_and_meeting(backend: &Backend) {
@@ -586,13 +696,11 @@ async fn alert_history_by_time_and_meeting(backend: &Backend) {
         ),
         ("https://a.example/x", 3_000, AlertKind::PacketLoss, AlertState::Raised),
     ];
-    let mut version = std::collections::HashMap::new();
     for (meeting, offset, kind, state) in plan {
-        let v = version.entry(meeting).or_insert(0u64);
-        let mut c = commit(meeting, "p", *v, now + offset);
-        c.records = vec![record(now + offset, meeting, kind, state)];
-        assert!(store.commit_derived(&c).await.unwrap());
-        *v += 1;
+        commit_at(&store, meeting, "p", now + offset, |c| {
+            c.alerts = vec![record(now + offset, meeting, kind, state)];
+        })
+        .await;
     }
     let summary = |records: Vec<AlertRecord>| -> Vec<(u64, String, AlertKind, AlertState)> {
         records
@@ -662,13 +770,11 @@ async fn history_keeps_the_last_point_per_bucket(backend: &Backend) {
         ("m", "p2", 5_000, 20.0),
         ("n:m", "p1", 0, 30.0),
     ];
-    let mut version = std::collections::HashMap::new();
     for (meeting, participant, offset, rtt_ms) in plan {
-        let v = version.entry((meeting, participant)).or_insert(0u64);
-        let mut c = commit(meeting, participant, *v, t0 + offset);
-        c.history = Some(MetricsView::from(rtt(rtt_ms)));
-        assert!(store.commit_derived(&c).await.unwrap());
-        *v += 1;
+        commit_at(&store, meeting, participant, t0 + offset, |c| {
+            c.history = vec![(history_bucket(t0 + offset), MetricsView::from(rtt(rtt_ms)))];
+        })
+        .await;
     }
     let read = |meeting: Option<&str>, participant: Option<&str>, from: u64, to: u64| {
         let query = HistoryQuery {
@@ -729,16 +835,14 @@ async fn turn_usage_is_summed_per_meeting_participant_and_server(backend: &Backe
         ("m", "p1", 2 * BUCKET_MS, Some("turn-a"), 1),
         ("m", "p2", 0, None, 1_000_000_000_000),
     ];
-    let mut version = std::collections::HashMap::new();
     for (meeting, participant, offset, server, bytes) in plan {
-        let v = version.entry((meeting, participant)).or_insert(0u64);
-        let mut c = commit(meeting, participant, *v, t0 + offset);
-        c.relayed = Some(RelayedSince {
-            server: server.map(str::to_owned),
-            bytes,
-        });
-        assert!(store.commit_derived(&c).await.unwrap());
-        *v += 1;
+        commit_at(&store, meeting, participant, t0 + offset, |c| {
+            c.relayed = Some(RelayedSince {
+                server: server.map(str::to_owned),
+                bytes,
+            });
+        })
+        .await;
     }
     let usage = |m: &str, p: &str, s: Option<&str>, bytes: u64| TurnUsage {
         meeting_id: m.into(),
@@ -775,12 +879,13 @@ async fn history_alerts_and_usage_expire_after_the_retention(backend: &Backend) 
     let store = backend.store_with_retention(LIVE_TTL_MS, RETENTION_MS);
     let old = aligned_now() - 2 * RETENTION_MS;
     let new = old + RETENTION_MS + 2 * BUCKET_MS;
-    for (version, at) in [(0, old), (1, new)] {
-        let mut c = commit("m", "p", version, at);
-        c.records = vec![record(at, "m", AlertKind::HighLatency, AlertState::Raised)];
-        c.history = Some(MetricsView::from(rtt(at as f64)));
-        c.relayed = Some(RelayedSince { server: None, bytes: 1 });
-        assert!(store.commit_derived(&c).await.unwrap());
+    for at in [old, new] {
+        commit_at(&store, "m", "p", at, |c| {
+            c.alerts = vec![record(at, "m", AlertKind::HighLatency, AlertState::Raised)];
+            c.history = vec![(history_bucket(at), MetricsView::from(rtt(at as f64)))];
+            c.relayed = Some(RelayedSince { server: None, bytes: 1 });
+        })
+        .await;
     }
     let alerts = store.alert_history(0, None).await.unwrap();
     assert_eq!(alerts.iter().map(|a| a.at).collect::<Vec<_>>(), [new]);
@@ -795,6 +900,227 @@ async fn history_alerts_and_usage_expire_after_the_retention(backend: &Backend) 
         .unwrap();
     assert_eq!(points.iter().map(|p| p.t).collect::<Vec<_>>(), [history_bucket(new)]);
     assert_eq!(store.turn_usage(0, new).await.unwrap()[0].relayed_bytes, 1);
+}
+
+/// The alert history of meeting `m` as (kind, state, time after `t0`).
+async fn alert_log(process: &Process, t0: u64) -> Vec<(AlertKind, AlertState, u64)> {
+    process
+        .store
+        .alert_history(0, Some("m"))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.kind, r.state, r.at - t0))
+        .collect()
+}
+
+/// An alert whose condition cleared resolves after the hold time without a new event, and one
+/// whose participant went silent resolves the hold time after it counts as gone; each once, and
+/// pushed to the admin stream.
+async fn alerts_resolve_without_a_new_event(backend: &Backend) {
+    let process = Process::new(backend.store(LIVE_TTL_MS), hold(10_000));
+    let mut stream = process.state.hub().subscribe();
+    let t0 = aligned_now();
+    process.put("p", 1, rtt(400.0), t0).await;
+    let loss = MetricsFields {
+        loss_pct: Some(9.0),
+        ..Default::default()
+    };
+    process.put("q", 1, loss, t0).await;
+    // p's latency clears at 1 s; q stays lossy and goes silent.
+    process.put("p", 2, rtt(50.0), t0 + 1_000).await;
+    // p's update at 1 s was held back by the stream's 2 s window: it goes out when that ends.
+    while stream.try_recv().is_ok() {}
+    assert_eq!(process.state.sweep(t0 + 1_999).await.unwrap(), 0);
+    assert_eq!(process.state.sweep(t0 + 2_000).await.unwrap(), 1);
+    let held: serde_json::Value = serde_json::from_str(stream.try_recv().unwrap().as_str()).unwrap();
+    assert_eq!((&held["type"], &held["rtt_ms"]), (&"metrics".into(), &50.0.into()));
+    assert_eq!(process.state.sweep(t0 + 10_999).await.unwrap(), 0);
+    assert_eq!(process.state.sweep(t0 + 11_000).await.unwrap(), 1);
+    let message: serde_json::Value = serde_json::from_str(stream.try_recv().unwrap().as_str()).unwrap();
+    assert_eq!(
+        (
+            &message["alert"]["type"],
+            &message["alert"]["state"],
+            &message["alert"]["participant_id"]
+        ),
+        (&"high-latency".into(), &"resolved".into(), &"p".into())
+    );
+    assert!(stream.try_recv().is_err());
+    assert_eq!(process.state.sweep(t0 + 11_000).await.unwrap(), 0, "resolved once");
+    // q: silent from 30 s on, resolved 10 s later.
+    assert_eq!(process.state.sweep(t0 + 39_999).await.unwrap(), 0);
+    assert_eq!(process.state.sweep(t0 + 40_000).await.unwrap(), 1);
+    let mut log = alert_log(&process, t0).await;
+    log.sort_by_key(|(_, _, at)| *at);
+    assert_eq!(
+        log,
+        [
+            (AlertKind::HighLatency, AlertState::Raised, 0),
+            (AlertKind::PacketLoss, AlertState::Raised, 0),
+            (AlertKind::HighLatency, AlertState::Resolved, 11_000),
+            (AlertKind::PacketLoss, AlertState::Resolved, 40_000),
+        ]
+    );
+    let detail = process.store.derived("m", "q").await.unwrap();
+    assert!(detail.derived.alerts.is_empty());
+    // Once nothing is due, sweeping finds nothing.
+    assert_eq!(process.state.sweep(t0 + 3_600_000).await.unwrap(), 0);
+}
+
+/// An alert of a participant whose live state expires resolves then at the latest (even with a
+/// longer hold), and the record goes.
+async fn an_expired_participant_has_its_alerts_resolved_and_goes(backend: &Backend) {
+    const TTL_MS: u64 = 5_000;
+    let process = Process::new(backend.store(TTL_MS), hold(3_600_000));
+    let t0 = now_ms();
+    let relayed = MetricsFields {
+        using_relay: Some(true),
+        upload_kbps: Some(80.0),
+        ..Default::default()
+    };
+    process.put("p", 1, relayed, t0).await;
+    assert_eq!(process.state.sweep(t0 + TTL_MS - 1).await.unwrap(), 0);
+    assert_eq!(process.state.sweep(t0 + TTL_MS).await.unwrap(), 1);
+    assert_eq!(
+        alert_log(&process, t0).await,
+        [
+            (AlertKind::UsingTurn, AlertState::Raised, 0),
+            (AlertKind::UsingTurn, AlertState::Resolved, TTL_MS)
+        ]
+    );
+    // The relayed time up to the expiry was counted: 80 kbps for 5 s = 50 kB.
+    let usage = process.store.turn_usage(t0 - BUCKET_MS, t0 + BUCKET_MS).await.unwrap();
+    assert_eq!(usage.iter().map(|u| u.relayed_bytes).sum::<u64>(), 50_000);
+    assert_eq!(
+        process.store.load(&ParticipantKey::new("m", "p")).await.unwrap(),
+        Versioned::default()
+    );
+    assert_eq!(process.state.sweep(t0 + 3_600_000).await.unwrap(), 0);
+}
+
+/// Two processes sweeping the same due participant at once resolve its alert once.
+async fn two_sweeping_processes_resolve_an_alert_once(backend: &Backend) {
+    let first = Process::new(backend.store(LIVE_TTL_MS), hold(1_000));
+    let second = backend.second_process(&first, hold(1_000));
+    let t0 = aligned_now();
+    first.put("p", 1, rtt(400.0), t0).await;
+    second.put("p", 2, rtt(40.0), t0 + 10).await;
+    let (mut a, mut b) = (first.state.hub().subscribe(), second.state.hub().subscribe());
+    let at = t0 + 1_010;
+    let (x, y) = tokio::join!(first.state.sweep(at), second.state.sweep(at));
+    assert_eq!(x.unwrap() + y.unwrap(), 1, "exactly one process resolved it");
+    let mut messages = 0;
+    while a.try_recv().is_ok() {
+        messages += 1;
+    }
+    while b.try_recv().is_ok() {
+        messages += 1;
+    }
+    // Memory "processes" share one store but have a hub each; either way one message in all.
+    assert_eq!(messages, 1);
+    assert_eq!(
+        alert_log(&first, t0).await,
+        [
+            (AlertKind::HighLatency, AlertState::Raised, 0),
+            (AlertKind::HighLatency, AlertState::Resolved, 1_010)
+        ]
+    );
+}
+
+/// The rate limit is one bucket per participant whichever process a request reaches.
+async fn the_rate_limit_holds_across_processes(backend: &Backend) {
+    let limited = Settings {
+        rate_limit: RateLimit {
+            per_sec: 0.1,
+            burst: 3.0,
+        },
+        ..Default::default()
+    };
+    let first = Process::new(backend.store(LIVE_TTL_MS), limited.clone());
+    let second = backend.second_process(&first, limited);
+    let now = now_ms();
+    for (seq, process) in [(1, &first), (2, &second), (3, &first)] {
+        process.put("fast", seq, rtt(10.0), now).await;
+    }
+    for process in [&first, &second] {
+        match process
+            .ingest(&batch("m", "fast", vec![event(4, false, rtt(999.0))]), now + 100)
+            .await
+        {
+            Err(IngestError::RateLimited { retry_after_secs }) => assert_eq!(retry_after_secs, 10),
+            other => panic!("expected the rate limit, got {other:?}"),
+        }
+    }
+    // Nothing of the rejected batch was stored; another participant is not limited; the bucket
+    // refills with time.
+    let meetings = first.live_meetings(now + 100).await.unwrap();
+    assert_eq!(meetings[0].participants[0].metrics.rtt_ms, Some(10.0));
+    second.put("calm", 1, rtt(1.0), now + 100).await;
+    second.put("fast", 4, rtt(20.0), now + 10_000).await;
+}
+
+/// The same events sent through two processes at once are applied once, and relayed traffic is
+/// counted once.
+async fn events_sent_to_two_processes_apply_and_count_once(backend: &Backend) {
+    let first = backend.process(LIVE_TTL_MS);
+    let second = backend.second_process(&first, Settings::default());
+    let t0 = aligned_now();
+    let mut applied = 0;
+    for seq in 1..=20u64 {
+        let metrics = MetricsFields {
+            using_relay: Some(true),
+            upload_kbps: Some(8.0 * seq as f64),
+            ..Default::default()
+        };
+        let b = batch("m", "p", vec![event(seq, false, metrics)]);
+        let at = t0 + seq * 1_000;
+        let (x, y) = tokio::join!(first.ingest(&b, at), second.ingest(&b, at));
+        let (x, y) = (x.unwrap(), y.unwrap());
+        assert_eq!((x.accepted, y.accepted), (vec![seq], vec![seq]));
+        applied += x.applied.len() + y.applied.len();
+    }
+    assert_eq!(applied, 20);
+    // From seq n to n + 1 (1 s) at 8n kbps: n kB.
+    let usage = first.store.turn_usage(t0, t0 + BUCKET_MS).await.unwrap();
+    assert_eq!(
+        usage.iter().map(|u| u.relayed_bytes).sum::<u64>(),
+        (1..20).sum::<u64>() * 1_000
+    );
+    assert_eq!(
+        alert_log(&first, t0).await,
+        [(AlertKind::UsingTurn, AlertState::Raised, 1_000)]
+    );
+}
+
+/// Through the pipeline each bucket's point is its last state, also when the stream held that
+/// state back (written when the window ends, or when the next batch starts a new bucket).
+async fn the_history_keeps_each_buckets_last_state_through_the_pipeline(backend: &Backend) {
+    let process = backend.process(LIVE_TTL_MS);
+    let t0 = aligned_now();
+    let at = [0, 500, 10_100, 10_600, 20_300];
+    for (seq, offset) in (1..).zip(at) {
+        process.put("p", seq, rtt(seq as f64), t0 + offset).await;
+        if seq == 4 {
+            // seq 4 is held until its window ends at 12.1 s; the sweeper writes it then.
+            assert_eq!(process.state.sweep(t0 + 12_099).await.unwrap(), 0);
+            assert_eq!(process.state.sweep(t0 + 12_100).await.unwrap(), 1);
+        }
+    }
+    let points: Vec<(u64, f64)> = process
+        .store
+        .history(&HistoryQuery {
+            from_ms: t0,
+            to_ms: t0 + 60_000,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|p| (p.t - t0, p.metrics.rtt_ms.unwrap()))
+        .collect();
+    // seq 2 (held) went out when seq 3 started the next bucket; seq 5 was sent at once.
+    assert_eq!(points, [(0, 2.0), (10_000, 4.0), (20_000, 5.0)]);
 }
 
 /// Runs each contract test against both stores.
@@ -828,10 +1154,17 @@ contract!(
     live_state_expires_after_ttl,
     any_arrival_order_gives_the_in_order_result,
     concurrent_deltas_lose_no_field,
-    derived_state_is_a_compare_and_set,
+    records_are_a_compare_and_set,
     concurrent_commits_of_one_version_let_exactly_one_win,
+    the_sweep_index_answers_what_is_due_in_time_order,
     alert_history_by_time_and_meeting,
     history_keeps_the_last_point_per_bucket,
     turn_usage_is_summed_per_meeting_participant_and_server,
     history_alerts_and_usage_expire_after_the_retention,
+    alerts_resolve_without_a_new_event,
+    an_expired_participant_has_its_alerts_resolved_and_goes,
+    two_sweeping_processes_resolve_an_alert_once,
+    the_rate_limit_holds_across_processes,
+    events_sent_to_two_processes_apply_and_count_once,
+    the_history_keeps_each_buckets_last_state_through_the_pipeline,
 );

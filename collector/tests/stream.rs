@@ -9,11 +9,12 @@ use serde_json::{json, Value};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use support::hold;
 use tokio::net::TcpListener;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 use vitals_collector::stream::RedisFanout;
-use vitals_collector::{AppState, Secret};
+use vitals_collector::{AppState, Secret, Settings};
 
 const INGEST_KEY: &str = "ingest-key-for-tests";
 const ADMIN_TOKEN: &str = "admin-token-for-tests";
@@ -196,13 +197,38 @@ async fn a_wrong_or_missing_token_is_refused_before_the_upgrade() {
         .expect("bearer accepted");
 }
 
+#[tokio::test]
+async fn an_alert_resolves_on_the_stream_without_a_new_event() {
+    let addr = start(AppState::for_tests(INGEST_KEY, ADMIN_TOKEN).with_settings(hold(300))).await;
+    let mut socket = connect(addr).await;
+    ingest(addr, "dave", 1, json!({"rtt_ms": 450.0})).await;
+    ingest(addr, "dave", 2, json!({"rtt_ms": 40.0})).await;
+    let raised = next_of(&mut socket, "alert", Duration::from_secs(1)).await.unwrap();
+    assert_eq!(raised["alert"]["state"], "raised");
+    // No further event: the sweeper resolves it once the hold time has passed.
+    let resolved = next_of(&mut socket, "alert", Duration::from_secs(3))
+        .await
+        .expect("resolved without a new event");
+    assert_eq!(resolved["alert"]["state"], "resolved");
+    assert_eq!(resolved["alert"]["type"], "high-latency");
+    assert_eq!(resolved["alert"]["participant_id"], "dave");
+    assert!(next_of(&mut socket, "alert", Duration::from_millis(800))
+        .await
+        .is_none());
+}
+
 /// Two collector processes on one Redis: one store each (same prefix) and one fan-out each.
 async fn redis_process(redis: &support::TestRedis) -> (SocketAddr, AppState) {
+    redis_process_with(redis, Settings::default()).await
+}
+
+async fn redis_process_with(redis: &support::TestRedis, settings: Settings) -> (SocketAddr, AppState) {
     let state = AppState::new(
         Arc::new(redis.store(60_000)),
         Secret::new(INGEST_KEY),
         Secret::new(ADMIN_TOKEN),
     )
+    .with_settings(settings)
     .with_stream_fanout(RedisFanout::new(&redis.url, &redis.key_prefix).unwrap());
     tokio::time::timeout(Duration::from_secs(5), state.hub().ready())
         .await
@@ -247,4 +273,29 @@ async fn with_redis_an_ingest_to_one_process_reaches_an_admin_of_another() {
     let last = &seen.last().expect("metrics reach B").1;
     assert_eq!(last["last_seq"], 11, "{seen:?}");
     assert_eq!(last["upload_kbps"], 11.0);
+}
+
+/// Both processes sweep; the alert that cleared is resolved by one of them, and every admin of
+/// either process hears of it once.
+#[tokio::test]
+async fn with_redis_a_swept_resolution_reaches_every_admin_once() {
+    let redis = support::TestRedis::start().await;
+    let (a, _state_a) = redis_process_with(&redis, hold(300)).await;
+    let (b, _state_b) = redis_process_with(&redis, hold(300)).await;
+    let mut at_a = connect(a).await;
+    let mut at_b = connect(b).await;
+    ingest(a, "erin", 1, json!({"quality": "poor"})).await;
+    ingest(b, "erin", 2, json!({"quality": "good"})).await;
+    for socket in [&mut at_a, &mut at_b] {
+        let raised = next_of(socket, "alert", Duration::from_secs(1)).await.unwrap();
+        assert_eq!(raised["alert"]["state"], "raised");
+        let resolved = next_of(socket, "alert", Duration::from_secs(3))
+            .await
+            .expect("resolved without a new event");
+        assert_eq!(resolved["alert"]["state"], "resolved");
+        assert_eq!(resolved["alert"]["type"], "poor-connection");
+    }
+    for socket in [&mut at_a, &mut at_b] {
+        assert!(next_of(socket, "alert", Duration::from_millis(800)).await.is_none());
+    }
 }

@@ -34,8 +34,6 @@ use vitals_shared::QualityClass;
 const MAX_DURATION_SECS: f64 = 3600.0;
 /// An expected alert not seen on the stream this long after its event counts as missed.
 const ALERT_GIVE_UP: Duration = Duration::from_secs(2);
-/// How often the collector's resident memory is sampled.
-const RSS_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Call Vitals load generator: N participants over M meetings, one event per request.
 #[derive(Debug, Parser)]
@@ -65,9 +63,12 @@ struct Args {
     /// Concurrent requests (workers, each with its own connection).
     #[arg(long, default_value_t = 64)]
     concurrency: usize,
-    /// The collector's process id: its VmRSS is read at start, every 10 s and at the end.
+    /// The collector's process id: its VmRSS is read at start, every `--rss-every` s and at the end.
     #[arg(long)]
     pid: Option<u32>,
+    /// Seconds between two readings of the collector's VmRSS.
+    #[arg(long, default_value_t = 5.0)]
+    rss_every: f64,
     /// The collector's `high-latency` threshold (normal RTT stays well below it).
     #[arg(long, default_value_t = 300.0)]
     latency_threshold_ms: f64,
@@ -556,6 +557,25 @@ async fn read_stream(
     (alert_messages, metrics_messages)
 }
 
+/// Start, median, end and largest of the (seconds, kB) readings, in MB.
+fn rss_summary(samples: &[(f64, u64)]) -> String {
+    let (Some(first), Some(last)) = (samples.first(), samples.last()) else {
+        return "no reading".into();
+    };
+    let mut sorted: Vec<u64> = samples.iter().map(|(_, kb)| *kb).collect();
+    sorted.sort_unstable();
+    let mb = |kb: u64| kb as f64 / 1024.0;
+    format!(
+        "start {:.1} MB, median {:.1} MB, end {:.1} MB, max {:.1} MB ({} readings over {:.0} s)",
+        mb(first.1),
+        mb(percentile(&sorted, 50.0) as u64),
+        mb(last.1),
+        mb(*sorted.last().unwrap_or(&0)),
+        samples.len(),
+        last.0 - first.0
+    )
+}
+
 /// VmRSS of `pid`, kB.
 fn rss_kb(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
@@ -594,6 +614,9 @@ fn validate(args: &Args) -> Result<(), String> {
     }
     if !(args.rate.is_finite() && args.rate >= 0.0) {
         return Err("--rate must be 0 (as fast as possible) or a positive number".into());
+    }
+    if !(args.rss_every.is_finite() && args.rss_every >= 0.1) {
+        return Err("--rss-every must be at least 0.1 s".into());
     }
     if args.participants == 0 || args.meetings == 0 || args.concurrency == 0 {
         return Err("--participants, --meetings and --concurrency must be at least 1".into());
@@ -648,10 +671,11 @@ async fn run(mut args: Args) -> Result<(), String> {
     // Resident memory: start, every 10 s, end.
     let rss_samples = Arc::new(Mutex::new(Vec::<(f64, u64)>::new()));
     let started = Instant::now();
+    let rss_every = Duration::from_secs_f64(args.rss_every);
     let rss_task = args.pid.map(|pid| {
         let samples = rss_samples.clone();
         tokio::spawn(async move {
-            let mut ticks = tokio::time::interval(RSS_INTERVAL);
+            let mut ticks = tokio::time::interval(rss_every);
             loop {
                 ticks.tick().await;
                 if let Some(kb) = rss_kb(pid) {
@@ -832,11 +856,16 @@ async fn run(mut args: Args) -> Result<(), String> {
     }
     if let Some(pid) = args.pid {
         let samples = rss_samples.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        println!("  collector (pid {pid}) VmRSS: {}", rss_summary(&samples));
+        // Every reading when there are few; otherwise about twelve, evenly spread.
+        let step = samples.len().div_ceil(12).max(1);
         let text: Vec<String> = samples
             .iter()
-            .map(|(at, kb)| format!("{at:.0} s: {:.1} MB", *kb as f64 / 1024.0))
+            .enumerate()
+            .filter(|(i, _)| i % step == 0 || *i == samples.len() - 1)
+            .map(|(_, (at, kb))| format!("{at:.0} s: {:.1}", *kb as f64 / 1024.0))
             .collect();
-        println!("  collector (pid {pid}) VmRSS: {}", text.join(", "));
+        println!("    readings (MB): {}", text.join(", "));
     }
     Ok(())
 }

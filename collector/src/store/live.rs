@@ -3,10 +3,13 @@
 //! Events can arrive out of order (retries, concurrent requests), so each metric field remembers
 //! the sequence number of the event that last wrote it: an event writes a field only when it is
 //! newer than that writer. In order, this is exactly `MetricsFields::merge`; out of order, an
-//! older event fills gaps but never overwrites a newer value. The Redis store's Lua script
-//! implements the same rule over the encoding below, and the contract tests hold them together.
+//! older event fills gaps but never overwrites a newer value. Both stores keep this state as part
+//! of the participant's record and apply it in Rust, so there is one implementation of the rule.
+//!
+//! [`SeqSet`] remembers which sequence numbers were applied, so a retried event is never applied
+//! twice.
 
-use serde_json::{Map, Value};
+use serde::{Deserialize, Serialize};
 use vitals_shared::emit::Event;
 use vitals_shared::wire::MetricsFields;
 
@@ -25,12 +28,12 @@ pub const FIELD_NAMES: [&str; FIELD_COUNT] = [
 ];
 pub const FIELD_COUNT: usize = 10;
 
-/// The highest sequence number accepted: the Redis script does arithmetic in Lua doubles, which
-/// are exact up to 2^53.
+/// The highest sequence number accepted (exact in a JSON number read as a double, 2^53 - 1).
 pub const MAX_SEQ: u64 = (1 << 53) - 1;
 
 /// Merged metrics of one participant plus, per field, the sequence number that wrote it.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct LiveState {
     pub metrics: MetricsFields,
     /// Indexed like `FIELD_NAMES`; 0 means never written (sequence numbers start at 1).
@@ -75,28 +78,62 @@ impl LiveState {
     }
 }
 
-/// Each field's JSON text, indexed like `FIELD_NAMES` (`None` when the field is absent). The Redis
-/// store keeps these strings verbatim so numbers never pass through Lua's float formatting.
-pub fn encode_fields(metrics: &MetricsFields) -> [Option<String>; FIELD_COUNT] {
-    let value = serde_json::to_value(metrics).expect("MetricsFields always serializes");
-    let object = value.as_object().cloned().unwrap_or_default();
-    FIELD_NAMES.map(|name| object.get(name).map(Value::to_string))
+/// Most separate runs of sequence numbers a [`SeqSet`] keeps before it folds the oldest into
+/// its floor.
+pub const MAX_SEQ_RUNS: usize = 64;
+
+/// The sequence numbers applied for one participant, in bounded space: runs of consecutive
+/// numbers, plus a floor at or below which every number counts as applied.
+///
+/// The extension numbers its events 1, 2, 3, ... and sends them in order, so this is one run.
+/// Gaps (events still queued, or Socket.IO timestamps used as numbers) start new runs; past
+/// [`MAX_SEQ_RUNS`] the oldest run is folded into the floor. An event older than all of those
+/// runs is then taken as already applied: it is acknowledged and dropped (it could only fill
+/// fields that none of the 64 newer runs wrote). A duplicate is never applied twice.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SeqSet {
+    /// Every number up to this one counts as applied.
+    floor: u64,
+    /// Disjoint, ascending, non-adjacent inclusive runs above `floor`.
+    runs: Vec<(u64, u64)>,
 }
 
-/// The inverse of `encode_fields`; an undecodable value (never written by this code) is dropped.
-pub fn decode_fields<'a>(fields: impl IntoIterator<Item = (&'a str, &'a str)>) -> MetricsFields {
-    let mut object = Map::new();
-    for (name, text) in fields {
-        if let Ok(value) = serde_json::from_str::<Value>(text) {
-            // Each field is decoded alone so one bad value cannot hide the others.
-            let mut single = Map::new();
-            single.insert(name.to_owned(), value.clone());
-            if serde_json::from_value::<MetricsFields>(Value::Object(single)).is_ok() {
-                object.insert(name.to_owned(), value);
-            }
-        }
+impl SeqSet {
+    /// Whether `seq` counts as applied.
+    pub fn contains(&self, seq: u64) -> bool {
+        seq <= self.floor || self.runs.iter().any(|&(low, high)| low <= seq && seq <= high)
     }
-    serde_json::from_value(Value::Object(object)).unwrap_or_default()
+
+    /// Adds `seq`; false (and no change) when it counts as applied already.
+    pub fn insert(&mut self, seq: u64) -> bool {
+        if self.contains(seq) {
+            return false;
+        }
+        // The first run that ends at or after seq - 1 is where seq joins or goes before.
+        let at = self.runs.partition_point(|&(_, high)| high.saturating_add(1) < seq);
+        let joins_previous = at < self.runs.len() && self.runs[at].1.saturating_add(1) == seq;
+        let joins_next = |runs: &[(u64, u64)], index: usize| index < runs.len() && runs[index].0 == seq + 1;
+        if joins_previous {
+            self.runs[at].1 = seq;
+            if joins_next(&self.runs, at + 1) {
+                self.runs[at].1 = self.runs[at + 1].1;
+                self.runs.remove(at + 1);
+            }
+        } else if joins_next(&self.runs, at) {
+            self.runs[at].0 = seq;
+        } else {
+            self.runs.insert(at, (seq, seq));
+        }
+        if self.runs.len() > MAX_SEQ_RUNS {
+            let (_, high) = self.runs.remove(0);
+            self.floor = high;
+        }
+        if self.runs.first().is_some_and(|&(low, _)| low == self.floor + 1) {
+            self.floor = self.runs.remove(0).1;
+        }
+        true
+    }
 }
 
 #[cfg(test)]
@@ -132,13 +169,12 @@ mod tests {
 
     #[test]
     fn field_names_cover_every_field_in_order() {
-        let encoded = encode_fields(&all_fields());
-        assert!(encoded.iter().all(Option::is_some), "{encoded:?}");
         let value = serde_json::to_value(all_fields()).unwrap();
-        assert_eq!(value.as_object().unwrap().len(), FIELD_COUNT);
+        let object = value.as_object().unwrap();
+        assert_eq!(object.len(), FIELD_COUNT);
         // Writing field i alone must set exactly field_seq[i].
         for (index, name) in FIELD_NAMES.iter().enumerate() {
-            let single = decode_fields([(*name, encoded[index].as_deref().unwrap())]);
+            let single: MetricsFields = serde_json::from_value(serde_json::json!({ *name: object[*name] })).unwrap();
             let mut state = LiveState::default();
             state.apply(&event(7, false, single));
             let mut expected = [0; FIELD_COUNT];
@@ -148,18 +184,43 @@ mod tests {
     }
 
     #[test]
-    fn encoding_round_trips() {
-        let metrics = all_fields();
-        let encoded = encode_fields(&metrics);
-        let pairs = FIELD_NAMES
-            .iter()
-            .zip(encoded.iter())
-            .filter_map(|(n, v)| Some((*n, v.as_deref()?)));
-        assert_eq!(decode_fields(pairs), metrics);
-        assert_eq!(
-            decode_fields([("rtt_ms", "\"not a number\"")]),
-            MetricsFields::default()
+    fn live_state_round_trips_through_json_exactly() {
+        let mut state = LiveState::default();
+        state.apply(&event(3, true, all_fields()));
+        state.metrics.rtt_ms = Some(0.1 + 0.2);
+        let text = serde_json::to_string(&state).unwrap();
+        assert_eq!(serde_json::from_str::<LiveState>(&text).unwrap(), state);
+    }
+
+    #[test]
+    fn seq_set_applies_each_number_once_in_bounded_space() {
+        let mut seqs = SeqSet::default();
+        for seq in [1, 2, 3, 5, 4, 9, 7, 8, 6] {
+            assert!(seqs.insert(seq), "{seq}");
+            assert!(!seqs.insert(seq), "{seq} again");
+        }
+        assert_eq!((seqs.floor, seqs.runs.len()), (9, 0), "{seqs:?}");
+        // A run that does not start at 1 stays a run; gaps are runs of their own.
+        let mut seqs = SeqSet::default();
+        for seq in [1000, 1001, 1003, 1005, 1004] {
+            assert!(seqs.insert(seq));
+        }
+        assert_eq!(seqs.runs, [(1000, 1001), (1003, 1005)]);
+        assert!(!seqs.contains(1002) && !seqs.contains(999) && seqs.contains(1004));
+        assert!(seqs.insert(1002));
+        assert_eq!(seqs.runs, [(1000, 1005)]);
+        // Sparse numbers (Socket.IO timestamps): the oldest runs fold into the floor.
+        let mut seqs = SeqSet::default();
+        for i in 0..(MAX_SEQ_RUNS as u64 + 10) {
+            assert!(seqs.insert(1_700_000_000_000 + 10 * i));
+        }
+        assert_eq!(seqs.runs.len(), MAX_SEQ_RUNS);
+        assert_eq!(seqs.floor, 1_700_000_000_000 + 90);
+        assert!(
+            !seqs.insert(1_700_000_000_005),
+            "older than every run: taken as applied"
         );
+        assert!(seqs.insert(1_700_000_000_105), "a gap inside the runs is still open");
     }
 
     #[test]

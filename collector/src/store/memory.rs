@@ -1,33 +1,24 @@
 //! The embedded in-memory store: the default, so one command runs the collector.
 
 use super::{
-    events_in_seq_order, group_meetings, history_bucket, turn_bucket, unique_seqs, usage_rows, Derived, DerivedCommit,
-    DerivedSlot, HistoryPoint, HistoryQuery, IngestOutcome, LiveState, MeetingView, MetricsView, ParticipantView,
-    Store, StoreFuture, UsageSums, DEFAULT_RETENTION_MS, LIVE_TTL_MS,
+    group_meetings, turn_bucket, usage_rows, AlertPage, Commit, CommitOutcome, DueChange, HistoryPage, HistoryPoint,
+    HistoryQuery, MeetingView, MetricsView, ParticipantKey, Record, Store, StoreFuture, UsageSums, Versioned,
+    DEFAULT_RETENTION_MS, LIVE_TTL_MS, RECORD_GRACE_MS,
 };
 use crate::alerts::AlertRecord;
 use crate::turn::TurnUsage;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::ops::Bound;
 use std::sync::Mutex;
-use vitals_shared::wire::IngestBatch;
-
-/// Live state of one participant.
-#[derive(Debug, Default)]
-struct Participant {
-    label: Option<String>,
-    last_seen_ms: u64,
-    live: LiveState,
-    /// Sequence numbers already applied, for idempotency.
-    held_seqs: BTreeSet<u64>,
-}
 
 #[derive(Debug, Default)]
 struct Inner {
-    /// Keyed by (meeting id, participant id).
-    participants: BTreeMap<(String, String), Participant>,
+    /// Participant records and their versions.
+    records: HashMap<ParticipantKey, (u64, Record)>,
+    /// The sweep index: (due time, participant), and each participant's entry.
+    due: BTreeSet<(u64, ParticipantKey)>,
+    due_of: HashMap<ParticipantKey, u64>,
     last_prune_ms: u64,
-    /// Derived state by (meeting id, participant id): version, state, last commit time.
-    derived: BTreeMap<(String, String), (u64, Derived, u64)>,
     /// Alert history by (time, arrival number).
     alerts: BTreeMap<(u64, u64), AlertRecord>,
     alert_count: u64,
@@ -38,8 +29,8 @@ struct Inner {
     last_retention_prune_ms: u64,
 }
 
-/// Keeps live state in a map behind one mutex: every operation is short and never awaits while
-/// holding it, so the lock makes each batch atomic without hurting throughput.
+/// Keeps everything in maps behind one mutex: every operation is short and never awaits while
+/// holding it, so the lock makes each commit atomic without hurting throughput.
 #[derive(Debug)]
 pub struct MemoryStore {
     live_ttl_ms: u64,
@@ -68,88 +59,62 @@ impl MemoryStore {
         }
     }
 
-    fn is_live(&self, participant: &Participant, now_ms: u64) -> bool {
-        now_ms < participant.last_seen_ms.saturating_add(self.live_ttl_ms)
-    }
-
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        // A panic while holding the lock cannot leave a half-merged participant behind that
-        // matters more than serving on, so a poisoned lock is taken over.
+        // A panic while holding the lock cannot leave a half-applied commit behind that matters
+        // more than serving on, so a poisoned lock is taken over.
         self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn ingest_now(&self, batch: &IngestBatch, now_ms: u64) -> IngestOutcome {
-        let mut inner = self.lock();
-        // Sweeping every participant is O(n); once a second keeps memory bounded at little cost.
-        if now_ms >= inner.last_prune_ms.saturating_add(1000) {
-            inner.last_prune_ms = now_ms;
-            inner.participants.retain(|_, p| self.is_live(p, now_ms));
-        }
-        let key = (batch.meeting_id.clone(), batch.participant_id.clone());
-        let participant = inner.participants.entry(key).or_default();
-        if !self.is_live(participant, now_ms) {
-            *participant = Participant::default();
-        }
-        let mut applied = Vec::new();
-        for event in events_in_seq_order(batch) {
-            if participant.held_seqs.insert(event.seq) {
-                participant.live.apply(event);
-                applied.push(event.seq);
-            }
-        }
-        if batch.label.is_some() {
-            participant.label = batch.label.clone();
-        }
-        participant.last_seen_ms = participant.last_seen_ms.max(now_ms);
-        IngestOutcome {
-            accepted: unique_seqs(batch),
-            applied,
-            participant: view(&batch.participant_id, participant),
-        }
-    }
-
-    fn live_meetings_now(&self, now_ms: u64) -> Vec<MeetingView> {
+    fn load_now(&self, key: &ParticipantKey) -> Versioned {
         let inner = self.lock();
-        let live = inner
-            .participants
-            .iter()
-            .filter(|(_, p)| self.is_live(p, now_ms))
-            .map(|((meeting_id, participant_id), p)| (meeting_id.clone(), view(participant_id, p)));
-        group_meetings(live)
+        match inner.records.get(key) {
+            Some((version, record)) => Versioned {
+                version: *version,
+                record: Some(record.clone()),
+            },
+            None => Versioned::default(),
+        }
     }
-}
 
-impl MemoryStore {
-    fn commit_now(&self, commit: &DerivedCommit) -> bool {
+    fn commit_now(&self, commit: Commit) -> CommitOutcome {
         let mut inner = self.lock();
         let now = commit.now_ms;
-        let oldest = now.saturating_sub(self.retention_ms);
-        let key = (commit.meeting_id.clone(), commit.participant_id.clone());
-        let version = inner.derived.get(&key).map_or(0, |(v, _, _)| *v);
+        let stored = inner.records.get(&commit.key);
+        let version = stored.map_or(0, |(v, _)| *v);
         if version != commit.expected_version {
-            return false;
+            return CommitOutcome::Conflict(Box::new(Versioned {
+                version,
+                record: stored.map(|(_, r)| r.clone()),
+            }));
         }
-        inner
-            .derived
-            .insert(key.clone(), (version + 1, commit.derived.clone(), now));
-        for record in &commit.records {
+        match commit.record {
+            Some(record) => {
+                inner.records.insert(commit.key.clone(), (commit.version, record));
+            }
+            None => {
+                inner.records.remove(&commit.key);
+            }
+        }
+        if commit.due != DueChange::Keep {
+            if let Some(old) = inner.due_of.remove(&commit.key) {
+                inner.due.remove(&(old, commit.key.clone()));
+            }
+            if let DueChange::At(at) = commit.due {
+                inner.due_of.insert(commit.key.clone(), at);
+                inner.due.insert((at, commit.key.clone()));
+            }
+        }
+        for record in commit.alerts {
             inner.alert_count += 1;
             let n = inner.alert_count;
-            inner.alerts.insert((record.at, n), record.clone());
+            inner.alerts.insert((record.at, n), record);
         }
-        if let Some(metrics) = &commit.history {
-            inner
-                .history
-                .entry(key)
-                .or_default()
-                .insert(history_bucket(now), metrics.clone());
-        }
-        if let Some(relayed) = &commit.relayed {
-            let usage_key = (
-                commit.meeting_id.clone(),
-                commit.participant_id.clone(),
-                relayed.server.clone(),
-            );
+        let ParticipantKey {
+            meeting_id,
+            participant_id,
+        } = commit.key;
+        if let Some(relayed) = commit.relayed {
+            let usage_key = (meeting_id.clone(), participant_id.clone(), relayed.server);
             *inner
                 .turn
                 .entry(turn_bucket(now))
@@ -157,11 +122,27 @@ impl MemoryStore {
                 .entry(usage_key)
                 .or_default() += relayed.bytes;
         }
-        // Dropping expired data walks everything: once a minute is enough to bound memory. It
-        // runs after the commit, as in Redis, where keys expire after `retention_ms` unwritten.
+        if !commit.history.is_empty() {
+            let series = inner.history.entry((meeting_id, participant_id)).or_default();
+            series.extend(commit.history);
+        }
+        self.prune(&mut inner, now);
+        CommitOutcome::Committed
+    }
+
+    /// Drops what has expired. Walking everything is O(n): records once a second, the history
+    /// once a minute, which bounds memory at little cost. As in Redis, a record stays for
+    /// `RECORD_GRACE_MS` after its live state expired, so the sweeper can still see it (and a
+    /// sweep index entry outlives its record until the sweeper clears it).
+    fn prune(&self, inner: &mut Inner, now: u64) {
+        if now >= inner.last_prune_ms.saturating_add(1000) {
+            inner.last_prune_ms = now;
+            let keep_after = now.saturating_sub(self.live_ttl_ms.saturating_add(RECORD_GRACE_MS));
+            inner.records.retain(|_, (_, record)| record.last_seen >= keep_after);
+        }
         if now >= inner.last_retention_prune_ms.saturating_add(60_000) {
+            let oldest = now.saturating_sub(self.retention_ms);
             inner.last_retention_prune_ms = now;
-            inner.derived.retain(|_, (_, _, touched)| *touched >= oldest);
             inner.alerts = inner.alerts.split_off(&(oldest, 0));
             inner.history.retain(|_, points| {
                 *points = points.split_off(&oldest);
@@ -169,22 +150,57 @@ impl MemoryStore {
             });
             inner.turn = inner.turn.split_off(&turn_bucket(oldest));
         }
-        true
     }
 
-    fn history_now(&self, query: &HistoryQuery) -> Vec<HistoryPoint> {
+    fn live_meetings_now(&self, now_ms: u64) -> Vec<MeetingView> {
+        let inner = self.lock();
+        let live = inner
+            .records
+            .iter()
+            .filter(|(_, (_, r))| !r.expired(now_ms, self.live_ttl_ms))
+            .map(|(key, (_, r))| (key.meeting_id.clone(), r.view(&key.participant_id)));
+        group_meetings(live)
+    }
+
+    fn due_now(&self, now_ms: u64, limit: usize) -> Vec<ParticipantKey> {
+        let inner = self.lock();
+        inner
+            .due
+            .iter()
+            .take_while(|(at, _)| *at <= now_ms)
+            .take(limit)
+            .map(|(_, key)| key.clone())
+            .collect()
+    }
+
+    fn history_page_now(&self, page: &HistoryPage) -> Vec<HistoryPoint> {
+        let (query, after, limit) = (&page.query, page.after.as_ref(), page.limit);
         let inner = self.lock();
         let mut points = Vec::new();
         if query.from_ms > query.to_ms {
             return points;
         }
-        for ((meeting_id, participant_id), series) in &inner.history {
+        let first_series = after.map(|(m, p, _)| (m.clone(), p.clone())).unwrap_or_default();
+        for ((meeting_id, participant_id), series) in inner.history.range(first_series..) {
             if query.meeting_id.as_ref().is_some_and(|m| m != meeting_id)
                 || query.participant_id.as_ref().is_some_and(|p| p != participant_id)
             {
                 continue;
             }
-            for (t, metrics) in series.range(query.from_ms..=query.to_ms) {
+            // In the series of `after`, only the buckets after its bucket.
+            let start = match after {
+                Some((m, p, t)) if m == meeting_id && p == participant_id && *t >= query.from_ms => {
+                    if *t >= query.to_ms {
+                        continue;
+                    }
+                    Bound::Excluded(*t)
+                }
+                _ => Bound::Included(query.from_ms),
+            };
+            for (t, metrics) in series.range((start, Bound::Included(query.to_ms))) {
+                if points.len() == limit {
+                    return points;
+                }
                 points.push(HistoryPoint {
                     meeting_id: meeting_id.clone(),
                     participant_id: participant_id.clone(),
@@ -194,6 +210,22 @@ impl MemoryStore {
             }
         }
         points
+    }
+
+    fn alert_page_now(&self, page: &AlertPage) -> Vec<AlertRecord> {
+        if page.from_ms > page.to_ms {
+            return Vec::new();
+        }
+        let inner = self.lock();
+        inner
+            .alerts
+            .range((page.from_ms, 0)..=(page.to_ms, u64::MAX))
+            .map(|(_, record)| record)
+            .filter(|r| page.meeting_id.as_ref().is_none_or(|m| &r.meeting_id == m))
+            .skip(page.skip)
+            .take(page.limit)
+            .cloned()
+            .collect()
     }
 
     fn turn_usage_now(&self, from_ms: u64, to_ms: u64) -> Vec<TurnUsage> {
@@ -211,19 +243,21 @@ impl MemoryStore {
     }
 }
 
-fn view(participant_id: &str, participant: &Participant) -> ParticipantView {
-    ParticipantView {
-        participant_id: participant_id.to_owned(),
-        label: participant.label.clone(),
-        last_seen: participant.last_seen_ms,
-        last_seq: participant.live.last_seq,
-        metrics: participant.live.metrics.clone().into(),
-    }
-}
-
 impl Store for MemoryStore {
-    fn ingest<'a>(&'a self, batch: &'a IngestBatch, now_ms: u64) -> StoreFuture<'a, IngestOutcome> {
-        Box::pin(async move { Ok(self.ingest_now(batch, now_ms)) })
+    fn live_ttl_ms(&self) -> u64 {
+        self.live_ttl_ms
+    }
+
+    fn load<'a>(&'a self, key: &'a ParticipantKey) -> StoreFuture<'a, Versioned> {
+        Box::pin(async move { Ok(self.load_now(key)) })
+    }
+
+    fn commit(&self, commit: Commit) -> StoreFuture<'_, CommitOutcome> {
+        Box::pin(async move { Ok(self.commit_now(commit)) })
+    }
+
+    fn due(&self, now_ms: u64, limit: usize) -> StoreFuture<'_, Vec<ParticipantKey>> {
+        Box::pin(async move { Ok(self.due_now(now_ms, limit)) })
     }
 
     fn live_meetings(&self, now_ms: u64) -> StoreFuture<'_, Vec<MeetingView>> {
@@ -234,40 +268,25 @@ impl Store for MemoryStore {
         Box::pin(async { Ok(()) })
     }
 
-    fn derived<'a>(&'a self, meeting_id: &'a str, participant_id: &'a str) -> StoreFuture<'a, DerivedSlot> {
-        Box::pin(async move {
-            let inner = self.lock();
-            let key = (meeting_id.to_owned(), participant_id.to_owned());
-            Ok(inner
-                .derived
-                .get(&key)
-                .map(|(version, derived, _)| DerivedSlot {
-                    version: *version,
-                    derived: derived.clone(),
-                })
-                .unwrap_or_default())
-        })
-    }
-
-    fn commit_derived<'a>(&'a self, commit: &'a DerivedCommit) -> StoreFuture<'a, bool> {
-        Box::pin(async move { Ok(self.commit_now(commit)) })
-    }
-
     fn alert_history<'a>(&'a self, since_ms: u64, meeting_id: Option<&'a str>) -> StoreFuture<'a, Vec<AlertRecord>> {
-        Box::pin(async move {
-            let inner = self.lock();
-            Ok(inner
-                .alerts
-                .range((since_ms, 0)..)
-                .map(|(_, record)| record)
-                .filter(|r| meeting_id.is_none_or(|m| r.meeting_id == m))
-                .cloned()
-                .collect())
-        })
+        Box::pin(async move { Ok(self.alert_page_now(&AlertPage::since(since_ms, meeting_id))) })
+    }
+
+    fn alert_page<'a>(&'a self, page: &'a AlertPage) -> StoreFuture<'a, Vec<AlertRecord>> {
+        Box::pin(async move { Ok(self.alert_page_now(page)) })
     }
 
     fn history<'a>(&'a self, query: &'a HistoryQuery) -> StoreFuture<'a, Vec<HistoryPoint>> {
-        Box::pin(async move { Ok(self.history_now(query)) })
+        let page = HistoryPage {
+            query: query.clone(),
+            after: None,
+            limit: usize::MAX,
+        };
+        Box::pin(async move { Ok(self.history_page_now(&page)) })
+    }
+
+    fn history_page<'a>(&'a self, page: &'a HistoryPage) -> StoreFuture<'a, Vec<HistoryPoint>> {
+        Box::pin(async move { Ok(self.history_page_now(page)) })
     }
 
     fn turn_usage(&self, from_ms: u64, to_ms: u64) -> StoreFuture<'_, Vec<TurnUsage>> {

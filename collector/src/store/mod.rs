@@ -1,15 +1,24 @@
-//! The `Store` trait: where live participant state lives, with the memory and Redis stores.
+//! The `Store` trait: where participant records, history, alerts and TURN usage live, with the
+//! memory and Redis stores.
+//!
+//! A store knows no rules: it loads a participant's versioned [`Record`] and applies a
+//! [`Commit`] (the new record and what follows from it) atomically if the version did not change.
+//! The rules (merge, alerts, TURN accounting, stream limit, rate limit) are applied in
+//! `crate::pipeline`, the same for both stores.
 
 mod live;
 mod memory;
+pub mod record;
 mod redis;
 
-pub use self::live::{decode_fields, encode_fields, LiveState, FIELD_COUNT, FIELD_NAMES, MAX_SEQ};
+pub use self::live::{LiveState, SeqSet, FIELD_COUNT, FIELD_NAMES, MAX_SEQ, MAX_SEQ_RUNS};
 pub use self::memory::MemoryStore;
+pub use self::record::{next_version, Commit, CommitOutcome, DueChange, ParticipantKey, Record, Versioned};
+pub(crate) use self::redis::target_of as redis_target;
 pub use self::redis::{RedisOptions, RedisStore};
 
 use crate::alerts::{ActiveAlert, AlertRecord};
-use crate::turn::{RelayCursor, RelayedSince, TurnUsage};
+use crate::turn::{RelayCursor, TurnUsage};
 use serde::{Deserialize, Serialize};
 use std::future::Future;
 use std::pin::Pin;
@@ -18,6 +27,14 @@ use vitals_shared::QualityClass;
 
 /// Live state expires this long after a participant's last event.
 pub const LIVE_TTL_MS: u64 = 5 * 60 * 1000;
+
+/// The live index (which participants are live) is written again once a participant's
+/// `last_seen` moved on this much, not on every event.
+pub const LIVE_INDEX_INTERVAL_MS: u64 = 1_000;
+
+/// A record is kept this long after its live state expired, so the sweeper can still resolve
+/// its alerts and close its TURN accounting.
+pub const RECORD_GRACE_MS: u64 = 60_000;
 
 /// History points are kept per participant per bucket of this length.
 pub const HISTORY_BUCKET_MS: u64 = 10_000;
@@ -129,30 +146,12 @@ pub struct Derived {
     pub relay: Option<RelayCursor>,
 }
 
-/// `Derived` and its version, for an optimistic compare-and-set.
+/// `Derived` and the version of the record holding it.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct DerivedSlot {
-    /// 0 when nothing was stored yet; every successful commit adds one.
+    /// 0 when nothing is stored.
     pub version: u64,
     pub derived: Derived,
-}
-
-/// One evaluation's results, committed atomically and only if nobody committed in between.
-#[derive(Debug, Clone, PartialEq)]
-pub struct DerivedCommit {
-    pub meeting_id: String,
-    pub participant_id: String,
-    /// The version read; the commit fails (returns false) if the stored one differs.
-    pub expected_version: u64,
-    pub derived: Derived,
-    /// Alerts raised or resolved, appended to the alert history.
-    pub records: Vec<AlertRecord>,
-    /// The participant's metrics now: the history point of the bucket of `now_ms` (the last one
-    /// in a bucket wins).
-    pub history: Option<MetricsView>,
-    /// Bytes relayed since the previous evaluation, added to the usage bucket of `now_ms`.
-    pub relayed: Option<RelayedSince>,
-    pub now_ms: u64,
 }
 
 /// One point of a participant's history: the merged metrics at the end of a 10 s bucket.
@@ -175,6 +174,41 @@ pub struct HistoryQuery {
     pub to_ms: u64,
 }
 
+/// Where a page of history ends: (meeting id, participant id, bucket start) of its last point.
+pub type HistoryPosition = (String, String, u64);
+
+/// One page of a history query: at most `limit` points, those after `after` when given.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct HistoryPage {
+    pub query: HistoryQuery,
+    pub after: Option<HistoryPosition>,
+    pub limit: usize,
+}
+
+/// One page of alert history: at most `limit` records with `from_ms <= at <= to_ms`, optionally
+/// of one meeting, leaving out the first `skip` of them.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AlertPage {
+    pub from_ms: u64,
+    pub to_ms: u64,
+    pub meeting_id: Option<String>,
+    pub skip: usize,
+    pub limit: usize,
+}
+
+impl AlertPage {
+    /// All alert records from `since_ms` on, as `Store::alert_history` answers.
+    pub fn since(since_ms: u64, meeting_id: Option<&str>) -> Self {
+        Self {
+            from_ms: since_ms,
+            to_ms: u64::MAX,
+            meeting_id: meeting_id.map(str::to_owned),
+            skip: 0,
+            limit: usize::MAX,
+        }
+    }
+}
+
 /// The start of the history bucket holding `at_ms`.
 pub fn history_bucket(at_ms: u64) -> u64 {
     at_ms - at_ms % HISTORY_BUCKET_MS
@@ -185,12 +219,28 @@ pub fn turn_bucket(at_ms: u64) -> u64 {
     at_ms - at_ms % crate::turn::BUCKET_MS
 }
 
-/// Where live participant state is kept. Implementations must merge atomically: concurrent
-/// batches of one participant, even through different collector processes, lose no field.
+/// Where participant records, history, alerts and TURN usage are kept. Commits are atomic and
+/// conditional on the record's version, also across collector processes sharing the store.
 pub trait Store: Send + Sync + 'static {
-    /// Stores a batch that has already been validated. `now_ms` is the collector's clock
-    /// (ms since the Unix epoch) and becomes the participant's `last_seen`.
-    fn ingest<'a>(&'a self, batch: &'a IngestBatch, now_ms: u64) -> StoreFuture<'a, IngestOutcome>;
+    /// How long a participant's live state lasts after its last batch.
+    fn live_ttl_ms(&self) -> u64;
+
+    /// The participant's record and its version. May answer from a cache of this process: a
+    /// stale answer only makes the next commit conflict (and the conflict carries the fresh one).
+    fn load<'a>(&'a self, key: &'a ParticipantKey) -> StoreFuture<'a, Versioned>;
+
+    /// Applies `commit` atomically if the stored version is still `commit.expected_version`;
+    /// otherwise changes nothing and answers what is stored.
+    fn commit(&self, commit: Commit) -> StoreFuture<'_, CommitOutcome>;
+
+    /// Participants whose sweep index entry is due at `now_ms`, earliest first, at most `limit`.
+    fn due(&self, now_ms: u64, limit: usize) -> StoreFuture<'_, Vec<ParticipantKey>>;
+
+    /// The Redis (as `host:port/db`) whose channels a commit can publish to, if any: a stream
+    /// fanned out through the same Redis then publishes within the commit.
+    fn publish_target(&self) -> Option<&str> {
+        None
+    }
 
     /// Live meetings at `now_ms`, ordered by meeting id; participants whose last batch is older
     /// than the live TTL are gone.
@@ -199,12 +249,16 @@ pub trait Store: Send + Sync + 'static {
     /// Succeeds when the store can serve requests.
     fn ping(&self) -> StoreFuture<'_, ()>;
 
-    /// The participant's derived state and its version (a default one at version 0 if none).
-    fn derived<'a>(&'a self, meeting_id: &'a str, participant_id: &'a str) -> StoreFuture<'a, DerivedSlot>;
-
-    /// Stores `commit` atomically if the stored version is still `commit.expected_version`;
-    /// answers false (and changes nothing) otherwise, so the caller reads and evaluates again.
-    fn commit_derived<'a>(&'a self, commit: &'a DerivedCommit) -> StoreFuture<'a, bool>;
+    /// The participant's derived state (active alerts, TURN cursor) and its record's version.
+    fn derived<'a>(&'a self, meeting_id: &'a str, participant_id: &'a str) -> StoreFuture<'a, DerivedSlot> {
+        Box::pin(async move {
+            let loaded = self.load(&ParticipantKey::new(meeting_id, participant_id)).await?;
+            Ok(DerivedSlot {
+                version: loaded.version,
+                derived: loaded.record.map(|r| r.derived).unwrap_or_default(),
+            })
+        })
+    }
 
     /// Alert history from `since_ms` on (inclusive), oldest first, optionally of one meeting.
     fn alert_history<'a>(&'a self, since_ms: u64, meeting_id: Option<&'a str>) -> StoreFuture<'a, Vec<AlertRecord>>;
@@ -212,13 +266,20 @@ pub trait Store: Send + Sync + 'static {
     /// History points, ordered by meeting, participant and time.
     fn history<'a>(&'a self, query: &'a HistoryQuery) -> StoreFuture<'a, Vec<HistoryPoint>>;
 
+    /// One page of history points, in the order of `history`: read without holding the rest.
+    fn history_page<'a>(&'a self, page: &'a HistoryPage) -> StoreFuture<'a, Vec<HistoryPoint>>;
+
+    /// One page of alert history, in the order of `alert_history` (records of one time in an
+    /// order fixed by the store).
+    fn alert_page<'a>(&'a self, page: &'a AlertPage) -> StoreFuture<'a, Vec<AlertRecord>>;
+
     /// Relayed bytes of the usage buckets starting from `from_ms` rounded down to the bucket to
     /// `to_ms`, summed per meeting, participant and TURN server, ordered by them.
     fn turn_usage(&self, from_ms: u64, to_ms: u64) -> StoreFuture<'_, Vec<TurnUsage>>;
 }
 
 /// The batch's sequence numbers, each once, ascending.
-fn unique_seqs(batch: &IngestBatch) -> Vec<u64> {
+pub(crate) fn unique_seqs(batch: &IngestBatch) -> Vec<u64> {
     let mut seqs: Vec<u64> = batch.events.iter().map(|e| e.seq).collect();
     seqs.sort_unstable();
     seqs.dedup();
@@ -226,7 +287,7 @@ fn unique_seqs(batch: &IngestBatch) -> Vec<u64> {
 }
 
 /// The batch's events in sequence order (stable, so a repeated seq keeps its first copy first).
-fn events_in_seq_order(batch: &IngestBatch) -> Vec<&vitals_shared::emit::Event> {
+pub(crate) fn events_in_seq_order(batch: &IngestBatch) -> Vec<&vitals_shared::emit::Event> {
     let mut events: Vec<_> = batch.events.iter().collect();
     events.sort_by_key(|e| e.seq);
     events

@@ -1,149 +1,115 @@
-//! The Redis store: live state shared by every collector process that uses the same Redis.
+//! The Redis store: records shared by every collector process that uses the same Redis.
 //!
-//! Layout (all keys under a prefix, `vitals:` by default):
-//! - `live:{meeting id length}:{meeting id}:{participant id}`: a hash with `meeting_id`,
-//!   `participant_id`, `label`, `last_seen`, `last_seq`, and per metric field `v:{field}` (its
-//!   JSON text) and `s:{field}` (the sequence number that wrote it);
-//! - `seqs:{same suffix}`: the set of sequence numbers applied (idempotency);
-//! - `meetings`: a sorted set of meeting ids scored by last batch time (ms);
-//! - `participants:{meeting id}`: a sorted set of participant ids scored the same way;
-//! - `derived:{suffix}`: a hash with `version` and `state` (the JSON of `Derived`);
+//! Layout (all keys under a prefix, `vitals:` by default; `{p}` is a participant as
+//! [`ParticipantKey::encode`] writes it, `{meeting id length}:{meeting id}:{participant id}`):
+//! - `rec:{p}`: the participant's [`Record`] as `{version}|{JSON}`, expiring `RECORD_GRACE_MS`
+//!   after its live state;
+//! - `meetings`: a sorted set of meeting ids scored by last batch time (ms), and
+//!   `participants:{meeting id}`: a sorted set of participant ids scored the same way (both
+//!   written at most once a second per participant, so a score may lag by that much);
+//! - `due`: the sweep index, a sorted set of `{p}` scored by when the sweeper should look at it;
 //! - `alerts` and `alerts-of:{meeting id}`: sorted sets of alert records (JSON) scored by time;
-//! - `history:{suffix}`: a sorted set of history points (JSON) scored by bucket start, one per
-//!   bucket; `history-participants:{meeting id}` and `history-meetings` index them, scored by
-//!   the latest bucket;
+//! - `history:{p}`: a sorted set of history points (`{bucket}:{JSON}`) scored by bucket start, one
+//!   per bucket; `history-participants:{meeting id}` and `history-meetings` index them, scored
+//!   by the latest bucket;
 //! - `turn:{bucket start}`: a hash of relayed bytes per `[meeting, participant, server]` (JSON),
 //!   indexed by the sorted set `turn-buckets`.
 //!
-//! History, alerts and usage expire after the retention time (trimmed on every write, and each
-//! key expires when it has not been written for that long).
+//! History, alerts and usage expire after the retention time (trimmed whenever their index is
+//! written, and each key expires when it has not been written for that long).
 //!
-//! The length prefix keeps the key unambiguous whatever characters the ids hold. Ingest runs as
-//! one Lua script, so the duplicate check and the merge are atomic: two separate read and write
-//! calls would lose fields when one participant's batches arrive concurrently.
+//! Commits go through one worker task that sends every commit waiting at that moment to Redis as
+//! one script call ([`COMMIT_SCRIPT`]): group commit, so under load one round trip and one script
+//! run carry many requests' changes. The script checks each record's version and applies the
+//! commit's writes only if it matches, so a commit is atomic and happens at most once. Records
+//! this process read or wrote are cached, so the usual ingest needs no read.
 
 use super::{
-    decode_fields, encode_fields, events_in_seq_order, group_meetings, unique_seqs, IngestOutcome, MeetingView,
-    ParticipantView, Store, StoreError, StoreFuture, FIELD_COUNT, FIELD_NAMES, LIVE_TTL_MS,
-};
-use super::{
-    history_bucket, turn_bucket, usage_rows, DerivedCommit, DerivedSlot, HistoryPoint, HistoryQuery, MetricsView,
-    UsageSums, DEFAULT_RETENTION_MS,
+    group_meetings, turn_bucket, usage_rows, AlertPage, Commit, CommitOutcome, DerivedSlot, DueChange, HistoryPage,
+    HistoryPoint, HistoryQuery, MeetingView, MetricsView, ParticipantKey, Record, Store, StoreError, StoreFuture,
+    UsageSums, Versioned, DEFAULT_RETENTION_MS, LIVE_INDEX_INTERVAL_MS, LIVE_TTL_MS, RECORD_GRACE_MS,
 };
 use crate::alerts::AlertRecord;
 use crate::turn::TurnUsage;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{RedisError, Script};
+use redis::{RedisError, Script, Value};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
-use vitals_shared::wire::IngestBatch;
+use tokio::sync::{mpsc, oneshot, Semaphore};
 
-/// The merge rule of `LiveState::apply`, over the hash layout above. An empty string stands for
-/// an absent field (JSON text is never empty).
+/// Applies a batch of commits; each is a compare-and-set of one record plus writes that happen
+/// only if it succeeds.
 ///
-/// KEYS: live hash, seqs set, meetings zset, participants zset.
-/// ARGV: ttl_ms, now_ms, meeting_id, participant_id, has_label ("1"/"0"), label, field count,
-/// the field names, then per event: seq, full ("1"/"0"), one value per field.
-/// Returns: {applied seqs, HGETALL of the live hash}.
-const INGEST_SCRIPT: &str = r#"
-local live, seqs, meetings, participants = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local ttl_ms = tonumber(ARGV[1])
-local now_ms = tonumber(ARGV[2])
-local field_count = tonumber(ARGV[7])
-local names = {}
-for f = 1, field_count do names[f] = ARGV[7 + f] end
-local applied = {}
-local i = 8 + field_count
-while i <= #ARGV do
-  local seq_text = ARGV[i]
-  local seq = tonumber(seq_text)
-  local full = ARGV[i + 1] == '1'
-  if redis.call('SADD', seqs, seq_text) == 1 then
-    applied[#applied + 1] = seq
-    for f = 1, field_count do
-      local value = ARGV[i + 1 + f]
-      if full or value ~= '' then
-        local writer = tonumber(redis.call('HGET', live, 's:' .. names[f])) or 0
-        if writer < seq then
-          redis.call('HSET', live, 's:' .. names[f], seq_text)
-          if value == '' then
-            redis.call('HDEL', live, 'v:' .. names[f])
-          else
-            redis.call('HSET', live, 'v:' .. names[f], value)
-          end
-        end
-      end
-    end
-    -- MetricsFields::merge: relay details are cleared when relay use stops.
-    if redis.call('HGET', live, 'v:using_relay') == 'false' then
-      redis.call('HDEL', live, 'v:relay_protocol', 'v:relay_server')
-    end
-    local last_seq = tonumber(redis.call('HGET', live, 'last_seq')) or 0
-    if seq > last_seq then redis.call('HSET', live, 'last_seq', seq_text) end
-  end
-  i = i + 2 + field_count
-end
-local last_seen = tonumber(redis.call('HGET', live, 'last_seen')) or 0
-if now_ms > last_seen then redis.call('HSET', live, 'last_seen', ARGV[2]) end
-redis.call('HSET', live, 'meeting_id', ARGV[3], 'participant_id', ARGV[4])
-if ARGV[5] == '1' then redis.call('HSET', live, 'label', ARGV[6]) end
-if redis.call('HEXISTS', live, 'last_seq') == 0 then redis.call('HSET', live, 'last_seq', '0') end
-redis.call('PEXPIRE', live, ttl_ms)
-redis.call('PEXPIRE', seqs, ttl_ms)
-redis.call('ZADD', meetings, now_ms, ARGV[3])
-redis.call('ZREMRANGEBYSCORE', meetings, '-inf', now_ms - ttl_ms)
-redis.call('PEXPIRE', meetings, ttl_ms)
-redis.call('ZADD', participants, now_ms, ARGV[4])
-redis.call('ZREMRANGEBYSCORE', participants, '-inf', now_ms - ttl_ms)
-redis.call('PEXPIRE', participants, ttl_ms)
-return {applied, redis.call('HGETALL', live)}
-"#;
-
-/// The compare-and-set commit of `Store::commit_derived`, with everything it writes.
-///
-/// KEYS: derived hash, alerts, alerts-of meeting, history, history-participants,
-/// history-meetings, turn bucket hash, turn-buckets.
-/// ARGV: expected version, state JSON, now_ms, retention_ms, meeting id, participant id,
-/// history bucket ('' for none), history JSON, turn bucket ('' for none), turn field, turn
-/// bytes, then the alert records (JSON).
-/// Returns 1 when committed, 0 when the version differed.
+/// ARGV[1]: the number of commits. Then per commit: the expected version ('0': none stored), the
+/// new value (`{version}|{JSON}`, or '' to delete the record), its time to live in ms, the number
+/// of writes, then each write: an opcode and its arguments. KEYS are consumed in order: the
+/// record's key, then one key per write (except `p`, which names a channel).
+/// Writes: `z` ZADD score member, `r` ZREMRANGEBYSCORE min max, `x` PEXPIRE ms, `h` HINCRBY field
+/// by, `m` ZREM member, `p` PUBLISH channel message.
+/// Returns per commit: 1 (applied), or what is stored instead (0 when nothing is).
 const COMMIT_SCRIPT: &str = r#"
-local version = tonumber(redis.call('HGET', KEYS[1], 'version')) or 0
-if version ~= tonumber(ARGV[1]) then return 0 end
-local now = tonumber(ARGV[3])
-local keep = tonumber(ARGV[4])
-local oldest = '(' .. tostring(now - keep)
-redis.call('HSET', KEYS[1], 'version', version + 1, 'state', ARGV[2])
-redis.call('PEXPIRE', KEYS[1], keep)
-if #ARGV >= 12 then
-  for i = 12, #ARGV do
-    redis.call('ZADD', KEYS[2], now, ARGV[i])
-    redis.call('ZADD', KEYS[3], now, ARGV[i])
-  end
-  for k = 2, 3 do
-    redis.call('ZREMRANGEBYSCORE', KEYS[k], '-inf', oldest)
-    redis.call('PEXPIRE', KEYS[k], keep)
+local arity = {z = 2, r = 2, x = 1, h = 2, m = 1, p = 2}
+local results = {}
+local a, k = 2, 1
+for c = 1, tonumber(ARGV[1]) do
+  local key = KEYS[k]
+  k = k + 1
+  local expected, value, ttl, writes = ARGV[a], ARGV[a + 1], ARGV[a + 2], tonumber(ARGV[a + 3])
+  a = a + 4
+  local current = redis.call('GET', key)
+  local version = '0'
+  if current then version = string.match(current, '^(%d+)|') or '' end
+  if version ~= expected then
+    results[c] = current or 0
+    for w = 1, writes do
+      local op = ARGV[a]
+      a = a + 1 + arity[op]
+      if op ~= 'p' then k = k + 1 end
+    end
+  else
+    if value == '' then
+      redis.call('DEL', key)
+    else
+      redis.call('SET', key, value, 'PX', ttl)
+    end
+    for w = 1, writes do
+      local op = ARGV[a]
+      if op == 'z' then
+        redis.call('ZADD', KEYS[k], ARGV[a + 1], ARGV[a + 2])
+      elseif op == 'r' then
+        redis.call('ZREMRANGEBYSCORE', KEYS[k], ARGV[a + 1], ARGV[a + 2])
+      elseif op == 'x' then
+        redis.call('PEXPIRE', KEYS[k], ARGV[a + 1])
+      elseif op == 'h' then
+        redis.call('HINCRBY', KEYS[k], ARGV[a + 1], ARGV[a + 2])
+      elseif op == 'm' then
+        redis.call('ZREM', KEYS[k], ARGV[a + 1])
+      elseif op == 'p' then
+        redis.call('PUBLISH', ARGV[a + 1], ARGV[a + 2])
+      else
+        return redis.error_reply('unknown write ' .. tostring(op))
+      end
+      if op ~= 'p' then k = k + 1 end
+      a = a + 1 + arity[op]
+    end
+    results[c] = 1
   end
 end
-if ARGV[7] ~= '' then
-  local bucket = ARGV[7]
-  redis.call('ZREMRANGEBYSCORE', KEYS[4], bucket, bucket)
-  redis.call('ZADD', KEYS[4], bucket, ARGV[8])
-  redis.call('ZADD', KEYS[5], bucket, ARGV[6])
-  redis.call('ZADD', KEYS[6], bucket, ARGV[5])
-  for k = 4, 6 do
-    redis.call('ZREMRANGEBYSCORE', KEYS[k], '-inf', oldest)
-    redis.call('PEXPIRE', KEYS[k], keep)
-  end
-end
-if ARGV[9] ~= '' then
-  redis.call('HINCRBY', KEYS[7], ARGV[10], ARGV[11])
-  redis.call('PEXPIRE', KEYS[7], keep)
-  redis.call('ZADD', KEYS[8], ARGV[9], ARGV[9])
-  redis.call('ZREMRANGEBYSCORE', KEYS[8], '-inf', oldest)
-  redis.call('PEXPIRE', KEYS[8], keep)
-end
-return 1
+return results
 "#;
+
+/// Most commits sent in one script call.
+const MAX_BATCH: usize = 256;
+/// Script calls in flight at once (Redis runs them in order; the next one is prepared and sent
+/// while the previous one runs).
+const MAX_IN_FLIGHT: usize = 2;
+/// Most records cached per process (about 15 MB); past that, a record is read from Redis when
+/// needed (one more round trip for that event).
+const MAX_CACHED: usize = 20_000;
+
+/// How many history series one pipelined round trip reads at most.
+const SERIES_PER_ROUND_TRIP: usize = 256;
 
 /// How the Redis store is set up.
 #[derive(Debug, Clone)]
@@ -168,22 +134,63 @@ impl Default for RedisOptions {
     }
 }
 
-/// Live state in Redis through one multiplexed connection that reconnects by itself.
-#[derive(Clone)]
-pub struct RedisStore {
+/// One write of a commit, with its key.
+enum Write {
+    ZAdd(String, String, Vec<u8>),
+    ZRemRange(String, String, String),
+    PExpire(String, u64),
+    HIncrBy(String, String, u64),
+    ZRem(String, String),
+    Publish(String, axum::extract::ws::Utf8Bytes),
+}
+
+/// A commit encoded for the script, waiting for the worker.
+struct Job {
+    record_key: String,
+    expected: u64,
+    /// `{version}|{JSON}`, or empty to delete.
+    value: Vec<u8>,
+    ttl_ms: u64,
+    writes: Vec<Write>,
+    reply: oneshot::Sender<Result<Value, StoreError>>,
+}
+
+/// Records this process read or wrote, with their versions.
+#[derive(Default)]
+struct Cache {
+    records: HashMap<ParticipantKey, (u64, Record)>,
+    last_sweep_ms: u64,
+}
+
+struct Inner {
     connection: ConnectionManager,
     options: RedisOptions,
-    ingest_script: Script,
-    commit_script: Script,
+    target: String,
+    script: Script,
+    cache: Mutex<Cache>,
+    /// The commit worker's queue, started by the first commit (it needs a Tokio runtime).
+    jobs: OnceLock<mpsc::UnboundedSender<Job>>,
+}
+
+/// Everything in Redis through one multiplexed connection that reconnects by itself.
+#[derive(Clone)]
+pub struct RedisStore {
+    inner: Arc<Inner>,
 }
 
 impl std::fmt::Debug for RedisStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // The connection holds the URL, which may hold a password.
         f.debug_struct("RedisStore")
-            .field("options", &self.options)
+            .field("options", &self.inner.options)
             .finish_non_exhaustive()
     }
+}
+
+/// `host:port/db` of a Redis client: what tells two clients apart (never the password).
+pub(crate) fn target_of(client: &redis::Client) -> String {
+    let info = client.get_connection_info();
+    format!("{}/{}", info.addr(), info.redis_settings().db())
 }
 
 impl RedisStore {
@@ -191,6 +198,7 @@ impl RedisStore {
     /// fail with `StoreError::Unavailable` while Redis is unreachable, then recover by themselves.
     pub fn new(url: &str, options: RedisOptions) -> Result<Self, StoreError> {
         let client = redis::Client::open(url).map_err(|e| StoreError::Internal(format!("bad Redis URL: {e}")))?;
+        let target = target_of(&client);
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(options.response_timeout))
             .set_response_timeout(Some(options.response_timeout))
@@ -199,65 +207,239 @@ impl RedisStore {
             .set_max_delay(Duration::from_millis(500));
         let connection = ConnectionManager::new_lazy_with_config(client, config).map_err(classify)?;
         Ok(Self {
-            connection,
-            options,
-            ingest_script: Script::new(INGEST_SCRIPT),
-            commit_script: Script::new(COMMIT_SCRIPT),
+            inner: Arc::new(Inner {
+                connection,
+                options,
+                target,
+                script: Script::new(COMMIT_SCRIPT),
+                cache: Mutex::default(),
+                jobs: OnceLock::new(),
+            }),
         })
     }
 
+    fn options(&self) -> &RedisOptions {
+        &self.inner.options
+    }
+
     fn key(&self, parts: &[&str]) -> String {
-        let mut key = self.options.key_prefix.clone();
+        let mut key = self.options().key_prefix.clone();
         for part in parts {
             key.push_str(part);
         }
         key
     }
 
-    fn participant_suffix(meeting_id: &str, participant_id: &str) -> String {
-        format!("{}:{meeting_id}:{participant_id}", meeting_id.len())
+    fn connection(&self) -> ConnectionManager {
+        self.inner.connection.clone()
     }
 
-    async fn ingest_batch(&self, batch: &IngestBatch, now_ms: u64) -> Result<IngestOutcome, StoreError> {
-        let suffix = Self::participant_suffix(&batch.meeting_id, &batch.participant_id);
-        let mut invocation = self.ingest_script.prepare_invoke();
-        invocation
-            .key(self.key(&["live:", &suffix]))
-            .key(self.key(&["seqs:", &suffix]))
-            .key(self.key(&["meetings"]))
-            .key(self.key(&["participants:", &batch.meeting_id]))
-            .arg(self.options.live_ttl_ms)
-            .arg(now_ms)
-            .arg(&batch.meeting_id)
-            .arg(&batch.participant_id)
-            .arg(if batch.label.is_some() { "1" } else { "0" })
-            .arg(batch.label.as_deref().unwrap_or(""))
-            .arg(FIELD_COUNT)
-            .arg(&FIELD_NAMES[..]);
-        for event in events_in_seq_order(batch) {
-            invocation.arg(event.seq).arg(if event.full { "1" } else { "0" });
-            for value in encode_fields(&event.metrics) {
-                invocation.arg(value.unwrap_or_default());
+    fn cache(&self) -> std::sync::MutexGuard<'_, Cache> {
+        self.inner.cache.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Remembers `record` at `version` (or forgets the participant), dropping records whose
+    /// time is over now and then.
+    fn remember(&self, key: &ParticipantKey, version: u64, record: Option<Record>, now_ms: u64) {
+        let keep_ms = self.options().live_ttl_ms.saturating_add(RECORD_GRACE_MS);
+        let mut cache = self.cache();
+        if now_ms >= cache.last_sweep_ms.saturating_add(10_000) {
+            cache.last_sweep_ms = now_ms;
+            cache
+                .records
+                .retain(|_, (_, r)| r.last_seen.saturating_add(keep_ms) > now_ms);
+        }
+        match record {
+            Some(record) if cache.records.len() < MAX_CACHED || cache.records.contains_key(key) => {
+                cache.records.insert(key.clone(), (version, record));
+            }
+            _ => {
+                cache.records.remove(key);
             }
         }
-        let mut connection = self.connection.clone();
-        let (mut applied, hash): (Vec<u64>, Vec<String>) =
-            invocation.invoke_async(&mut connection).await.map_err(classify)?;
-        applied.sort_unstable();
-        let (_, participant) = participant_from_hash(&hash)
-            .ok_or_else(|| StoreError::Internal("ingest script returned no state".into()))?;
-        Ok(IngestOutcome {
-            accepted: unique_seqs(batch),
-            applied,
-            participant,
+    }
+
+    async fn load_record(&self, key: &ParticipantKey) -> Result<Versioned, StoreError> {
+        if let Some((version, record)) = self.cache().records.get(key) {
+            return Ok(Versioned {
+                version: *version,
+                record: Some(record.clone()),
+            });
+        }
+        self.read_record(key).await
+    }
+
+    /// The participant's record as stored now (and cached).
+    async fn read_record(&self, key: &ParticipantKey) -> Result<Versioned, StoreError> {
+        let mut connection = self.connection();
+        let value: Option<Vec<u8>> = redis::cmd("GET")
+            .arg(self.key(&["rec:", &key.encode()]))
+            .query_async(&mut connection)
+            .await
+            .map_err(classify)?;
+        let loaded = match value {
+            Some(value) => decode_record(&value)?,
+            None => Versioned::default(),
+        };
+        if let Some(record) = &loaded.record {
+            self.remember(key, loaded.version, Some(record.clone()), record.last_seen);
+        }
+        Ok(loaded)
+    }
+
+    /// The writes that follow from `commit`, besides the record itself.
+    fn writes(&self, commit: &mut Commit, participant: &str) -> Vec<Write> {
+        let options = self.options();
+        let now = commit.now_ms;
+        let keep = options.retention_ms;
+        let oldest = format!("({}", now.saturating_sub(keep));
+        let meeting_id = &commit.key.meeting_id;
+        let participant_id = &commit.key.participant_id;
+        let mut writes = Vec::new();
+        // Trims `key` to the retention time and lets it expire when unwritten that long.
+        let retain = |writes: &mut Vec<Write>, key: String| {
+            writes.push(Write::ZRemRange(key.clone(), "-inf".into(), oldest.clone()));
+            writes.push(Write::PExpire(key, keep));
+        };
+        if commit.index_live {
+            if let Some(record) = &commit.record {
+                let live_ttl = options.live_ttl_ms;
+                let score = record.last_seen.to_string();
+                let stale = format!("({}", now.saturating_sub(live_ttl + LIVE_INDEX_INTERVAL_MS));
+                for (key, member) in [
+                    (self.key(&["meetings"]), meeting_id.as_bytes()),
+                    (self.key(&["participants:", meeting_id]), participant_id.as_bytes()),
+                ] {
+                    writes.push(Write::ZAdd(key.clone(), score.clone(), member.to_vec()));
+                    writes.push(Write::ZRemRange(key.clone(), "-inf".into(), stale.clone()));
+                    writes.push(Write::PExpire(key, live_ttl + RECORD_GRACE_MS));
+                }
+            }
+        }
+        let points = std::mem::take(&mut commit.history);
+        if let Some(last) = points.iter().map(|(bucket, _)| *bucket).max() {
+            let key = self.key(&["history:", participant]);
+            for (bucket, metrics) in points {
+                let bucket = bucket.to_string();
+                // The bucket start leads the member, so equal metrics in two buckets stay two.
+                let mut member = format!("{bucket}:").into_bytes();
+                serde_json::to_writer(&mut member, &metrics).expect("plain data always serializes");
+                writes.push(Write::ZRemRange(key.clone(), bucket.clone(), bucket.clone()));
+                writes.push(Write::ZAdd(key.clone(), bucket, member));
+            }
+            if commit.index_history {
+                let bucket = last.to_string();
+                let participants = self.key(&["history-participants:", meeting_id]);
+                let meetings = self.key(&["history-meetings"]);
+                writes.push(Write::ZAdd(
+                    participants.clone(),
+                    bucket.clone(),
+                    participant_id.as_bytes().to_vec(),
+                ));
+                writes.push(Write::ZAdd(meetings.clone(), bucket, meeting_id.as_bytes().to_vec()));
+                for key in [key, participants, meetings] {
+                    retain(&mut writes, key);
+                }
+            }
+        }
+        if !commit.alerts.is_empty() {
+            let (all, of_meeting) = (self.key(&["alerts"]), self.key(&["alerts-of:", meeting_id]));
+            let score = now.to_string();
+            for record in &commit.alerts {
+                let text = json(record).into_bytes();
+                writes.push(Write::ZAdd(all.clone(), score.clone(), text.clone()));
+                writes.push(Write::ZAdd(of_meeting.clone(), score.clone(), text));
+            }
+            retain(&mut writes, all);
+            retain(&mut writes, of_meeting);
+        }
+        if let Some(relayed) = commit.relayed.take() {
+            let bucket = turn_bucket(now).to_string();
+            let key = self.key(&["turn:", &bucket]);
+            let field = json(&(meeting_id, participant_id, &relayed.server));
+            writes.push(Write::HIncrBy(key.clone(), field, relayed.bytes));
+            if commit.index_turn {
+                writes.push(Write::PExpire(key, keep));
+                let buckets = self.key(&["turn-buckets"]);
+                writes.push(Write::ZAdd(buckets.clone(), bucket.clone(), bucket.into_bytes()));
+                retain(&mut writes, buckets);
+            }
+        }
+        match commit.due {
+            DueChange::Keep => {}
+            DueChange::At(at) => writes.push(Write::ZAdd(
+                self.key(&["due"]),
+                at.to_string(),
+                participant.as_bytes().to_vec(),
+            )),
+            DueChange::Clear => writes.push(Write::ZRem(self.key(&["due"]), participant.to_owned())),
+        }
+        if let Some(channel) = commit.publish_channel.take() {
+            for text in commit.publish.drain(..) {
+                writes.push(Write::Publish(channel.clone(), text));
+            }
+        }
+        writes
+    }
+
+    async fn commit_record(&self, mut commit: Commit) -> Result<CommitOutcome, StoreError> {
+        let participant = commit.key.encode();
+        let writes = self.writes(&mut commit, &participant);
+        let value = match &commit.record {
+            Some(record) => {
+                let mut value = format!("{}|", commit.version).into_bytes();
+                serde_json::to_writer(&mut value, record).expect("plain data always serializes");
+                value
+            }
+            None => Vec::new(),
+        };
+        let (reply, answer) = oneshot::channel();
+        let job = Job {
+            record_key: self.key(&["rec:", &participant]),
+            expected: commit.expected_version,
+            value,
+            ttl_ms: self.options().live_ttl_ms.saturating_add(RECORD_GRACE_MS),
+            writes,
+            reply,
+        };
+        self.jobs()
+            .send(job)
+            .map_err(|_| StoreError::Internal("the commit worker stopped".into()))?;
+        let answer = answer
+            .await
+            .map_err(|_| StoreError::Internal("the commit worker dropped a commit".into()))??;
+        match answer {
+            Value::Int(1) => {
+                self.remember(&commit.key, commit.version, commit.record, commit.now_ms);
+                Ok(CommitOutcome::Committed)
+            }
+            Value::BulkString(stored) => {
+                let current = decode_record(&stored)?;
+                self.remember(&commit.key, current.version, current.record.clone(), commit.now_ms);
+                Ok(CommitOutcome::Conflict(Box::new(current)))
+            }
+            Value::Int(0) | Value::Nil => {
+                self.remember(&commit.key, 0, None, commit.now_ms);
+                Ok(CommitOutcome::Conflict(Box::default()))
+            }
+            other => Err(StoreError::Internal(format!("unexpected commit answer {other:?}"))),
+        }
+    }
+
+    /// The commit worker's queue; starts the worker on first use.
+    fn jobs(&self) -> &mpsc::UnboundedSender<Job> {
+        self.inner.jobs.get_or_init(|| {
+            let (sender, receiver) = mpsc::unbounded_channel();
+            tokio::spawn(commit_worker(self.connection(), self.inner.script.clone(), receiver));
+            sender
         })
     }
 
     async fn live_meetings_at(&self, now_ms: u64) -> Result<Vec<MeetingView>, StoreError> {
-        let mut connection = self.connection.clone();
-        let live_since = now_ms.saturating_sub(self.options.live_ttl_ms);
-        // Exclusive lower bound: a participant is live while now < last_seen + ttl.
-        let min_score = format!("({live_since}");
+        let mut connection = self.connection();
+        let live_ttl = self.options().live_ttl_ms;
+        // Index scores lag `last_seen` by up to LIVE_INDEX_INTERVAL_MS; the records decide.
+        let min_score = format!("({}", now_ms.saturating_sub(live_ttl + LIVE_INDEX_INTERVAL_MS));
         let meeting_ids: Vec<String> = redis::cmd("ZRANGEBYSCORE")
             .arg(self.key(&["meetings"]))
             .arg(&min_score)
@@ -276,101 +458,72 @@ impl RedisStore {
                 .arg("+inf");
         }
         let participant_ids: Vec<Vec<String>> = pipe.query_async(&mut connection).await.map_err(classify)?;
-        let mut pipe = redis::pipe();
-        let mut any = false;
-        for (meeting_id, participants) in meeting_ids.iter().zip(&participant_ids) {
-            for participant_id in participants {
-                any = true;
-                let suffix = Self::participant_suffix(meeting_id, participant_id);
-                pipe.cmd("HGETALL").arg(self.key(&["live:", &suffix]));
+        let keys: Vec<ParticipantKey> = meeting_ids
+            .iter()
+            .zip(participant_ids)
+            .flat_map(|(meeting_id, participants)| {
+                participants
+                    .into_iter()
+                    .map(move |participant_id| ParticipantKey::new(meeting_id.clone(), participant_id))
+            })
+            .collect();
+        let mut live = Vec::new();
+        for chunk in keys.chunks(500) {
+            let mut get = redis::cmd("MGET");
+            for key in chunk {
+                get.arg(self.key(&["rec:", &key.encode()]));
+            }
+            let values: Vec<Option<Vec<u8>>> = get.query_async(&mut connection).await.map_err(classify)?;
+            for (key, value) in chunk.iter().zip(values) {
+                // A record that expired between the calls is skipped.
+                let Some(record) = value.map(|v| decode_record(&v)).transpose()?.and_then(|v| v.record) else {
+                    continue;
+                };
+                if !record.expired(now_ms, live_ttl) {
+                    live.push((key.meeting_id.clone(), record.view(&key.participant_id)));
+                }
             }
         }
-        if !any {
-            return Ok(Vec::new());
-        }
-        let hashes: Vec<Vec<String>> = pipe.query_async(&mut connection).await.map_err(classify)?;
-        // A hash that expired between the calls comes back empty and is skipped.
-        let live = hashes
-            .iter()
-            .filter_map(|hash| participant_from_hash(hash))
-            .filter(|(_, p)| p.last_seen > live_since);
         Ok(group_meetings(live))
     }
-}
 
-impl RedisStore {
-    async fn derived_of(&self, meeting_id: &str, participant_id: &str) -> Result<DerivedSlot, StoreError> {
-        let suffix = Self::participant_suffix(meeting_id, participant_id);
-        let mut connection = self.connection.clone();
-        let (version, state): (Option<u64>, Option<String>) = redis::cmd("HMGET")
-            .arg(self.key(&["derived:", &suffix]))
-            .arg("version")
-            .arg("state")
+    async fn due_at(&self, now_ms: u64, limit: usize) -> Result<Vec<ParticipantKey>, StoreError> {
+        let mut connection = self.connection();
+        let members: Vec<String> = redis::cmd("ZRANGEBYSCORE")
+            .arg(self.key(&["due"]))
+            .arg("-inf")
+            .arg(now_ms)
+            .arg("LIMIT")
+            .arg(0)
+            .arg(limit)
             .query_async(&mut connection)
             .await
             .map_err(classify)?;
-        Ok(match (version, state) {
-            (Some(version), Some(state)) => DerivedSlot {
-                version,
-                derived: serde_json::from_str(&state)
-                    .map_err(|e| StoreError::Internal(format!("bad derived state: {e}")))?,
-            },
-            _ => DerivedSlot::default(),
-        })
+        Ok(members.iter().filter_map(|m| ParticipantKey::decode(m)).collect())
     }
 
-    async fn commit(&self, commit: &DerivedCommit) -> Result<bool, StoreError> {
-        let suffix = Self::participant_suffix(&commit.meeting_id, &commit.participant_id);
-        let turn_bucket_start = turn_bucket(commit.now_ms).to_string();
-        let mut invocation = self.commit_script.prepare_invoke();
-        invocation
-            .key(self.key(&["derived:", &suffix]))
-            .key(self.key(&["alerts"]))
-            .key(self.key(&["alerts-of:", &commit.meeting_id]))
-            .key(self.key(&["history:", &suffix]))
-            .key(self.key(&["history-participants:", &commit.meeting_id]))
-            .key(self.key(&["history-meetings"]))
-            .key(self.key(&["turn:", &turn_bucket_start]))
-            .key(self.key(&["turn-buckets"]))
-            .arg(commit.expected_version)
-            .arg(json(&commit.derived))
-            .arg(commit.now_ms)
-            .arg(self.options.retention_ms)
-            .arg(&commit.meeting_id)
-            .arg(&commit.participant_id);
-        match &commit.history {
-            // The bucket start leads the member, so equal metrics in two buckets stay two members.
-            Some(metrics) => {
-                let bucket = history_bucket(commit.now_ms);
-                invocation.arg(bucket).arg(format!("{bucket}:{}", json(metrics)))
-            }
-            None => invocation.arg("").arg(""),
-        };
-        match &commit.relayed {
-            Some(relayed) => invocation
-                .arg(&turn_bucket_start)
-                .arg(json(&(&commit.meeting_id, &commit.participant_id, &relayed.server)))
-                .arg(relayed.bytes),
-            None => invocation.arg("").arg("").arg(0),
-        };
-        for record in &commit.records {
-            invocation.arg(json(record));
+    async fn alert_page_of(&self, page: &AlertPage) -> Result<Vec<AlertRecord>, StoreError> {
+        if page.from_ms > page.to_ms || page.limit == 0 {
+            return Ok(Vec::new());
         }
-        let mut connection = self.connection.clone();
-        let committed: i64 = invocation.invoke_async(&mut connection).await.map_err(classify)?;
-        Ok(committed == 1)
-    }
-
-    async fn alerts_since(&self, since_ms: u64, meeting_id: Option<&str>) -> Result<Vec<AlertRecord>, StoreError> {
-        let key = match meeting_id {
+        let key = match &page.meeting_id {
             Some(meeting_id) => self.key(&["alerts-of:", meeting_id]),
             None => self.key(&["alerts"]),
         };
-        let mut connection = self.connection.clone();
+        let highest = if page.to_ms == u64::MAX {
+            "+inf".to_owned()
+        } else {
+            page.to_ms.to_string()
+        };
+        let mut connection = self.connection();
         let members: Vec<String> = redis::cmd("ZRANGEBYSCORE")
             .arg(key)
-            .arg(since_ms)
-            .arg("+inf")
+            .arg(page.from_ms)
+            .arg(highest)
+            .arg("LIMIT")
+            .arg(page.skip)
+            // A negative count means all from the offset on.
+            .arg(i64::try_from(page.limit).unwrap_or(-1))
             .query_async(&mut connection)
             .await
             .map_err(classify)?;
@@ -380,11 +533,12 @@ impl RedisStore {
             .collect()
     }
 
-    async fn history_of(&self, query: &HistoryQuery) -> Result<Vec<HistoryPoint>, StoreError> {
-        if query.from_ms > query.to_ms {
-            return Ok(Vec::new());
-        }
-        let mut connection = self.connection.clone();
+    /// The history series (meeting id, participant id) that may hold points of `query`, sorted.
+    async fn history_series(
+        &self,
+        query: &HistoryQuery,
+        connection: &mut ConnectionManager,
+    ) -> Result<Vec<(String, String)>, StoreError> {
         // Which meetings and participants have points at or after `from`.
         let meetings: Vec<String> = match &query.meeting_id {
             Some(meeting_id) => vec![meeting_id.clone()],
@@ -392,7 +546,7 @@ impl RedisStore {
                 .arg(self.key(&["history-meetings"]))
                 .arg(query.from_ms)
                 .arg("+inf")
-                .query_async(&mut connection)
+                .query_async(connection)
                 .await
                 .map_err(classify)?,
         };
@@ -407,38 +561,83 @@ impl RedisStore {
                         .arg(query.from_ms)
                         .arg("+inf");
                 }
-                let participants: Vec<Vec<String>> = pipe.query_async(&mut connection).await.map_err(classify)?;
+                let participants: Vec<Vec<String>> = pipe.query_async(connection).await.map_err(classify)?;
                 for (meeting_id, participants) in meetings.iter().zip(participants) {
                     series.extend(participants.into_iter().map(|p| (meeting_id.clone(), p)));
                 }
             }
             None => {}
         }
-        if series.is_empty() {
-            return Ok(Vec::new());
-        }
         series.sort();
-        let mut pipe = redis::pipe();
-        for (meeting_id, participant_id) in &series {
-            pipe.cmd("ZRANGEBYSCORE")
-                .arg(self.key(&["history:", &Self::participant_suffix(meeting_id, participant_id)]))
-                .arg(query.from_ms)
-                .arg(query.to_ms)
-                .arg("WITHSCORES");
-        }
-        let answers: Vec<Vec<(String, u64)>> = pipe.query_async(&mut connection).await.map_err(classify)?;
+        Ok(series)
+    }
+
+    async fn history_page_of(&self, page: &HistoryPage) -> Result<Vec<HistoryPoint>, StoreError> {
+        let (query, after, limit) = (&page.query, page.after.as_ref(), page.limit);
         let mut points = Vec::new();
-        for ((meeting_id, participant_id), answer) in series.into_iter().zip(answers) {
-            for (member, t) in answer {
-                let text = member.split_once(':').map_or("", |(_, text)| text);
-                let metrics: MetricsView =
-                    serde_json::from_str(text).map_err(|e| StoreError::Internal(format!("bad history point: {e}")))?;
-                points.push(HistoryPoint {
-                    meeting_id: meeting_id.clone(),
-                    participant_id: participant_id.clone(),
-                    t,
-                    metrics,
-                });
+        if query.from_ms > query.to_ms || limit == 0 {
+            return Ok(points);
+        }
+        let mut connection = self.connection();
+        let mut series = self.history_series(query, &mut connection).await?;
+        if let Some((meeting_id, participant_id, _)) = after {
+            series.retain(|(m, p)| (m, p) >= (meeting_id, participant_id));
+        }
+        let key = |meeting_id: &str, participant_id: &str| {
+            self.key(&["history:", &ParticipantKey::new(meeting_id, participant_id).encode()])
+        };
+        // The lowest score to read of a series: in the series of `after`, after its bucket.
+        let lowest = |meeting_id: &str, participant_id: &str| match after {
+            Some((m, p, t)) if m == meeting_id && p == participant_id && *t >= query.from_ms => format!("({t}"),
+            _ => query.from_ms.to_string(),
+        };
+        // Counting first keeps the page bounded: each series is asked only for what still fits.
+        for chunk in series.chunks(SERIES_PER_ROUND_TRIP) {
+            let mut pipe = redis::pipe();
+            for (meeting_id, participant_id) in chunk {
+                pipe.cmd("ZCOUNT")
+                    .arg(key(meeting_id, participant_id))
+                    .arg(lowest(meeting_id, participant_id))
+                    .arg(query.to_ms);
+            }
+            let counts: Vec<usize> = pipe.query_async(&mut connection).await.map_err(classify)?;
+            let mut pipe = redis::pipe();
+            let mut wanted = Vec::new();
+            let mut room = limit - points.len();
+            for ((meeting_id, participant_id), count) in chunk.iter().zip(counts) {
+                let take = count.min(room);
+                if take > 0 {
+                    room -= take;
+                    pipe.cmd("ZRANGEBYSCORE")
+                        .arg(key(meeting_id, participant_id))
+                        .arg(lowest(meeting_id, participant_id))
+                        .arg(query.to_ms)
+                        .arg("WITHSCORES")
+                        .arg("LIMIT")
+                        .arg(0)
+                        .arg(take);
+                    wanted.push((meeting_id, participant_id));
+                }
+            }
+            if wanted.is_empty() {
+                continue;
+            }
+            let answers: Vec<Vec<(String, u64)>> = pipe.query_async(&mut connection).await.map_err(classify)?;
+            for ((meeting_id, participant_id), answer) in wanted.into_iter().zip(answers) {
+                for (member, t) in answer {
+                    let text = member.split_once(':').map_or("", |(_, text)| text);
+                    let metrics: MetricsView = serde_json::from_str(text)
+                        .map_err(|e| StoreError::Internal(format!("bad history point: {e}")))?;
+                    points.push(HistoryPoint {
+                        meeting_id: meeting_id.clone(),
+                        participant_id: participant_id.clone(),
+                        t,
+                        metrics,
+                    });
+                }
+            }
+            if points.len() >= limit {
+                break;
             }
         }
         Ok(points)
@@ -449,7 +648,7 @@ impl RedisStore {
         if from > to_ms {
             return Ok(Vec::new());
         }
-        let mut connection = self.connection.clone();
+        let mut connection = self.connection();
         let buckets: Vec<String> = redis::cmd("ZRANGEBYSCORE")
             .arg(self.key(&["turn-buckets"]))
             .arg(from)
@@ -475,35 +674,110 @@ impl RedisStore {
     }
 }
 
+/// Sends the commits waiting in `jobs` as one script call at a time (up to `MAX_IN_FLIGHT`
+/// calls in flight), until every sender is gone.
+async fn commit_worker(connection: ConnectionManager, script: Script, mut jobs: mpsc::UnboundedReceiver<Job>) {
+    let slots = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+    loop {
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return;
+        };
+        let mut batch = Vec::with_capacity(MAX_BATCH);
+        if jobs.recv_many(&mut batch, MAX_BATCH).await == 0 {
+            return;
+        }
+        let (connection, script) = (connection.clone(), script.clone());
+        tokio::spawn(async move {
+            run_batch(connection, &script, batch).await;
+            drop(slot);
+        });
+    }
+}
+
+/// One script call for `batch`; every job gets its own answer (or the call's error).
+async fn run_batch(mut connection: ConnectionManager, script: &Script, batch: Vec<Job>) {
+    let mut invocation = script.prepare_invoke();
+    invocation.arg(batch.len());
+    let mut replies = Vec::with_capacity(batch.len());
+    for job in batch {
+        invocation
+            .key(job.record_key)
+            .arg(job.expected)
+            .arg(job.value)
+            .arg(job.ttl_ms)
+            .arg(job.writes.len());
+        for write in job.writes {
+            match write {
+                Write::ZAdd(key, score, member) => invocation.key(key).arg("z").arg(score).arg(member),
+                Write::ZRemRange(key, min, max) => invocation.key(key).arg("r").arg(min).arg(max),
+                Write::PExpire(key, ms) => invocation.key(key).arg("x").arg(ms),
+                Write::HIncrBy(key, field, by) => invocation.key(key).arg("h").arg(field).arg(by),
+                Write::ZRem(key, member) => invocation.key(key).arg("m").arg(member),
+                Write::Publish(channel, text) => invocation.arg("p").arg(channel).arg(text.as_str()),
+            };
+        }
+        replies.push(job.reply);
+    }
+    match invocation.invoke_async::<Vec<Value>>(&mut connection).await {
+        Ok(answers) if answers.len() == replies.len() => {
+            for (reply, answer) in replies.into_iter().zip(answers) {
+                let _ = reply.send(Ok(answer));
+            }
+        }
+        Ok(answers) => {
+            let message = format!(
+                "the commit script answered {} of {} commits",
+                answers.len(),
+                replies.len()
+            );
+            for reply in replies {
+                let _ = reply.send(Err(StoreError::Internal(message.clone())));
+            }
+        }
+        Err(error) => {
+            let unavailable = is_unavailable(&error);
+            let message = error.to_string();
+            for reply in replies {
+                let _ = reply.send(Err(if unavailable {
+                    StoreError::Unavailable(message.clone())
+                } else {
+                    StoreError::Internal(message.clone())
+                }));
+            }
+        }
+    }
+}
+
+/// A stored `{version}|{JSON}` value.
+fn decode_record(value: &[u8]) -> Result<Versioned, StoreError> {
+    let bad = |detail: String| StoreError::Internal(format!("bad stored record: {detail}"));
+    let split = value
+        .iter()
+        .position(|&b| b == b'|')
+        .ok_or_else(|| bad("no version".into()))?;
+    let version = std::str::from_utf8(&value[..split])
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| bad("no version".into()))?;
+    let record = serde_json::from_slice(&value[split + 1..]).map_err(|e| bad(e.to_string()))?;
+    Ok(Versioned {
+        version,
+        record: Some(record),
+    })
+}
+
 /// JSON text of what the commit script stores.
 fn json<T: serde::Serialize>(value: &T) -> String {
     serde_json::to_string(value).expect("plain data always serializes")
 }
 
-/// Reads a participant (and its meeting id) from a flat HGETALL answer.
-fn participant_from_hash(hash: &[String]) -> Option<(String, ParticipantView)> {
-    let pairs: Vec<(&str, &str)> = hash
-        .chunks_exact(2)
-        .map(|kv| (kv[0].as_str(), kv[1].as_str()))
-        .collect();
-    let get = |name: &str| pairs.iter().find(|(k, _)| *k == name).map(|(_, v)| *v);
-    let meeting_id = get("meeting_id")?.to_owned();
-    let metrics = decode_fields(pairs.iter().filter_map(|(k, v)| Some((k.strip_prefix("v:")?, *v))));
-    Some((
-        meeting_id,
-        ParticipantView {
-            participant_id: get("participant_id")?.to_owned(),
-            label: get("label").map(str::to_owned),
-            last_seen: get("last_seen")?.parse().ok()?,
-            last_seq: get("last_seq").and_then(|s| s.parse().ok()).unwrap_or(0),
-            metrics: metrics.into(),
-        },
-    ))
+fn is_unavailable(error: &RedisError) -> bool {
+    error.is_io_error() || error.is_timeout() || error.is_connection_dropped() || error.is_connection_refusal()
 }
 
 /// Connection trouble means "try again later" (503); anything else is a bug or a broken server.
 fn classify(error: RedisError) -> StoreError {
-    if error.is_io_error() || error.is_timeout() || error.is_connection_dropped() || error.is_connection_refusal() {
+    if is_unavailable(&error) {
         StoreError::Unavailable(error.to_string())
     } else {
         StoreError::Internal(error.to_string())
@@ -511,8 +785,37 @@ fn classify(error: RedisError) -> StoreError {
 }
 
 impl Store for RedisStore {
-    fn ingest<'a>(&'a self, batch: &'a IngestBatch, now_ms: u64) -> StoreFuture<'a, IngestOutcome> {
-        Box::pin(self.ingest_batch(batch, now_ms))
+    fn live_ttl_ms(&self) -> u64 {
+        self.options().live_ttl_ms
+    }
+
+    fn load<'a>(&'a self, key: &'a ParticipantKey) -> StoreFuture<'a, Versioned> {
+        Box::pin(self.load_record(key))
+    }
+
+    fn commit(&self, commit: Commit) -> StoreFuture<'_, CommitOutcome> {
+        Box::pin(self.commit_record(commit))
+    }
+
+    fn due(&self, now_ms: u64, limit: usize) -> StoreFuture<'_, Vec<ParticipantKey>> {
+        Box::pin(self.due_at(now_ms, limit))
+    }
+
+    fn publish_target(&self) -> Option<&str> {
+        Some(&self.inner.target)
+    }
+
+    fn derived<'a>(&'a self, meeting_id: &'a str, participant_id: &'a str) -> StoreFuture<'a, DerivedSlot> {
+        // What is stored, not this process's cache: another process may have changed it.
+        Box::pin(async move {
+            let loaded = self
+                .read_record(&ParticipantKey::new(meeting_id, participant_id))
+                .await?;
+            Ok(DerivedSlot {
+                version: loaded.version,
+                derived: loaded.record.map(|r| r.derived).unwrap_or_default(),
+            })
+        })
     }
 
     fn live_meetings(&self, now_ms: u64) -> StoreFuture<'_, Vec<MeetingView>> {
@@ -521,7 +824,7 @@ impl Store for RedisStore {
 
     fn ping(&self) -> StoreFuture<'_, ()> {
         Box::pin(async move {
-            let mut connection = self.connection.clone();
+            let mut connection = self.connection();
             redis::cmd("PING")
                 .query_async::<String>(&mut connection)
                 .await
@@ -530,20 +833,25 @@ impl Store for RedisStore {
         })
     }
 
-    fn derived<'a>(&'a self, meeting_id: &'a str, participant_id: &'a str) -> StoreFuture<'a, DerivedSlot> {
-        Box::pin(self.derived_of(meeting_id, participant_id))
-    }
-
-    fn commit_derived<'a>(&'a self, commit: &'a DerivedCommit) -> StoreFuture<'a, bool> {
-        Box::pin(self.commit(commit))
-    }
-
     fn alert_history<'a>(&'a self, since_ms: u64, meeting_id: Option<&'a str>) -> StoreFuture<'a, Vec<AlertRecord>> {
-        Box::pin(self.alerts_since(since_ms, meeting_id))
+        Box::pin(async move { self.alert_page_of(&AlertPage::since(since_ms, meeting_id)).await })
+    }
+
+    fn alert_page<'a>(&'a self, page: &'a AlertPage) -> StoreFuture<'a, Vec<AlertRecord>> {
+        Box::pin(self.alert_page_of(page))
     }
 
     fn history<'a>(&'a self, query: &'a HistoryQuery) -> StoreFuture<'a, Vec<HistoryPoint>> {
-        Box::pin(self.history_of(query))
+        let page = HistoryPage {
+            query: query.clone(),
+            after: None,
+            limit: usize::MAX,
+        };
+        Box::pin(async move { self.history_page_of(&page).await })
+    }
+
+    fn history_page<'a>(&'a self, page: &'a HistoryPage) -> StoreFuture<'a, Vec<HistoryPoint>> {
+        Box::pin(self.history_page_of(page))
     }
 
     fn turn_usage(&self, from_ms: u64, to_ms: u64) -> StoreFuture<'_, Vec<TurnUsage>> {

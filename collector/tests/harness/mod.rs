@@ -289,7 +289,7 @@ pub async fn webdriver(profile: &Path, extension: Option<&Path>) -> (Proc, Clien
 /// Waits until the service worker has registered the hook and bridge content scripts (it does
 /// so at install, moments after start; a page opened before then would not be measured), then
 /// leaves the tab blank.
-async fn wait_hook_registered(client: &Client, extension_id: &str) {
+pub async fn wait_hook_registered(client: &Client, extension_id: &str) {
     client
         .goto(&format!("chrome-extension://{extension_id}/options.html"))
         .await

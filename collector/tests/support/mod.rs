@@ -157,9 +157,46 @@ pub fn batch(meeting_id: &str, participant_id: &str, events: Vec<Event>) -> Inge
     }
 }
 
+/// Collector settings whose alerts resolve once clear for `clear_after_ms`.
+pub fn hold(clear_after_ms: u64) -> vitals_collector::Settings {
+    vitals_collector::Settings {
+        alerts: vitals_collector::alerts::AlertThresholds {
+            clear_after_ms,
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+}
+
 pub fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_millis() as u64
+}
+
+/// An HTTP answer: the body as text, and as JSON (a JSON string of the text when it is not JSON).
+pub struct Answer {
+    pub status: axum::http::StatusCode,
+    pub headers: axum::http::HeaderMap,
+    pub text: String,
+    pub body: serde_json::Value,
+}
+
+/// Sends `request` through the router (no socket) and reads the whole answer.
+pub async fn send(app: &axum::Router, request: axum::http::Request<axum::body::Body>) -> Answer {
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+    let response = app.clone().oneshot(request).await.unwrap();
+    let status = response.status();
+    let headers = response.headers().clone();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    let text = String::from_utf8_lossy(&bytes).into_owned();
+    let body = serde_json::from_str(&text).unwrap_or_else(|_| serde_json::Value::String(text.clone()));
+    Answer {
+        status,
+        headers,
+        text,
+        body,
+    }
 }
