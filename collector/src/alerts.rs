@@ -15,49 +15,9 @@ use crate::store::MetricsView;
 use serde::{Deserialize, Serialize};
 use vitals_shared::QualityClass;
 
-/// What an alert is about; the names are those of the Socket.IO `meeting:alerts` protocol.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum AlertKind {
-    HighLatency,
-    PacketLoss,
-    UsingTurn,
-    PoorConnection,
-}
-
-impl AlertKind {
-    pub const ALL: [AlertKind; 4] = [
-        Self::HighLatency,
-        Self::PacketLoss,
-        Self::UsingTurn,
-        Self::PoorConnection,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::HighLatency => "high-latency",
-            Self::PacketLoss => "packet-loss",
-            Self::UsingTurn => "using-turn",
-            Self::PoorConnection => "poor-connection",
-        }
-    }
-
-    pub fn severity(self) -> Severity {
-        match self {
-            Self::HighLatency | Self::PacketLoss => Severity::Warning,
-            Self::UsingTurn => Severity::Info,
-            Self::PoorConnection => Severity::Critical,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Severity {
-    Info,
-    Warning,
-    Critical,
-}
+/// What an alert is about (the names are those of the Socket.IO `meeting:alerts` protocol) and
+/// its severity: shared with the extension's report, which judges a call by the same rules.
+pub use vitals_shared::report::{AlertKind, Severity};
 
 /// The engine's knobs.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -75,9 +35,9 @@ pub struct AlertThresholds {
 impl Default for AlertThresholds {
     fn default() -> Self {
         Self {
-            latency_ms: 300.0,
-            loss_pct: 5.0,
-            clear_after_ms: 10_000,
+            latency_ms: vitals_shared::report::ALERT_RTT_MS,
+            loss_pct: vitals_shared::report::ALERT_LOSS_PCT,
+            clear_after_ms: vitals_shared::report::ALERT_CLEAR_AFTER_MS as u64,
             turn_price_per_gb: crate::turn::DEFAULT_PRICE_PER_GB,
         }
     }

@@ -10,7 +10,7 @@ mod overview;
 mod recorder;
 
 pub use alerts::{
-    alert_events, AlertEvent, AlertKind, AlertState, AlertThresholds, ALERT_CLEAR_AFTER_MS, ALERT_LOSS_PCT,
+    alert_events, AlertEvent, AlertKind, AlertState, AlertThresholds, Severity, ALERT_CLEAR_AFTER_MS, ALERT_LOSS_PCT,
     ALERT_RTT_MS,
 };
 pub use overview::{Overview, Stat};

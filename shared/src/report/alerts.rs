@@ -60,6 +60,25 @@ impl AlertKind {
             Self::PoorConnection => "poor-connection",
         }
     }
+
+    /// How urgent the collector rates it: relay costs money (info), latency and loss hurt
+    /// (warning), a poor connection is critical.
+    pub fn severity(self) -> Severity {
+        match self {
+            Self::HighLatency | Self::PacketLoss => Severity::Warning,
+            Self::UsingTurn => Severity::Info,
+            Self::PoorConnection => Severity::Critical,
+        }
+    }
+}
+
+/// An alert's severity, as the collector and its webhooks name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Info,
+    Warning,
+    Critical,
 }
 
 /// Whether an event starts or ends an alert.
