@@ -516,7 +516,16 @@ async fn history_and_alerts_come_in_pages_with_every_row_once(backend: Backend) 
 
     // History: one point per participant per bucket, ordered by participant, then time.
     let history = format!("/api/v1/meetings/{}/history?from={from}&to={to}", encode(MEETING));
-    let (full, pages) = all_pages(&app, &format!("{history}&limit=20000"), "points", 20_000).await;
+    // A participant's point is written when the stream publishes its state, at most every 2 s
+    // (a state held by that limit is written when its window ends): wait for the second bucket.
+    let waited = std::time::Instant::now();
+    let (full, pages) = loop {
+        let (full, pages) = all_pages(&app, &format!("{history}&limit=20000"), "points", 20_000).await;
+        if full.len() >= 2 * participants.len() || waited.elapsed() > Duration::from_secs(5) {
+            break (full, pages);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
     assert_eq!(pages, 1);
     let full = keys(&full, "t");
     assert_eq!(full.len(), 2 * participants.len(), "{full:?}");
