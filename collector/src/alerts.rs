@@ -59,13 +59,8 @@ pub struct ActiveAlert {
     pub clear_since: Option<u64>,
 }
 
-/// Whether a history record marks the start or the end of an alert.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum AlertState {
-    Raised,
-    Resolved,
-}
+/// Whether a history record marks the start or the end of an alert (shared with the report).
+pub use vitals_shared::report::AlertState;
 
 /// One line of the alert history.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
