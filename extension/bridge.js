@@ -3,7 +3,9 @@
   const SOURCE = 'call-vitals-hook';
   const HANDSHAKE = 'call-vitals-port';
   const HELLO = 'call-vitals-hello';
-  const MAX_REPORTS = 500; // shared/src/messages.rs MAX_REPORTS
+  const MAX_REPORTS = 500; // per connection: shared/src/messages.rs MAX_REPORTS
+  const MAX_ITEMS = 64; // connections per message (the hook polls at most 64 per document)
+  const MAX_BATCH_REPORTS = 2000; // reports per message, all connections together
   const MAX_PC_ID = 64; // shared/src/messages.rs MAX_PC_ID_LEN
   const MAX_KEYS = 40;
   const MAX_STRING = 256;
@@ -44,18 +46,27 @@
       if (now - windowStart >= 1000) { windowStart = now; inWindow = 0; }
       if (++inWindow > MAX_PER_SECOND) return;
       const d = event.data;
-      if (!d || typeof d !== 'object' || !validId(d.pc)) return;
+      if (!d || typeof d !== 'object') return;
       if (d.kind === 'stats') {
-        if (!Array.isArray(d.reports) || d.reports.length > MAX_REPORTS) return;
-        const reports = [];
-        for (const r of d.reports) {
-          const c = clean(r);
-          if (c) reports.push(c);
+        // One poll of every connection of the frame: [{pc, reports}], checked item by item.
+        if (!Array.isArray(d.items) || d.items.length > MAX_ITEMS) return;
+        const items = [];
+        let total = 0;
+        for (const item of d.items) {
+          if (!item || typeof item !== 'object' || !validId(item.pc) || !Array.isArray(item.reports)) continue;
+          total += item.reports.length;
+          if (item.reports.length > MAX_REPORTS || total > MAX_BATCH_REPORTS) return;
+          if (!seen.has(item.pc) && seen.size >= 256) continue;
+          const reports = [];
+          for (const r of item.reports) {
+            const c = clean(r);
+            if (c) reports.push(c);
+          }
+          seen.add(item.pc);
+          items.push({ pc: item.pc, reports });
         }
-        if (!seen.has(d.pc) && seen.size >= 256) return;
-        seen.add(d.pc);
-        send({ source: SOURCE, kind: 'stats', pc: d.pc, reports });
-      } else if (d.kind === 'closed' && seen.has(d.pc)) {
+        if (items.length) send({ source: SOURCE, kind: 'stats', items });
+      } else if (d.kind === 'closed' && validId(d.pc) && seen.has(d.pc)) {
         seen.delete(d.pc);
         send({ source: SOURCE, kind: 'closed', pc: d.pc });
       }

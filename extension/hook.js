@@ -68,23 +68,107 @@
     if (!tracked.length && timer) { clearIntervalSaved(timer); timer = 0; }
   };
 
-  const trim = (kit, report) => {
+  // One stats object -> a prototype-less copy of the members the processor reads, or null.
+  const copyOf = (r) => {
+    // Own members only: a page's getters on Object.prototype never run here.
+    const fields = r && apply(hasOwn, r, ['type']) && FIELDS[r.type];
+    if (!fields) return null;
+    const copy = createNull(); // no prototype: a page's setters on Object.prototype never run
+    copy.type = r.type;
+    for (let i = 0; i < fields.length; i++) {
+      if (apply(hasOwn, r, [fields[i]])) copy[fields[i]] = r[fields[i]];
+    }
+    return copy;
+  };
+
+  // Chromium builds a JavaScript object for every stats object a script reaches (about 20 per
+  // connection, most of them codecs, certificates and other types the processor never reads), and
+  // that is most of what the hook costs the page. So only some polls walk the whole report (a
+  // full scan); the others fetch by id just what the processor reads: the streams and transports
+  // the last full scan found, each transport's selected candidate pair, and that pair's two
+  // candidates (whose members never change, so they are kept from the scan that met them).
+  const FULL_SCAN_EVERY = 10; // polls; also whenever the report's size changes or an id is gone
+  const TARGETED = createNull();
+  TARGETED['inbound-rtp'] = true;
+  TARGETED['outbound-rtp'] = true;
+  TARGETED['remote-inbound-rtp'] = true;
+  TARGETED.transport = true;
+
+  const fullScan = (entry, report, size) => {
     const out = [];
-    apply(kit.forEach, report, [(r) => {
-      // Own members only: a page's getters on Object.prototype never run here.
-      const fields = r && apply(hasOwn, r, ['type']) && FIELDS[r.type];
-      if (!fields) return;
-      const copy = createNull(); // no prototype: a page's setters on Object.prototype never run
-      copy.type = r.type;
-      for (let i = 0; i < fields.length; i++) {
-        if (apply(hasOwn, r, [fields[i]])) copy[fields[i]] = r[fields[i]];
-      }
+    const ids = [];
+    const candidates = createNull();
+    let targetable = true;
+    apply(entry.kit.forEach, report, [(r) => {
+      const copy = copyOf(r);
+      if (!copy) return;
       out[out.length] = copy;
+      if (TARGETED[copy.type] === true) ids[ids.length] = copy.id;
+      if (copy.type === 'local-candidate' || copy.type === 'remote-candidate') candidates[copy.id] = copy;
+      // A transport without a selected pair (none yet, or a browser that does not say) leaves
+      // the choice of pair to the processor, which then needs every pair: full scans only.
+      if (copy.type === 'transport' && typeof copy.selectedCandidatePairId !== 'string') targetable = false;
     }]);
+    entry.plan = targetable ? { size, ids, candidates, age: 0 } : null;
     return out;
   };
 
+  // The targeted fetch, or null when the report no longer matches the plan (then: a full scan).
+  const targeted = (entry, report) => {
+    const { kit, plan } = entry;
+    const out = [];
+    for (let i = 0; i < plan.ids.length; i++) {
+      const copy = copyOf(apply(kit.get, report, [plan.ids[i]]));
+      if (!copy) return null;
+      out[out.length] = copy;
+      if (copy.type !== 'transport') continue;
+      const pair = copyOf(apply(kit.get, report, [copy.selectedCandidatePairId]));
+      if (!pair || pair.type !== 'candidate-pair') return null;
+      out[out.length] = pair;
+      for (let end = 0; end < 2; end++) {
+        const id = end === 0 ? pair.localCandidateId : pair.remoteCandidateId;
+        let candidate = typeof id === 'string' ? plan.candidates[id] : undefined;
+        if (candidate === undefined) {
+          candidate = copyOf(apply(kit.get, report, [id]));
+          if (!candidate) return null;
+          plan.candidates[id] = candidate;
+        }
+        out[out.length] = candidate;
+      }
+    }
+    return out;
+  };
+
+  const trim = (entry, report) => {
+    const size = apply(entry.kit.size, report, []);
+    const plan = entry.plan;
+    if (plan && plan.size === size && (plan.age += 1) < FULL_SCAN_EVERY) {
+      const out = targeted(entry, report);
+      if (out) return out;
+    }
+    return fullScan(entry, report, size);
+  };
+
+  // One message per poll for all connections (the bridge's runtime message is a large part of
+  // the cost): a round is sent when its last getStats() settles, or at the next poll if one is
+  // still pending (a late report then goes on its own).
+  let round = null;
+  const flush = (r) => {
+    if (!r.sent && r.items.length) send({ kind: 'stats', items: r.items });
+    r.sent = true;
+  };
+  const settle = (r, item) => {
+    if (item) {
+      if (r.sent) send({ kind: 'stats', items: [item] });
+      else r.items[r.items.length] = item;
+    }
+    if ((r.waiting -= 1) === 0) flush(r);
+  };
+
   const poll = () => {
+    if (round) flush(round);
+    const r = { items: [], waiting: 1, sent: false };
+    round = r;
     for (let i = tracked.length - 1; i >= 0; i--) {
       const entry = tracked[i];
       try {
@@ -93,16 +177,27 @@
         if (!pc || apply(entry.kit.signalingState, pc, []) === 'closed') { forget(i); continue; }
         if (entry.busy) continue; // polls of one connection never overlap
         entry.busy = true;
-        const done = () => { entry.busy = false; };
+        r.waiting += 1;
+        let settled = false;
+        const done = (item) => {
+          entry.busy = false;
+          if (settled) return;
+          settled = true;
+          settle(r, item);
+        };
         const promise = apply(entry.kit.getStats, pc, []);
         apply(entry.kit.then, promise, [(report) => {
-          done();
+          let item = null;
           try {
-            send({ kind: 'stats', pc: entry.id, reports: trim(entry.kit, report) });
+            item = { pc: entry.id, reports: trim(entry, report) };
           } catch (_) { /* never an unhandled rejection the page could see */ }
-        }, done]);
-      } catch (_) { entry.busy = false; }
+          try { done(item); } catch (_) { /* the same */ }
+        }, () => { try { done(null); } catch (_) { /* the same */ } }]);
+      } catch (_) {
+        if (entry.busy) { entry.busy = false; r.waiting -= 1; }
+      }
     }
+    settle(r, null); // the round's own count: sent now if nothing is pending
   };
 
   const track = (pc, kit) => {
@@ -113,6 +208,7 @@
       ref: WeakRefCtor ? new WeakRefCtor(pc) : pc,
       kit,
       busy: false,
+      plan: null, // what a targeted fetch reads (set by each full scan)
     };
     if (!timer) timer = setIntervalSaved(poll, POLL_MS);
   };
@@ -142,6 +238,8 @@
       getStats: Native.prototype.getStats,
       signalingState: getOwnPropertyDescriptor(Native.prototype, 'signalingState').get,
       forEach: win.RTCStatsReport.prototype.forEach,
+      get: win.RTCStatsReport.prototype.get,
+      size: getOwnPropertyDescriptor(win.RTCStatsReport.prototype, 'size').get,
       then: win.Promise.prototype.then,
     };
     const Wrapped = replace(win, 'RTCPeerConnection', {

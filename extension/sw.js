@@ -150,10 +150,18 @@ chrome.runtime.onMessage.addListener((msg, sender) => {
   }
   if (msg.source !== SOURCE || !sender.tab || typeof sender.tab.id !== 'number') return;
   const tab = sender.tab.id;
-  if (msg.kind === 'stats' && validPc(msg.pc) && Array.isArray(msg.reports) && msg.reports.length <= 500) {
+  if (msg.kind === 'stats' && Array.isArray(msg.items) && msg.items.length <= 64) {
+    // One poll of a frame's connections; the offscreen document gets one snapshot per connection.
     const url = sender.tab.url || sender.url || '';
-    lastStatsAt = Date.now();
-    send({ type: 'stats', tab, url, pc: msg.pc, now_ms: Date.now(), reports: msg.reports });
+    const now = Date.now();
+    let any = false;
+    for (const item of msg.items) {
+      if (!item || !validPc(item.pc) || !Array.isArray(item.reports) || item.reports.length > 500) continue;
+      send({ type: 'stats', tab, url, pc: item.pc, now_ms: now, reports: item.reports });
+      any = true;
+    }
+    if (!any) return;
+    lastStatsAt = now;
     refreshBadge(tab);
   } else if (msg.kind === 'closed' && validPc(msg.pc)) {
     send({ type: 'pc-closed', tab, pc: msg.pc }, false);

@@ -16,7 +16,8 @@ pub const MAX_REPORTS: usize = 500;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "kebab-case")]
 pub enum ToOffscreen {
-    /// One `getStats()` poll of one peer connection in a tab (hook -> bridge -> service worker).
+    /// One `getStats()` poll of one peer connection in a tab (hook -> bridge -> service worker,
+    /// which carry one message per poll for all of a frame's connections and split it here).
     Stats {
         tab: i64,
         /// The page's URL; only its origin and path are ever used, and only inside the browser.
