@@ -545,8 +545,63 @@ async fn a_restarted_offscreen_document_still_delivers_every_event_once() {
     s.browser.quit().await;
 }
 
+/// (d) The call ends while the collector is down and the offscreen document goes (as it does
+/// when idle): the popup, with no document to ask, still says how many events wait in storage;
+/// the next call in the page brings the document back, which delivers them, each once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_wait_in_storage_between_calls_and_the_popup_counts_them() {
+    let (s, demo) = setup().await;
+    let client = s.browser.client();
+    let before = outage(&s, 2).await;
+    let (session, participant) = before.session();
+    let popup_tab = client.window().await.expect("popup window");
+    client.switch_to_window(demo.clone()).await.expect("demo tab");
+    client
+        .execute("document.getElementById('hangup').click()", vec![])
+        .await
+        .expect("hang up");
+    client.switch_to_window(popup_tab.clone()).await.expect("popup tab");
+    let start = Instant::now();
+    while client.find(Locator::Css("#no-call")).await.is_err() {
+        assert!(start.elapsed() < PATIENCE, "the popup never showed that the call ended");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let closed = client
+        .execute_async(
+            "const done = arguments[arguments.length - 1];
+             chrome.offscreen.closeDocument().then(() => done('closed'), (e) => done(String(e)));",
+            vec![],
+        )
+        .await
+        .expect("close the offscreen document");
+    assert_eq!(closed, json!("closed"));
+    let stored = wait_extension(client, "the document gone, its queue stored", |e| !e.offscreen).await;
+    assert!(stored.events.len() >= before.events.len(), "{stored:?}");
+    let text = wait_popup(client, "idle with the stored events", |state, text| {
+        state == "idle" && count_before(text, "queued") == Some(stored.events.len() as u64)
+    })
+    .await;
+    assert!(text.contains("no call"), "{text}");
+
+    // The next call (within the 30 s a session may resume) brings the document back.
+    client.switch_to_window(demo.clone()).await.expect("demo tab");
+    client
+        .execute(
+            "document.querySelector('#turn-form button[type=submit]').click()",
+            vec![],
+        )
+        .await
+        .expect("restart the call");
+    client.switch_to_window(popup_tab).await.expect("popup tab");
+    let back = wait_extension(client, "the document back with the queue", |e| e.offscreen).await;
+    assert_eq!(back.session().0, session, "the call's session goes on");
+    recover_and_check(&s, &demo, &participant, &stored).await;
+    s.browser.quit().await;
+}
+
 /// (c) The offscreen document closes a while after the last call ends (the popup then shows no
-/// call and the collector off, the badge is clear) and comes back for the next call.
+/// call and the collector on with nothing queued, the badge is clear) and comes back for the
+/// next call.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_offscreen_document_closes_after_the_last_call_and_returns_for_the_next() {
     let collector = Collector::start().await;
@@ -576,7 +631,10 @@ async fn the_offscreen_document_closes_after_the_last_call_and_returns_for_the_n
     // start goes on with it), its queue is empty.
     assert!(closed.events.is_empty(), "{closed:?}");
     popup.wait_text("#no-call").await;
-    wait_popup(client, "off", |state, _| state == "off").await;
+    wait_popup(client, "idle, nothing queued", |state, text| {
+        state == "idle" && count_before(text, "queued") == Some(0)
+    })
+    .await;
     let badge = client
         .execute_async(
             "const done = arguments[arguments.length - 1];

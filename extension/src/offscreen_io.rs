@@ -1,4 +1,4 @@
-//! The offscreen document's own browser calls: `localStorage` for the upload queue, and telling the service worker it is idle.
+//! The offscreen document's own browser calls: `localStorage` for the upload queue (which the popup reads too), and telling the service worker it is idle.
 //!
 //! Why `localStorage` for the queue (format: `upload_store.rs`): an offscreen document gets no
 //! `chrome.*` API but `chrome.runtime`, so `chrome.storage.local` would be a message round trip

@@ -101,6 +101,18 @@ pub fn parse(key: &str, value: &str) -> Option<Entry> {
     bad()
 }
 
+/// What the stored queue holds while no offscreen document runs (the popup shows it): events
+/// waiting for the next call, and events given up so far.
+pub fn waiting<'a>(entries: impl IntoIterator<Item = (&'a str, &'a str)>) -> (usize, u64) {
+    entries
+        .into_iter()
+        .fold((0, 0), |(queued, dropped), (k, v)| match parse(k, v) {
+            Some(Entry::Event(..)) => (queued + 1, dropped),
+            Some(Entry::Dropped(n)) => (queued, dropped + n),
+            _ => (queued, dropped),
+        })
+}
+
 /// Applies `ops` to a map standing in for `localStorage` (for the tests of the queue's users).
 #[cfg(test)]
 pub fn apply_to(disk: &mut std::collections::BTreeMap<String, String>, ops: Vec<StoreOp>) {
@@ -158,6 +170,30 @@ mod tests {
             )
         );
         assert_eq!(dropped_key(), "cv-upload-v1:dropped");
+    }
+
+    #[test]
+    fn waiting_counts_stored_events_and_drops_only() {
+        let mut disk = std::collections::BTreeMap::new();
+        let record = SessionRecord {
+            tab: 4,
+            meeting: "https://meet.example/x".into(),
+            last_seq: 2,
+            live: false,
+        };
+        apply_to(
+            &mut disk,
+            vec![
+                put_session("s1", &record),
+                put_event("s1", &event(1)),
+                put_event("s1", &event(2)),
+                StoreOp::Put(dropped_key(), "7".into()),
+                StoreOp::Put(event_key("s1", 3), "{damaged".into()),
+                StoreOp::Put("unrelated".into(), "1".into()),
+            ],
+        );
+        assert_eq!(waiting(disk.iter().map(|(k, v)| (k.as_str(), v.as_str()))), (2, 7));
+        assert_eq!(waiting(std::iter::empty()), (0, 0));
     }
 
     #[test]

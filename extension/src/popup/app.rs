@@ -8,10 +8,10 @@ use super::relay_warning::RelayWarning;
 use super::report_actions::ReportActions;
 use super::sparkline::Sparkline;
 use super::state::{Action, PopupState};
-use crate::browser;
 use crate::driver::HISTORY_SAMPLES;
+use crate::{browser, offscreen_io, upload_store};
 use gloo_timers::callback::Interval;
-use vitals_shared::messages::TabView;
+use vitals_shared::messages::{CollectorStatus, TabView};
 use yew::prelude::*;
 
 fn has_call(view: &TabView) -> bool {
@@ -39,9 +39,27 @@ async fn fetch(dispatch: UseReducerDispatcher<PopupState>) {
         Err(e) => Err(e),
     };
     dispatch.dispatch(match answer {
+        Ok(None) => Action::NoDocument(idle_status().await),
         Ok(view) => Action::Received(view.map(Box::new)),
         Err(e) => Action::Failed(e),
     });
+}
+
+/// The collector line while no offscreen document runs: "off" unless sending is configured,
+/// else "idle" with the events that wait in the stored queue for the next call (the popup
+/// shares the offscreen document's `localStorage`).
+async fn idle_status() -> CollectorStatus {
+    let sending = browser::load_settings()
+        .await
+        .is_ok_and(|s| s.sending && !s.collector_url.trim().is_empty());
+    let stored = offscreen_io::load();
+    let (queued, dropped) = upload_store::waiting(stored.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    CollectorStatus {
+        state: if sending { "idle" } else { "off" }.into(),
+        queued,
+        dropped,
+        ..CollectorStatus::default()
+    }
 }
 
 #[function_component(App)]

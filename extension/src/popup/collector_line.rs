@@ -1,4 +1,4 @@
-//! One line on the collector connection: off, connected, retrying, events queued or dropped.
+//! One line on the collector connection: off, idle, connected, retrying, events queued or dropped.
 
 use vitals_shared::messages::CollectorStatus;
 use yew::prelude::*;
@@ -13,6 +13,8 @@ pub fn collector_line(props: &CollectorLineProps) -> Html {
     let s = &props.status;
     let text = match s.state.as_str() {
         "off" => "Collector: off".to_string(),
+        // No call, so no offscreen document: what waits in storage goes with the next call.
+        "idle" => format!("Collector: on, no call, {} queued", s.queued),
         state => format!("Collector: {state}, {} sent, {} queued", s.sent, s.queued),
     };
     // Events the bounded queue had to give up while the collector was unreachable.

@@ -10,6 +10,9 @@ use yew::Reducible;
 pub enum Action {
     /// The offscreen document answered (`None`: nobody answered, so no call anywhere).
     Received(Option<Box<TabView>>),
+    /// No offscreen document runs (no call anywhere): the collector line as the settings and
+    /// the stored upload queue give it.
+    NoDocument(CollectorStatus),
     /// Asking failed.
     Failed(String),
 }
@@ -20,6 +23,8 @@ pub struct PopupState {
     pub loaded: bool,
     pub view: Option<TabView>,
     pub error: Option<String>,
+    /// The collector line while no offscreen document runs.
+    pub idle: Option<CollectorStatus>,
 }
 
 impl PopupState {
@@ -50,6 +55,7 @@ impl PopupState {
         self.view
             .as_ref()
             .map(|v| v.collector.clone())
+            .or_else(|| self.idle.clone())
             .unwrap_or_else(|| CollectorStatus {
                 state: "off".into(),
                 ..CollectorStatus::default()
@@ -66,12 +72,20 @@ impl Reducible for PopupState {
                 loaded: true,
                 view: view.map(|v| *v),
                 error: None,
+                idle: None,
+            },
+            Action::NoDocument(status) => PopupState {
+                loaded: true,
+                view: None,
+                error: None,
+                idle: Some(status),
             },
             // Keep showing the last figures: one failed poll should not blank the popup.
             Action::Failed(error) => PopupState {
                 loaded: true,
                 view: self.view.clone(),
                 error: Some(error),
+                idle: self.idle.clone(),
             },
         };
         if next == *self {
@@ -119,6 +133,23 @@ mod tests {
         assert_eq!(s.collector().state, "off");
         let s = s.reduce(Action::Received(Some(Box::new(view_with_peers(0)))));
         assert!(s.call().is_none());
+    }
+
+    #[test]
+    fn without_a_document_the_stored_queue_is_shown_until_one_answers() {
+        let idle = CollectorStatus {
+            state: "idle".into(),
+            queued: 3,
+            dropped: 1,
+            ..CollectorStatus::default()
+        };
+        let s = Rc::new(PopupState::default()).reduce(Action::NoDocument(idle.clone()));
+        assert!(s.loaded && s.call().is_none());
+        assert_eq!(s.collector(), idle);
+        let s = s.reduce(Action::Failed("boom".into()));
+        assert_eq!(s.collector(), idle);
+        let s = s.reduce(Action::Received(Some(Box::new(view_with_peers(1)))));
+        assert_eq!(s.collector().state, "connected");
     }
 
     #[test]
