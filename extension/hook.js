@@ -178,11 +178,8 @@
         if (entry.busy) continue; // polls of one connection never overlap
         entry.busy = true;
         r.waiting += 1;
-        let settled = false;
         const done = (item) => {
           entry.busy = false;
-          if (settled) return;
-          settled = true;
           settle(r, item);
         };
         const promise = apply(entry.kit.getStats, pc, []);
