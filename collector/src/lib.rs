@@ -18,7 +18,7 @@ pub mod stream;
 pub mod turn;
 pub mod webhook;
 
-pub use api::INGEST_BODY_LIMIT_BYTES;
+pub use api::{App, INGEST_BODY_LIMIT_BYTES};
 pub use error::ApiError;
 pub use pipeline::{IngestError, SWEEP_INTERVAL};
 pub use secret::Secret;
@@ -170,17 +170,30 @@ impl std::fmt::Debug for AppState {
     }
 }
 
-/// The whole HTTP application, Socket.IO included. Call it inside a Tokio runtime, or the
-/// Socket.IO admin room receives no alerts and updates and nothing is swept (held stream updates,
-/// alerts resolving without a new event); it starts the state's sweeper.
-pub fn app(state: AppState) -> Router {
+/// The whole HTTP application, Socket.IO included (a `tower` service of `Request`s). Call it
+/// inside a Tokio runtime, or the Socket.IO admin room receives no alerts and updates and nothing
+/// is swept (held stream updates, alerts resolving without a new event); it starts the state's
+/// sweeper.
+pub fn app(state: AppState) -> App {
     state.start_sweeper();
-    api::router(state.clone()).merge(socketio::router(state))
+    let router: Router = api::router(state.clone()).merge(socketio::router(state.clone()));
+    App::new(state, router)
 }
 
 /// Serves [`app`] on `listener` until the process ends (or an accept loop error).
 pub async fn serve(listener: TcpListener, state: AppState) -> std::io::Result<()> {
-    axum::serve(listener, app(state)).await
+    axum::serve(no_delay(listener), app(state)).await
+}
+
+/// `listener` with `TCP_NODELAY` on every connection: an answer goes out at once, not after the
+/// client's delayed acknowledgement of the previous one.
+fn no_delay(listener: TcpListener) -> impl axum::serve::Listener<Addr = std::net::SocketAddr> {
+    use axum::serve::ListenerExt;
+    listener.tap_io(|stream| {
+        if let Err(error) = stream.set_nodelay(true) {
+            tracing::debug!(%error, "cannot set TCP_NODELAY");
+        }
+    })
 }
 
 /// Serves [`app`] on `listener` until `shutdown` completes, then finishes in-flight requests.
@@ -189,5 +202,7 @@ pub async fn serve_with_shutdown(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app(state)).with_graceful_shutdown(shutdown).await
+    axum::serve(no_delay(listener), app(state))
+        .with_graceful_shutdown(shutdown)
+        .await
 }

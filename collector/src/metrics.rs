@@ -25,6 +25,8 @@ pub struct Metrics {
     requests_other: AtomicU64,
     events_accepted: AtomicU64,
     events_applied: AtomicU64,
+    /// Requests per latency bucket, each counted in the first bucket it fits (one update per
+    /// request); the exposition adds them up.
     latency_buckets: [AtomicU64; LATENCY_BUCKETS_S.len()],
     latency_count: AtomicU64,
     latency_sum_us: AtomicU64,
@@ -39,10 +41,8 @@ impl Metrics {
             None => self.requests_other.fetch_add(1, Ordering::Relaxed),
         };
         let seconds = elapsed.as_secs_f64();
-        for (bound, count) in LATENCY_BUCKETS_S.iter().zip(&self.latency_buckets) {
-            if seconds <= *bound {
-                count.fetch_add(1, Ordering::Relaxed);
-            }
+        if let Some(i) = LATENCY_BUCKETS_S.iter().position(|bound| seconds <= *bound) {
+            self.latency_buckets[i].fetch_add(1, Ordering::Relaxed);
         }
         self.latency_count.fetch_add(1, Ordering::Relaxed);
         self.latency_sum_us
@@ -103,11 +103,12 @@ impl Metrics {
             "# HELP vitals_ingest_duration_seconds Time to answer an ingest request."
         );
         let _ = writeln!(out, "# TYPE vitals_ingest_duration_seconds histogram");
+        let mut cumulative = 0;
         for (bound, count) in LATENCY_BUCKETS_S.iter().zip(&self.latency_buckets) {
+            cumulative += load(count);
             let _ = writeln!(
                 out,
-                "vitals_ingest_duration_seconds_bucket{{le=\"{bound}\"}} {}",
-                load(count)
+                "vitals_ingest_duration_seconds_bucket{{le=\"{bound}\"}} {cumulative}"
             );
         }
         let total = load(&self.latency_count);

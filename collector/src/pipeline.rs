@@ -173,11 +173,12 @@ fn plan_ingest(
     settings: &Settings,
     live_ttl_ms: u64,
     key: &ParticipantKey,
-    loaded: &Versioned,
+    loaded: Versioned,
     batch: &IngestBatch,
     now_ms: u64,
 ) -> Result<(Planned, IngestOutcome), u64> {
-    let mut record = loaded.record.clone().unwrap_or_default();
+    let stored = loaded.record.is_some();
+    let mut record = loaded.record.unwrap_or_default();
     let mut planned = Planned {
         commit: Commit::new(
             key.clone(),
@@ -188,7 +189,7 @@ fn plan_ingest(
         ),
         alerts: Vec::new(),
     };
-    if loaded.record.is_some() && record.expired(now_ms, live_ttl_ms) {
+    if stored && record.expired(now_ms, live_ttl_ms) {
         // The participant is back after its live state expired: it starts over.
         let closed = close_out(&mut record, settings, key, now_ms);
         planned.alerts = closed.alerts;
@@ -269,10 +270,10 @@ fn plan_sweep(
     settings: &Settings,
     live_ttl_ms: u64,
     key: &ParticipantKey,
-    loaded: &Versioned,
+    loaded: Versioned,
     now_ms: u64,
 ) -> Option<Planned> {
-    let Some(mut record) = loaded.record.clone() else {
+    let Some(mut record) = loaded.record else {
         // The record is gone (expired in Redis): only its index entry is left.
         let mut commit = Commit::new(key.clone(), loaded.version, 0, None, now_ms);
         commit.due = DueChange::Clear;
@@ -324,30 +325,45 @@ fn plan_sweep(
     Some(Planned { commit, alerts })
 }
 
-/// Commits what `plan` makes of the participant's record, again on every conflict; then tells
-/// this process's admins (unless the commit published itself), the webhook and the metrics.
+/// Commits what `plan` makes of the participant's record, again (with the record then stored)
+/// on every conflict; then tells this process's admins (at once, also when the commit published
+/// the messages to Redis itself), the webhook and the metrics.
 async fn transact<T>(
     state: &AppState,
     key: &ParticipantKey,
-    mut plan: impl FnMut(&Versioned) -> Result<Option<(Planned, T)>, IngestError>,
+    mut plan: impl FnMut(Versioned) -> Result<Option<(Planned, T)>, IngestError>,
 ) -> Result<Option<T>, IngestError> {
     let mut loaded = state.store.load(key).await?;
     for _ in 0..MAX_ATTEMPTS {
-        let Some((mut planned, result)) = plan(&loaded)? else {
+        let Some((mut planned, result)) = plan(loaded)? else {
             return Ok(None);
         };
-        let channel = state.publish_channel.as_deref();
-        let local_texts = match channel {
-            Some(channel) => {
+        // Stream messages: published by the commit itself when the store is on the stream's
+        // Redis (tagged, so that this process's admins get them at once after the commit and
+        // not a second time from Redis), else published after it.
+        let texts = std::mem::take(&mut planned.commit.publish);
+        let mut tagged = Vec::new();
+        match state.publish_channel.as_deref() {
+            Some(channel) if !texts.is_empty() => {
                 planned.commit.publish_channel = Some(channel.to_owned());
-                Vec::new()
+                for text in &texts {
+                    let (seq, text) = state.hub.tag(text);
+                    planned.commit.publish.push(text);
+                    tagged.push(seq);
+                }
             }
-            None => planned.commit.publish.clone(),
-        };
+            _ => {}
+        }
         match state.store.commit(planned.commit).await? {
             CommitOutcome::Committed => {
-                for text in local_texts {
-                    state.hub.publish(text).await;
+                if tagged.is_empty() {
+                    for text in texts {
+                        state.hub.publish(text).await;
+                    }
+                } else {
+                    for (seq, text) in tagged.into_iter().zip(texts) {
+                        state.hub.deliver_once(seq, text);
+                    }
                 }
                 for alert in &planned.alerts {
                     tracing::info!(kind = alert.kind.as_str(), state = ?alert.state, "alert");

@@ -7,7 +7,10 @@
 //! - with [`RedisFanout`], every message is `PUBLISH`ed to one Redis channel (by the commit that
 //!   caused it, when the store is on the same Redis), and every process subscribes to it and
 //!   forwards what arrives into its own broadcast, so an admin connected to any process sees
-//!   everything.
+//!   everything. A message published by this process is also handed to its own admins at once
+//!   when its commit succeeds, without waiting for Redis to send it back: it is tagged with this
+//!   hub's origin and a sequence number, and whichever of the two ways brings it first delivers
+//!   it (each message reaches each admin once).
 //!
 //! The metrics limit is kept in each participant's record (see `pipeline`), so it holds across
 //! processes; an update held back by it goes out, with the newest state, when the window ends.
@@ -16,7 +19,10 @@ use crate::alerts::AlertRecord;
 use crate::store::ParticipantView;
 use axum::extract::ws::Utf8Bytes;
 use serde::Serialize;
-use std::time::Duration;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 use tokio::sync::{broadcast, watch};
 
 /// A participant's metrics are pushed at most this often.
@@ -50,10 +56,74 @@ impl StreamMessage<'_> {
     }
 }
 
+/// Hex digits of a tag's origin and of its sequence number (see [`Hub::tag`]).
+const TAG_DIGITS: usize = 16;
+
+/// Own messages delivered one way and not yet seen the other: past this many, those older than
+/// [`CLAIM_MAX_AGE`] are dropped (a message whose commit failed after Redis published it is never
+/// claimed by the committer).
+const CLAIMS_PRUNE_AT: usize = 4096;
+const CLAIM_MAX_AGE: Duration = Duration::from_secs(30);
+
+/// Which of this process's own tagged messages were delivered already, by the committer (at
+/// once after its commit) or by the Redis subscriber (when it brought them back first).
+struct Claims {
+    /// This hub's origin: random, so two processes never share one.
+    origin: u64,
+    next_seq: AtomicU64,
+    /// Sequence numbers delivered one way, waiting for the other.
+    delivered: Mutex<HashMap<u64, Instant>>,
+}
+
+impl Claims {
+    fn new() -> Self {
+        use std::hash::{BuildHasher, Hasher};
+        // A random origin: std's hasher keys are random per process (and per call).
+        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+        hasher.write_u128(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_nanos(),
+        );
+        hasher.write_u32(std::process::id());
+        Self {
+            origin: hasher.finish(),
+            next_seq: AtomicU64::new(1),
+            delivered: Mutex::default(),
+        }
+    }
+
+    /// Whether the caller is the first of the two ways to bring message `seq` (it then delivers).
+    fn claim(&self, seq: u64) -> bool {
+        let mut delivered = self.delivered.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if delivered.remove(&seq).is_some() {
+            return false;
+        }
+        let now = Instant::now();
+        if delivered.len() >= CLAIMS_PRUNE_AT {
+            delivered.retain(|_, at| now.duration_since(*at) < CLAIM_MAX_AGE);
+        }
+        delivered.insert(seq, now);
+        true
+    }
+}
+
+/// A message as published to Redis: `{origin}{seq}{JSON}` (fixed-width hex), or plain JSON.
+fn untag(payload: &str) -> Option<(u64, u64, &str)> {
+    if payload.starts_with('{') {
+        return None;
+    }
+    let origin = u64::from_str_radix(payload.get(..TAG_DIGITS)?, 16).ok()?;
+    let seq = u64::from_str_radix(payload.get(TAG_DIGITS..2 * TAG_DIGITS)?, 16).ok()?;
+    Some((origin, seq, &payload[2 * TAG_DIGITS..]))
+}
+
 /// Per-process fan-out of stream messages.
 pub struct Hub {
     sender: broadcast::Sender<Utf8Bytes>,
     redis: Option<RedisFanout>,
+    claims: Arc<Claims>,
     /// Alerts raised or resolved by this process only (not those of other processes arriving
     /// through Redis), for notifiers that must act once per alert across processes.
     local_alerts: broadcast::Sender<AlertRecord>,
@@ -90,6 +160,7 @@ impl Hub {
         Self {
             sender,
             redis: None,
+            claims: Arc::new(Claims::new()),
             local_alerts: broadcast::channel(LOCAL_ALERTS_CAPACITY).0,
             subscribed: watch::channel(true).1,
             subscriber: None,
@@ -101,15 +172,18 @@ impl Hub {
     pub fn redis(fanout: RedisFanout) -> Self {
         let (sender, _) = broadcast::channel(CHANNEL_CAPACITY);
         let (ready_tx, ready_rx) = watch::channel(false);
+        let claims = Arc::new(Claims::new());
         let subscriber = tokio::spawn(subscribe_loop(
             fanout.client.clone(),
             fanout.channel.clone(),
             sender.clone(),
+            claims.clone(),
             ready_tx,
         ));
         Self {
             sender,
             redis: Some(fanout),
+            claims,
             local_alerts: broadcast::channel(LOCAL_ALERTS_CAPACITY).0,
             subscribed: ready_rx,
             subscriber: Some(subscriber),
@@ -151,15 +225,34 @@ impl Hub {
         self.redis.as_ref().map(|f| (f.target.as_str(), f.channel.as_str()))
     }
 
-    /// Sends a message to every admin: here at once, or through Redis to every process.
+    /// Sends a message to every admin: here at once, and through Redis to every other process.
     pub async fn publish(&self, text: Utf8Bytes) {
         match &self.redis {
             None => self.deliver(text),
             Some(fanout) => {
-                if let Err(error) = fanout.publish(&text).await {
+                let (seq, tagged) = self.tag(&text);
+                self.deliver_once(seq, text);
+                if let Err(error) = fanout.publish(&tagged).await {
                     tracing::warn!(%error, "stream: cannot publish to Redis");
                 }
             }
+        }
+    }
+
+    /// The message as published to Redis by this process, with its sequence number: see
+    /// [`deliver_once`](Self::deliver_once).
+    pub(crate) fn tag(&self, text: &str) -> (u64, Utf8Bytes) {
+        let seq = self.claims.next_seq.fetch_add(1, Ordering::Relaxed);
+        let width = TAG_DIGITS;
+        let tagged = format!("{:0width$x}{seq:0width$x}{text}", self.claims.origin);
+        (seq, Utf8Bytes::from(tagged))
+    }
+
+    /// Hands this process's tagged message `seq` to its admins unless the Redis subscriber
+    /// brought it back first (and then forgets it when the subscriber does).
+    pub(crate) fn deliver_once(&self, seq: u64, text: Utf8Bytes) {
+        if self.claims.claim(seq) {
+            self.deliver(text);
         }
     }
 }
@@ -208,6 +301,7 @@ async fn subscribe_loop(
     client: redis::Client,
     channel: String,
     sender: broadcast::Sender<Utf8Bytes>,
+    claims: Arc<Claims>,
     ready: watch::Sender<bool>,
 ) {
     use futures_util::StreamExt;
@@ -218,9 +312,21 @@ async fn subscribe_loop(
                     ready.send_replace(true);
                     let mut messages = pubsub.into_on_message();
                     while let Some(message) = messages.next().await {
-                        if let Ok(text) = std::str::from_utf8(message.get_payload_bytes()) {
-                            let _ = sender.send(Utf8Bytes::from(text));
-                        }
+                        let Ok(payload) = std::str::from_utf8(message.get_payload_bytes()) else {
+                            continue;
+                        };
+                        let text = match untag(payload) {
+                            // This process's own message: delivered here unless the committer did.
+                            Some((origin, seq, text)) if origin == claims.origin => {
+                                if !claims.claim(seq) {
+                                    continue;
+                                }
+                                text
+                            }
+                            Some((_, _, text)) => text,
+                            None => payload,
+                        };
+                        let _ = sender.send(Utf8Bytes::from(text));
                     }
                     ready.send_replace(false);
                     tracing::warn!("stream: Redis subscription ended; reconnecting");
@@ -288,6 +394,28 @@ mod tests {
 
     fn json(text: &Utf8Bytes) -> serde_json::Value {
         serde_json::from_str(text.as_str()).unwrap()
+    }
+
+    #[test]
+    fn a_tagged_message_is_delivered_once_whichever_way_comes_first() {
+        let hub = Hub::local();
+        let mut messages = hub.subscribe();
+        let (first, tagged) = hub.tag(r#"{"type":"alert"}"#);
+        let (origin, seq, text) = untag(&tagged).unwrap();
+        assert_eq!((origin, seq, text), (hub.claims.origin, first, r#"{"type":"alert"}"#));
+        // The committer first: the copy coming back from Redis is dropped.
+        hub.deliver_once(first, Utf8Bytes::from(text));
+        assert!(!hub.claims.claim(first));
+        // Redis first: the committer does not deliver it again.
+        let (second, _) = hub.tag("{}");
+        assert!(hub.claims.claim(second));
+        hub.deliver_once(second, Utf8Bytes::from("{}"));
+        assert_eq!(messages.try_recv().unwrap().as_str(), r#"{"type":"alert"}"#);
+        assert!(messages.try_recv().is_err());
+        assert!(hub.claims.delivered.lock().unwrap().is_empty(), "nothing left to match");
+        // Plain JSON (untagged) passes as it is; another hub has another origin.
+        assert_eq!(untag("{}"), None);
+        assert_ne!(Hub::local().claims.origin, hub.claims.origin);
     }
 
     #[test]

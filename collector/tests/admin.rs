@@ -5,7 +5,6 @@ mod support;
 
 use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
-use axum::Router;
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -15,6 +14,7 @@ use tower::ServiceExt;
 use vitals_collector::alerts::AlertThresholds;
 use vitals_collector::ratelimit::RateLimit;
 use vitals_collector::store::{RedisStore, LIVE_TTL_MS};
+use vitals_collector::App as Router;
 use vitals_collector::{app, AppState, Secret, Settings};
 
 const INGEST_KEY: &str = "ingest-key-for-tests";

@@ -4,12 +4,12 @@ mod support;
 
 use axum::body::Body;
 use axum::http::{header, Method, Request, StatusCode};
-use axum::Router;
 use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use support::{now_ms, send, Answer, TestRedis};
 use vitals_collector::store::RedisStore;
+use vitals_collector::App as Router;
 use vitals_collector::{app, AppState, Secret, INGEST_BODY_LIMIT_BYTES};
 
 const INGEST_KEY: &str = "ingest-key-for-tests";

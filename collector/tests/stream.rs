@@ -251,7 +251,7 @@ async fn with_redis_an_ingest_to_one_process_reaches_an_admin_of_another() {
     assert!(sent.elapsed() < Duration::from_secs(1));
     assert_eq!(alert["alert"]["type"], "packet-loss");
     assert_eq!(alert["alert"]["participant_id"], "carol");
-    // And A's own admins get it too (through Redis), once.
+    // And A's own admins get it too, once (from A's commit at once; its copy from Redis is dropped).
     let alert_a = next_of(&mut at_a, "alert", Duration::from_secs(1)).await.unwrap();
     assert_eq!(alert_a["alert"]["type"], "packet-loss");
     assert!(next_of(&mut at_a, "alert", Duration::from_millis(300)).await.is_none());

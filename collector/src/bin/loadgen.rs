@@ -11,12 +11,6 @@
 //! Targets are loopback addresses only. Runs are bounded (at most one hour).
 
 use clap::Parser;
-use http_body_util::{BodyExt, Full};
-use hyper::body::Bytes;
-use hyper::client::conn::http1::SendRequest;
-use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE, HOST};
-use hyper::Request;
-use hyper_util::rt::TokioIo;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap};
@@ -24,6 +18,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use vitals_collector::alerts::{AlertKind, AlertState};
 use vitals_shared::emit::Event;
@@ -373,46 +368,180 @@ struct Progress {
 
 struct Target {
     addr: SocketAddr,
-    host: HeaderValue,
-    auth: HeaderValue,
+    /// Every ingest request up to its `Content-Length` value: request line, `Host`,
+    /// `Authorization` and `Content-Type`.
+    head: Vec<u8>,
 }
 
-async fn connect(addr: SocketAddr) -> Result<SendRequest<Full<Bytes>>, String> {
-    let stream = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
-    stream.set_nodelay(true).map_err(|e| e.to_string())?;
-    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|e| e.to_string())?;
-    tokio::spawn(async move {
-        let _ = connection.await;
-    });
-    Ok(sender)
+impl Target {
+    fn new(addr: SocketAddr, ingest_key: &str) -> Result<Self, String> {
+        if ingest_key.bytes().any(|b| b.is_ascii_control()) {
+            return Err("the ingest key is not a valid header value".into());
+        }
+        let head = format!(
+            "POST /api/v1/ingest HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {ingest_key}\r\n\
+             Content-Type: application/json\r\nContent-Length: "
+        );
+        Ok(Self {
+            addr,
+            head: head.into_bytes(),
+        })
+    }
 }
 
-/// Posts one body; the status, or None on a transport error (the connection is then dropped).
-async fn post(sender: &mut Option<SendRequest<Full<Bytes>>>, target: &Target, body: Vec<u8>) -> Option<u16> {
-    if sender.is_none() {
-        *sender = connect(target.addr).await.ok();
+/// A keep-alive HTTP/1.1 connection sending one request at a time: each request is written
+/// with one `write`, and the response is read into a buffer kept across requests. Responses
+/// are framed by `Content-Length` or chunked; `Connection: close` ends the connection after
+/// the response.
+struct Connection {
+    stream: TcpStream,
+    /// Bytes read and not yet consumed.
+    input: Vec<u8>,
+}
+
+/// Why a response could not be read; the connection is dropped and opened again.
+type Broken = String;
+
+impl Connection {
+    async fn open(addr: SocketAddr) -> Result<Self, Broken> {
+        let stream = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+        stream.set_nodelay(true).map_err(|e| e.to_string())?;
+        Ok(Self {
+            stream,
+            input: Vec::with_capacity(4096),
+        })
     }
-    let connection = sender.as_mut()?;
-    let request = Request::post("/api/v1/ingest")
-        .header(HOST, target.host.clone())
-        .header(AUTHORIZATION, target.auth.clone())
-        .header(CONTENT_TYPE, "application/json")
-        .body(Full::new(Bytes::from(body)))
-        .expect("static request parts are valid");
-    let answer = async {
-        connection.ready().await.ok()?;
-        let response = connection.send_request(request).await.ok()?;
-        let status = response.status().as_u16();
-        response.into_body().collect().await.ok()?;
-        Some(status)
+
+    /// Reads more input; an error at the end of the stream.
+    async fn fill(&mut self) -> Result<(), Broken> {
+        if self.input.capacity() - self.input.len() < 1024 {
+            self.input.reserve(4096);
+        }
+        match self.stream.read_buf(&mut self.input).await {
+            Ok(0) => Err("connection closed by the collector".into()),
+            Ok(_) => Ok(()),
+            Err(error) => Err(error.to_string()),
+        }
     }
-    .await;
-    if answer.is_none() {
-        *sender = None;
+
+    /// Sends `request` and reads the whole response: its status, and whether the connection
+    /// stays open.
+    async fn exchange(&mut self, request: &[u8]) -> Result<(u16, bool), Broken> {
+        self.stream.write_all(request).await.map_err(|e| e.to_string())?;
+        let (status, head_len, framing, keep_alive) = loop {
+            let mut headers = [httparse::EMPTY_HEADER; 24];
+            let mut response = httparse::Response::new(&mut headers);
+            match response.parse(&self.input).map_err(|e| e.to_string())? {
+                httparse::Status::Complete(head_len) => {
+                    let status = response.code.unwrap_or(0);
+                    let mut framing = Framing::UntilClose;
+                    let mut keep_alive = response.version == Some(1);
+                    for header in response.headers.iter() {
+                        if header.name.eq_ignore_ascii_case("content-length") {
+                            let length = std::str::from_utf8(header.value)
+                                .ok()
+                                .and_then(|v| v.trim().parse().ok());
+                            framing = Framing::Length(length.ok_or("bad Content-Length")?);
+                        } else if header.name.eq_ignore_ascii_case("transfer-encoding") {
+                            framing = Framing::Chunked;
+                        } else if header.name.eq_ignore_ascii_case("connection") {
+                            keep_alive = !header.value.eq_ignore_ascii_case(b"close");
+                        }
+                    }
+                    break (status, head_len, framing, keep_alive);
+                }
+                httparse::Status::Partial => self.fill().await?,
+            }
+        };
+        let end = match framing {
+            Framing::Length(length) => {
+                while self.input.len() < head_len + length {
+                    self.fill().await?;
+                }
+                head_len + length
+            }
+            Framing::Chunked => self.chunked_end(head_len).await?,
+            Framing::UntilClose => return Err("a response without length".into()),
+        };
+        self.input.drain(..end);
+        Ok((status, keep_alive))
     }
-    answer
+
+    /// Where a chunked body starting at `at` ends (reading until it has all of it).
+    async fn chunked_end(&mut self, mut at: usize) -> Result<usize, Broken> {
+        loop {
+            let line_end = loop {
+                if let Some(i) = self.input[at..].windows(2).position(|w| w == b"\r\n") {
+                    break at + i;
+                }
+                self.fill().await?;
+            };
+            let size_text = std::str::from_utf8(&self.input[at..line_end]).map_err(|e| e.to_string())?;
+            let size_text = size_text.split(';').next().unwrap_or("").trim();
+            let size = usize::from_str_radix(size_text, 16).map_err(|_| "bad chunk size")?;
+            at = line_end + 2;
+            if size == 0 {
+                // No trailers from the collector: the body ends with an empty line.
+                while self.input.len() < at + 2 {
+                    self.fill().await?;
+                }
+                return Ok(at + 2);
+            }
+            while self.input.len() < at + size + 2 {
+                self.fill().await?;
+            }
+            at += size + 2;
+        }
+    }
+}
+
+/// How a response body ends.
+enum Framing {
+    Length(usize),
+    Chunked,
+    UntilClose,
+}
+
+/// One worker's client: its connection (opened again after an error) and its request buffer.
+struct Client {
+    target: Arc<Target>,
+    connection: Option<Connection>,
+    request: Vec<u8>,
+}
+
+impl Client {
+    fn new(target: Arc<Target>) -> Self {
+        Self {
+            target,
+            connection: None,
+            request: Vec::with_capacity(1024),
+        }
+    }
+
+    /// Posts one body; the status, or None on a transport error (the connection is then dropped).
+    async fn post(&mut self, body: &[u8]) -> Option<u16> {
+        if self.connection.is_none() {
+            self.connection = Connection::open(self.target.addr).await.ok();
+        }
+        let connection = self.connection.as_mut()?;
+        self.request.clear();
+        self.request.extend_from_slice(&self.target.head);
+        self.request.extend_from_slice(body.len().to_string().as_bytes());
+        self.request.extend_from_slice(b"\r\n\r\n");
+        self.request.extend_from_slice(body);
+        match connection.exchange(&self.request).await {
+            Ok((status, keep_alive)) => {
+                if !keep_alive {
+                    self.connection = None;
+                }
+                Some(status)
+            }
+            Err(_) => {
+                self.connection = None;
+                None
+            }
+        }
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -439,7 +568,8 @@ async fn worker(
         latencies_us: Vec::with_capacity(1 << 14),
         ..Default::default()
     };
-    let mut sender = None;
+    let mut client = Client::new(target);
+    let mut body = Vec::with_capacity(1024);
     let mut turn = 0usize;
     while !participants.is_empty() {
         if let Some(period) = period {
@@ -473,13 +603,14 @@ async fn worker(
             label: None,
             events: vec![event],
         };
-        let body = serde_json::to_vec(&batch).expect("plain data always serializes");
+        body.clear();
+        serde_json::to_writer(&mut body, &batch).expect("plain data always serializes");
         let sent_at = Instant::now();
         if let (Some(alerts), Some(kind)) = (&alerts, start_kind) {
             alerts.expect(&participant.participant_id, kind, sent_at);
         }
         progress.sent.fetch_add(1, Ordering::Relaxed);
-        let status = post(&mut sender, &target, body).await;
+        let status = client.post(&body).await;
         let elapsed = sent_at.elapsed();
         match status {
             Some(200) => {
@@ -557,6 +688,42 @@ async fn read_stream(
     (alert_messages, metrics_messages)
 }
 
+/// Opens the admin stream and reads it on a thread of its own (with its own runtime), so that
+/// an alert is timed when it arrives, not when the workers leave the generator's threads free.
+/// Returns once the stream is open; the task's result is what [`read_stream`] counted.
+async fn spawn_stream_reader(
+    url: String,
+    alerts: Arc<Alerts>,
+    stop: Arc<tokio::sync::Notify>,
+) -> Result<tokio::sync::oneshot::Receiver<(u64, u64)>, String> {
+    let (opened_tx, opened_rx) = tokio::sync::oneshot::channel();
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the admin stream's runtime: {e}"))?;
+    std::thread::Builder::new()
+        .name("admin-stream".into())
+        .spawn(move || {
+            runtime.block_on(async move {
+                match tokio_tungstenite::connect_async(url).await {
+                    Ok((socket, _)) => {
+                        let _ = opened_tx.send(Ok(()));
+                        let _ = done_tx.send(read_stream(socket, alerts, stop).await);
+                    }
+                    Err(error) => {
+                        let _ = opened_tx.send(Err(format!("cannot open the admin stream: {error}")));
+                    }
+                }
+            })
+        })
+        .map_err(|e| format!("cannot start the admin stream's thread: {e}"))?;
+    opened_rx
+        .await
+        .map_err(|_| "the admin stream's thread stopped".to_owned())??;
+    Ok(done_rx)
+}
+
 /// Start, median, end and largest of the (seconds, kB) readings, in MB.
 fn rss_summary(samples: &[(f64, u64)]) -> String {
     let (Some(first), Some(last)) = (samples.first(), samples.last()) else {
@@ -630,7 +797,7 @@ fn validate(args: &Args) -> Result<(), String> {
     Ok(())
 }
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> std::process::ExitCode {
     match run(Args::parse()).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -647,12 +814,7 @@ async fn run(mut args: Args) -> Result<(), String> {
     args.concurrency = args.concurrency.min(args.participants);
     let seed = args.seed.unwrap_or_else(|| wall_ms() as u64);
     let run_id = format!("{:08x}", Rng::new(seed).next_u64() as u32);
-    let target = Arc::new(Target {
-        addr,
-        host: HeaderValue::from_str(&addr.to_string()).map_err(|e| e.to_string())?,
-        auth: HeaderValue::from_str(&format!("Bearer {}", args.ingest_key))
-            .map_err(|_| "the ingest key is not a valid header value")?,
-    });
+    let target = Arc::new(Target::new(addr, &args.ingest_key)?);
 
     // The admin stream first, so that no alert is missed.
     let alerts = Arc::new(Alerts::default());
@@ -660,10 +822,7 @@ async fn run(mut args: Args) -> Result<(), String> {
     let stream_task = match &args.admin_token {
         Some(token) => {
             let url = format!("ws://{addr}/api/v1/stream?token={}", encode_query(token));
-            let (socket, _) = tokio_tungstenite::connect_async(url)
-                .await
-                .map_err(|e| format!("cannot open the admin stream: {e}"))?;
-            Some(tokio::spawn(read_stream(socket, alerts.clone(), stop_stream.clone())))
+            Some(spawn_stream_reader(url, alerts.clone(), stop_stream.clone()).await?)
         }
         None => None,
     };

@@ -6,7 +6,8 @@
 //!   after its live state;
 //! - `meetings`: a sorted set of meeting ids scored by last batch time (ms), and
 //!   `participants:{meeting id}`: a sorted set of participant ids scored the same way (both
-//!   written at most once a second per participant, so a score may lag by that much);
+//!   written at most once per `LIVE_INDEX_INTERVAL_MS` per participant, so a score may lag by
+//!   that much);
 //! - `due`: the sweep index, a sorted set of `{p}` scored by when the sweeper should look at it;
 //! - `alerts` and `alerts-of:{meeting id}`: sorted sets of alert records (JSON) scored by time;
 //! - `history:{p}`: a sorted set of history points (`{bucket}:{JSON}`) scored by bucket start, one
@@ -41,26 +42,45 @@ use tokio::sync::{mpsc, oneshot, Semaphore};
 /// Applies a batch of commits; each is a compare-and-set of one record plus writes that happen
 /// only if it succeeds.
 ///
-/// ARGV[1]: the number of commits. Then per commit: the expected version ('0': none stored), the
-/// new value (`{version}|{JSON}`, or '' to delete the record), its time to live in ms, the number
-/// of writes, then each write: an opcode and its arguments. KEYS are consumed in order: the
-/// record's key, then one key per write (except `p`, which names a channel).
+/// ARGV[1]: the number of commits; ARGV[2]: the records' time to live in ms. Then per commit: the
+/// expected stored value's prefix (`{version}|`, or '' when none may be stored), the new value
+/// (`{version}|{JSON}`, or '' to delete the record), the number of writes, then each write: an
+/// opcode and its arguments. KEYS are consumed in order: the record's key, then one key per write
+/// (except `p`, which names a channel).
 /// Writes: `z` ZADD score member, `r` ZREMRANGEBYSCORE min max, `x` PEXPIRE ms, `h` HINCRBY field
 /// by, `m` ZREM member, `p` PUBLISH channel message.
 /// Returns per commit: 1 (applied), or what is stored instead (0 when nothing is).
+///
+/// A record is written with one `SET … GET` (its old value comes back with the same call): when
+/// the old value is not the expected one it is put back at once (so nothing else of the commit
+/// happens, and the caller sees what is stored). Putting it back restarts its time to live, which
+/// only delays its removal (liveness is decided by the record's `last_seen`, not by the key).
 const COMMIT_SCRIPT: &str = r#"
 local arity = {z = 2, r = 2, x = 1, h = 2, m = 1, p = 2}
 local results = {}
-local a, k = 2, 1
-for c = 1, tonumber(ARGV[1]) do
+local n, ttl = tonumber(ARGV[1]), ARGV[2]
+local a, k = 3, 1
+for c = 1, n do
   local key = KEYS[k]
   k = k + 1
-  local expected, value, ttl, writes = ARGV[a], ARGV[a + 1], ARGV[a + 2], tonumber(ARGV[a + 3])
-  a = a + 4
-  local current = redis.call('GET', key)
-  local version = '0'
-  if current then version = string.match(current, '^(%d+)|') or '' end
-  if version ~= expected then
+  local expected, value, writes = ARGV[a], ARGV[a + 1], tonumber(ARGV[a + 2])
+  a = a + 3
+  local current
+  if value == '' then
+    current = redis.call('GET', key)
+  else
+    current = redis.call('SET', key, value, 'PX', ttl, 'GET')
+  end
+  local matches
+  if current then
+    matches = expected ~= '' and string.sub(current, 1, #expected) == expected
+  else
+    matches = expected == ''
+  end
+  if not matches then
+    if value ~= '' then
+      if current then redis.call('SET', key, current, 'PX', ttl) else redis.call('DEL', key) end
+    end
     results[c] = current or 0
     for w = 1, writes do
       local op = ARGV[a]
@@ -68,10 +88,8 @@ for c = 1, tonumber(ARGV[1]) do
       if op ~= 'p' then k = k + 1 end
     end
   else
-    if value == '' then
+    if value == '' and current then
       redis.call('DEL', key)
-    else
-      redis.call('SET', key, value, 'PX', ttl)
     end
     for w = 1, writes do
       local op = ARGV[a]
@@ -147,10 +165,10 @@ enum Write {
 /// A commit encoded for the script, waiting for the worker.
 struct Job {
     record_key: String,
+    /// The version the stored record must have; 0: none may be stored.
     expected: u64,
     /// `{version}|{JSON}`, or empty to delete.
     value: Vec<u8>,
-    ttl_ms: u64,
     writes: Vec<Write>,
     reply: oneshot::Sender<Result<Value, StoreError>>,
 }
@@ -250,8 +268,12 @@ impl RedisStore {
                 .retain(|_, (_, r)| r.last_seen.saturating_add(keep_ms) > now_ms);
         }
         match record {
-            Some(record) if cache.records.len() < MAX_CACHED || cache.records.contains_key(key) => {
-                cache.records.insert(key.clone(), (version, record));
+            Some(record) => {
+                if let Some(cached) = cache.records.get_mut(key) {
+                    *cached = (version, record);
+                } else if cache.records.len() < MAX_CACHED {
+                    cache.records.insert(key.clone(), (version, record));
+                }
             }
             _ => {
                 cache.records.remove(key);
@@ -292,13 +314,13 @@ impl RedisStore {
         let options = self.options();
         let now = commit.now_ms;
         let keep = options.retention_ms;
-        let oldest = format!("({}", now.saturating_sub(keep));
+        let oldest = || format!("({}", now.saturating_sub(keep));
         let meeting_id = &commit.key.meeting_id;
         let participant_id = &commit.key.participant_id;
         let mut writes = Vec::new();
         // Trims `key` to the retention time and lets it expire when unwritten that long.
         let retain = |writes: &mut Vec<Write>, key: String| {
-            writes.push(Write::ZRemRange(key.clone(), "-inf".into(), oldest.clone()));
+            writes.push(Write::ZRemRange(key.clone(), "-inf".into(), oldest()));
             writes.push(Write::PExpire(key, keep));
         };
         if commit.index_live {
@@ -387,7 +409,12 @@ impl RedisStore {
         let writes = self.writes(&mut commit, &participant);
         let value = match &commit.record {
             Some(record) => {
-                let mut value = format!("{}|", commit.version).into_bytes();
+                // About 600 bytes: written once, not grown step by step.
+                let mut value = Vec::with_capacity(1024);
+                {
+                    use std::io::Write as _;
+                    let _ = write!(value, "{}|", commit.version);
+                }
                 serde_json::to_writer(&mut value, record).expect("plain data always serializes");
                 value
             }
@@ -398,7 +425,6 @@ impl RedisStore {
             record_key: self.key(&["rec:", &participant]),
             expected: commit.expected_version,
             value,
-            ttl_ms: self.options().live_ttl_ms.saturating_add(RECORD_GRACE_MS),
             writes,
             reply,
         };
@@ -430,7 +456,13 @@ impl RedisStore {
     fn jobs(&self) -> &mpsc::UnboundedSender<Job> {
         self.inner.jobs.get_or_init(|| {
             let (sender, receiver) = mpsc::unbounded_channel();
-            tokio::spawn(commit_worker(self.connection(), self.inner.script.clone(), receiver));
+            let ttl_ms = self.options().live_ttl_ms.saturating_add(RECORD_GRACE_MS);
+            tokio::spawn(commit_worker(
+                self.connection(),
+                self.inner.script.clone(),
+                ttl_ms,
+                receiver,
+            ));
             sender
         })
     }
@@ -675,9 +707,16 @@ impl RedisStore {
 }
 
 /// Sends the commits waiting in `jobs` as one script call at a time (up to `MAX_IN_FLIGHT`
-/// calls in flight), until every sender is gone.
-async fn commit_worker(connection: ConnectionManager, script: Script, mut jobs: mpsc::UnboundedReceiver<Job>) {
+/// calls in flight), until every sender is gone. Records are written with a time to live of
+/// `ttl_ms`.
+async fn commit_worker(
+    connection: ConnectionManager,
+    script: Script,
+    ttl_ms: u64,
+    mut jobs: mpsc::UnboundedReceiver<Job>,
+) {
     let slots = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+    let script = Arc::new(script);
     loop {
         let Ok(slot) = slots.clone().acquire_owned().await else {
             return;
@@ -688,39 +727,74 @@ async fn commit_worker(connection: ConnectionManager, script: Script, mut jobs: 
         }
         let (connection, script) = (connection.clone(), script.clone());
         tokio::spawn(async move {
-            run_batch(connection, &script, batch).await;
+            run_batch(connection, &script, ttl_ms, batch).await;
             drop(slot);
         });
     }
 }
 
-/// One script call for `batch`; every job gets its own answer (or the call's error).
-async fn run_batch(mut connection: ConnectionManager, script: &Script, batch: Vec<Job>) {
-    let mut invocation = script.prepare_invoke();
-    invocation.arg(batch.len());
-    let mut replies = Vec::with_capacity(batch.len());
+/// The `EVALSHA` call of `batch` (see [`COMMIT_SCRIPT`]), written straight into one command
+/// buffer.
+fn batch_command(script: &Script, ttl_ms: u64, batch: &[Job]) -> redis::Cmd {
+    let keys: usize = batch
+        .iter()
+        .map(|job| 1 + job.writes.iter().filter(|w| !matches!(w, Write::Publish(..))).count())
+        .sum();
+    let mut command = redis::cmd("EVALSHA");
+    command.arg(script.get_hash()).arg(keys);
     for job in batch {
-        invocation
-            .key(job.record_key)
-            .arg(job.expected)
-            .arg(job.value)
-            .arg(job.ttl_ms)
-            .arg(job.writes.len());
-        for write in job.writes {
+        command.arg(&job.record_key);
+        for write in &job.writes {
             match write {
-                Write::ZAdd(key, score, member) => invocation.key(key).arg("z").arg(score).arg(member),
-                Write::ZRemRange(key, min, max) => invocation.key(key).arg("r").arg(min).arg(max),
-                Write::PExpire(key, ms) => invocation.key(key).arg("x").arg(ms),
-                Write::HIncrBy(key, field, by) => invocation.key(key).arg("h").arg(field).arg(by),
-                Write::ZRem(key, member) => invocation.key(key).arg("m").arg(member),
-                Write::Publish(channel, text) => invocation.arg("p").arg(channel).arg(text.as_str()),
+                Write::ZAdd(key, ..)
+                | Write::ZRemRange(key, ..)
+                | Write::PExpire(key, _)
+                | Write::HIncrBy(key, ..)
+                | Write::ZRem(key, _) => command.arg(key),
+                Write::Publish(..) => continue,
             };
         }
-        replies.push(job.reply);
     }
-    match invocation.invoke_async::<Vec<Value>>(&mut connection).await {
+    command.arg(batch.len()).arg(ttl_ms);
+    let mut expected = String::new();
+    for job in batch {
+        expected.clear();
+        if job.expected != 0 {
+            use std::fmt::Write as _;
+            let _ = write!(expected, "{}|", job.expected);
+        }
+        command.arg(&expected);
+        command.arg(&job.value[..]).arg(job.writes.len());
+        for write in &job.writes {
+            match write {
+                Write::ZAdd(_, score, member) => command.arg("z").arg(score).arg(&member[..]),
+                Write::ZRemRange(_, min, max) => command.arg("r").arg(min).arg(max),
+                Write::PExpire(_, ms) => command.arg("x").arg(ms),
+                Write::HIncrBy(_, field, by) => command.arg("h").arg(field).arg(by),
+                Write::ZRem(_, member) => command.arg("m").arg(member),
+                Write::Publish(channel, text) => command.arg("p").arg(channel).arg(text.as_str()),
+            };
+        }
+    }
+    command
+}
+
+/// One script call for `batch`; every job gets its own answer (or the call's error).
+async fn run_batch(mut connection: ConnectionManager, script: &Script, ttl_ms: u64, batch: Vec<Job>) {
+    let command = batch_command(script, ttl_ms, &batch);
+    let mut result = command.query_async::<Vec<Value>>(&mut connection).await;
+    if matches!(&result, Err(error) if error.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript)) {
+        // Redis restarted (or its scripts were flushed): load the script and send the call again
+        // (a NOSCRIPT answer ran nothing).
+        result = match script.prepare_invoke().load_async(&mut connection).await {
+            Ok(_) => command.query_async::<Vec<Value>>(&mut connection).await,
+            Err(error) => Err(error),
+        };
+    }
+    let replies = batch.into_iter().map(|job| job.reply);
+    match result {
         Ok(answers) if answers.len() == replies.len() => {
-            for (reply, answer) in replies.into_iter().zip(answers) {
+            for (reply, answer) in replies.zip(answers) {
                 let _ = reply.send(Ok(answer));
             }
         }

@@ -184,7 +184,7 @@ pub struct Answer {
 }
 
 /// Sends `request` through the router (no socket) and reads the whole answer.
-pub async fn send(app: &axum::Router, request: axum::http::Request<axum::body::Body>) -> Answer {
+pub async fn send(app: &vitals_collector::App, request: axum::http::Request<axum::body::Body>) -> Answer {
     use http_body_util::BodyExt;
     use tower::ServiceExt;
     let response = app.clone().oneshot(request).await.unwrap();
