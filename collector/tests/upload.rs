@@ -452,6 +452,34 @@ async fn outage(s: &Setup, queued: usize) -> ExtensionState {
     stored
 }
 
+/// Hangs up the demo call (its button), or starts it again (its form's submit button).
+const HANG_UP: &str = "document.getElementById('hangup').click()";
+const RESTART_CALL: &str = "document.querySelector('#turn-form button[type=submit]').click()";
+
+/// Runs `script` in the demo tab, then comes back to the current window (the popup).
+async fn in_demo(client: &Client, demo: &fantoccini::wd::WindowHandle, script: &str) {
+    let back = client.window().await.expect("current window");
+    client.switch_to_window(demo.clone()).await.expect("demo tab");
+    client
+        .execute(script, vec![])
+        .await
+        .unwrap_or_else(|e| panic!("{script}: {e}"));
+    client.switch_to_window(back).await.expect("back from the demo tab");
+}
+
+/// Closes the offscreen document as Chrome or the service worker might (from an extension page).
+async fn close_offscreen(client: &Client) {
+    let closed = client
+        .execute_async(
+            "const done = arguments[arguments.length - 1];
+             chrome.offscreen.closeDocument().then(() => done('closed'), (e) => done(String(e)));",
+            vec![],
+        )
+        .await
+        .expect("close the offscreen document");
+    assert_eq!(closed, json!("closed"));
+}
+
 /// The collector is back: the queue drains; the call is hung up so that no event follows, and
 /// the ledger is checked against the last number the extension gave out, and against the
 /// events `stored` during the outage (they arrive as they were stored).
@@ -462,13 +490,7 @@ async fn recover_and_check(s: &Setup, demo: &fantoccini::wd::WindowHandle, parti
         state == "connected" && count_before(text, "queued") == Some(0)
     })
     .await;
-    let popup = client.window().await.expect("popup window");
-    client.switch_to_window(demo.clone()).await.expect("demo tab");
-    client
-        .execute("document.getElementById('hangup').click()", vec![])
-        .await
-        .expect("hang up");
-    client.switch_to_window(popup).await.expect("popup tab");
+    in_demo(client, demo, HANG_UP).await;
     // Whatever the last snapshots produced drains too; then the numbering stands still.
     let state = wait_extension(client, "the queue empty after the call", |e| e.events.is_empty()).await;
     let (session, _) = state.session();
@@ -518,15 +540,7 @@ async fn a_restarted_offscreen_document_still_delivers_every_event_once() {
     let (session, participant) = before.session();
     let last_before = before.last_seq(&session);
 
-    let closed = client
-        .execute_async(
-            "const done = arguments[arguments.length - 1];
-             chrome.offscreen.closeDocument().then(() => done('closed'), (e) => done(String(e)));",
-            vec![],
-        )
-        .await
-        .expect("close the offscreen document");
-    assert_eq!(closed, json!("closed"));
+    close_offscreen(client).await;
     // The service worker makes it again at the tab's next snapshot; it restores the queue.
     let after = wait_extension(client, "the offscreen document back with the queue", |e| {
         e.offscreen && e.sessions.len() == 1 && e.last_seq(&session) > last_before
@@ -554,27 +568,13 @@ async fn events_wait_in_storage_between_calls_and_the_popup_counts_them() {
     let client = s.browser.client();
     let before = outage(&s, 2).await;
     let (session, participant) = before.session();
-    let popup_tab = client.window().await.expect("popup window");
-    client.switch_to_window(demo.clone()).await.expect("demo tab");
-    client
-        .execute("document.getElementById('hangup').click()", vec![])
-        .await
-        .expect("hang up");
-    client.switch_to_window(popup_tab.clone()).await.expect("popup tab");
+    in_demo(client, &demo, HANG_UP).await;
     let start = Instant::now();
     while client.find(Locator::Css("#no-call")).await.is_err() {
         assert!(start.elapsed() < PATIENCE, "the popup never showed that the call ended");
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
-    let closed = client
-        .execute_async(
-            "const done = arguments[arguments.length - 1];
-             chrome.offscreen.closeDocument().then(() => done('closed'), (e) => done(String(e)));",
-            vec![],
-        )
-        .await
-        .expect("close the offscreen document");
-    assert_eq!(closed, json!("closed"));
+    close_offscreen(client).await;
     let stored = wait_extension(client, "the document gone, its queue stored", |e| !e.offscreen).await;
     assert!(stored.events.len() >= before.events.len(), "{stored:?}");
     let text = wait_popup(client, "idle with the stored events", |state, text| {
@@ -584,15 +584,7 @@ async fn events_wait_in_storage_between_calls_and_the_popup_counts_them() {
     assert!(text.contains("no call"), "{text}");
 
     // The next call (within the 30 s a session may resume) brings the document back.
-    client.switch_to_window(demo.clone()).await.expect("demo tab");
-    client
-        .execute(
-            "document.querySelector('#turn-form button[type=submit]').click()",
-            vec![],
-        )
-        .await
-        .expect("restart the call");
-    client.switch_to_window(popup_tab).await.expect("popup tab");
+    in_demo(client, &demo, RESTART_CALL).await;
     let back = wait_extension(client, "the document back with the queue", |e| e.offscreen).await;
     assert_eq!(back.session().0, session, "the call's session goes on");
     recover_and_check(&s, &demo, &participant, &stored).await;
@@ -610,7 +602,6 @@ async fn the_offscreen_document_closes_after_the_last_call_and_returns_for_the_n
     let client = browser.client();
     let demo = client.window().await.expect("demo window");
     let popup = browser.open_popup().await;
-    let popup_tab = client.window().await.expect("popup window");
     popup.wait_number("#upload", "data-kbps", |v| v > 0.0).await;
     let during = wait_extension(client, "the document and a session", |e| {
         e.offscreen && e.sessions.len() == 1
@@ -620,12 +611,7 @@ async fn the_offscreen_document_closes_after_the_last_call_and_returns_for_the_n
     let held = collector_participant(&collector, &participant).await;
     let seq_before = held["last_seq"].as_u64().unwrap();
 
-    client.switch_to_window(demo.clone()).await.expect("demo tab");
-    client
-        .execute("document.getElementById('hangup').click()", vec![])
-        .await
-        .expect("hang up");
-    client.switch_to_window(popup_tab.clone()).await.expect("popup tab");
+    in_demo(client, &demo, HANG_UP).await;
     let closed = wait_extension(client, "the document closed", |e| !e.offscreen).await;
     // The call's session is kept (a new call in the same page within seconds of the next
     // start goes on with it), its queue is empty.
@@ -647,15 +633,7 @@ async fn the_offscreen_document_closes_after_the_last_call_and_returns_for_the_n
         .expect("badge");
     assert_eq!(badge, json!(""), "no badge without a call");
 
-    client.switch_to_window(demo).await.expect("demo tab");
-    client
-        .execute(
-            "document.querySelector('#turn-form button[type=submit]').click()",
-            vec![],
-        )
-        .await
-        .expect("restart the call");
-    client.switch_to_window(popup_tab).await.expect("popup tab");
+    in_demo(client, &demo, RESTART_CALL).await;
     wait_extension(client, "the document back", |e| e.offscreen).await;
     popup.wait_number("#upload", "data-kbps", |v| v > 0.0).await;
     // The new call's events reach the collector, under the session that went on.
