@@ -169,7 +169,7 @@ async fn direct_ingest(state: AppState, mut router: Router, request: Request) ->
     Ok(finish_direct(&state, response, started))
 }
 
-/// Validates and ingests a parsed batch.
+/// Validates and ingests a parsed batch (both ingest paths: the direct one and the router's).
 async fn ingest_batch(state: &AppState, batch: &IngestBatch) -> Result<IngestAck, ApiError> {
     validate(batch).map_err(ApiError::BadRequest)?;
     let outcome = state.ingest(batch, now_ms()).await?;
@@ -341,11 +341,7 @@ async fn ingest(
     _key: IngestKey,
     IngestBody(batch): IngestBody,
 ) -> Result<Json<IngestAck>, ApiError> {
-    validate(&batch).map_err(ApiError::BadRequest)?;
-    let outcome = state.ingest(&batch, now_ms()).await?;
-    Ok(Json(IngestAck {
-        accepted: outcome.accepted,
-    }))
+    ingest_batch(&state, &batch).await.map(Json)
 }
 
 #[derive(Serialize)]
