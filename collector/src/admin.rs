@@ -6,7 +6,7 @@
 //! streams the whole range, reading the store a bounded page at a time. Every bad parameter is a
 //! 400 whose error names it.
 
-use crate::alerts::{ActiveAlert, AlertRecord, AlertState};
+use crate::alerts::{ActiveAlert, AlertRecord};
 use crate::api::{now_ms, AdminToken};
 use crate::error::ApiError;
 use crate::store::{
@@ -23,6 +23,7 @@ use axum::Json;
 use futures_util::StreamExt;
 use serde::Serialize;
 use std::sync::Arc;
+use vitals_shared::fields::FieldValue;
 
 const HOUR_MS: u64 = 3_600_000;
 
@@ -560,23 +561,18 @@ fn opt<T: ToString>(value: &Option<T>) -> String {
 
 /// A history point's CSV fields; the metrics in the order of `FIELD_NAMES`.
 fn csv_point(p: &HistoryPoint) -> Vec<String> {
-    let m = &p.metrics;
-    vec![
+    let mut fields = vec![
         "metrics".to_owned(),
         p.t.to_string(),
         p.meeting_id.clone(),
         p.participant_id.clone(),
-        opt(&m.upload_kbps),
-        opt(&m.download_kbps),
-        opt(&m.rtt_ms),
-        opt(&m.loss_pct),
-        opt(&m.jitter_ms),
-        m.quality.map(|q| q.as_str().to_owned()).unwrap_or_default(),
-        opt(&m.mos),
-        opt(&m.using_relay),
-        opt(&m.relay_protocol),
-        opt(&m.relay_server),
-    ]
+    ];
+    fields.extend(
+        p.metrics
+            .values()
+            .map(|(_, value)| value.map(FieldValue::to_text).unwrap_or_default()),
+    );
+    fields
 }
 
 /// An alert record's CSV fields: the metric columns stay empty.
@@ -590,14 +586,8 @@ fn csv_alert(a: &AlertRecord) -> Vec<String> {
     fields.resize(CSV_LEAD.len() + FIELD_COUNT, String::new());
     fields.extend([
         a.kind.as_str().to_owned(),
-        serde_json::to_value(a.severity)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_owned))
-            .unwrap_or_default(),
-        match a.state {
-            AlertState::Raised => "raised".to_owned(),
-            AlertState::Resolved => "resolved".to_owned(),
-        },
+        a.severity.as_str().to_owned(),
+        a.state.as_str().to_owned(),
         a.message.clone(),
         opt(&a.cost),
     ]);
@@ -607,7 +597,7 @@ fn csv_alert(a: &AlertRecord) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::alerts::{AlertKind, Severity};
+    use crate::alerts::{AlertKind, AlertState, Severity};
     use crate::store::MetricsView;
 
     #[test]

@@ -1,66 +1,20 @@
-//! The alert engine: pure, driven by the merged participant state and an external clock.
+//! The collector's alerts: the shared engine (`vitals_shared::alerts`) over a participant's merged state, with history records and idle resolution.
 //!
-//! An alert is raised when its condition starts and resolved once the condition has been clear
-//! for `clear_after_ms` (the hysteresis), so a value hovering around a threshold does not raise
-//! and resolve on every event. While an alert is active nothing is repeated. An unknown metric
-//! (absent in the merged state) counts as clear: no alert is raised on a figure nobody measured.
-//! The engine never reads a clock: `now_ms` is input, so tests run in simulated time.
+//! The conditions, thresholds and hysteresis are the shared engine's (the extension's report
+//! uses the same); this module adds what only the collector has: who the alert belongs to (the
+//! history record) and participants that went silent. Pure: `now_ms` is input.
 //!
 //! A participant that stops sending cannot clear its alerts with a new event, so the sweeper
 //! runs [`evaluate_idle`]: after [`SILENT_AFTER_MS`] without a batch every condition counts as
 //! clear, and an alert whose condition has been clear for the hold time resolves, as does every
 //! alert of a participant whose live state expired.
 
-use crate::store::MetricsView;
 use serde::{Deserialize, Serialize};
-use vitals_shared::QualityClass;
+use vitals_shared::wire::MetricsView;
 
-/// What an alert is about (the names are those of the Socket.IO `meeting:alerts` protocol) and
-/// its severity: shared with the extension's report, which judges a call by the same rules.
-pub use vitals_shared::report::{AlertKind, Severity};
-
-/// The engine's knobs.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct AlertThresholds {
-    /// `high-latency` while the round-trip time is above this.
-    pub latency_ms: f64,
-    /// `packet-loss` while the loss is above this.
-    pub loss_pct: f64,
-    /// An active alert resolves once its condition has been clear this long.
-    pub clear_after_ms: u64,
-    /// Price of relayed traffic, for the `using-turn` message and cost estimate.
-    pub turn_price_per_gb: f64,
-}
-
-impl Default for AlertThresholds {
-    fn default() -> Self {
-        Self {
-            latency_ms: vitals_shared::report::ALERT_RTT_MS,
-            loss_pct: vitals_shared::report::ALERT_LOSS_PCT,
-            clear_after_ms: vitals_shared::report::ALERT_CLEAR_AFTER_MS as u64,
-            turn_price_per_gb: crate::turn::DEFAULT_PRICE_PER_GB,
-        }
-    }
-}
-
-/// An alert that is currently raised for one participant.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ActiveAlert {
-    #[serde(rename = "type")]
-    pub kind: AlertKind,
-    pub severity: Severity,
-    pub message: String,
-    /// Estimated cost per hour of relaying at the bitrate when raised (`using-turn` only).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cost: Option<f64>,
-    pub raised_at: u64,
-    /// Since when the condition has been clear (the alert resolves `clear_after_ms` later).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub clear_since: Option<u64>,
-}
-
-/// Whether a history record marks the start or the end of an alert (shared with the report).
-pub use vitals_shared::report::AlertState;
+/// The engine's vocabulary, thresholds and tracker state: shared with the extension's report,
+/// which judges a call by the same rules.
+pub use vitals_shared::alerts::{ActiveAlert, AlertKind, AlertState, AlertThresholds, Severity};
 
 /// One line of the alert history.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -78,47 +32,6 @@ pub struct AlertRecord {
     pub cost: Option<f64>,
 }
 
-/// Is the condition of `kind` present in `metrics`, and if so, with what message and cost?
-fn condition(kind: AlertKind, metrics: &MetricsView, thresholds: &AlertThresholds) -> Option<(String, Option<f64>)> {
-    match kind {
-        AlertKind::HighLatency => metrics.rtt_ms.filter(|rtt| *rtt > thresholds.latency_ms).map(|rtt| {
-            (
-                format!(
-                    "High latency: {rtt:.0} ms round trip (over {:.0} ms)",
-                    thresholds.latency_ms
-                ),
-                None,
-            )
-        }),
-        AlertKind::PacketLoss => metrics.loss_pct.filter(|loss| *loss > thresholds.loss_pct).map(|loss| {
-            (
-                format!("Packet loss {loss:.1} % (over {:.1} %)", thresholds.loss_pct),
-                None,
-            )
-        }),
-        AlertKind::UsingTurn => (metrics.using_relay == Some(true)).then(|| {
-            let kbps = metrics.upload_kbps.unwrap_or(0.0) + metrics.download_kbps.unwrap_or(0.0);
-            let per_hour = crate::turn::cost(
-                crate::turn::relayed_bytes(kbps, 3_600_000),
-                thresholds.turn_price_per_gb,
-            );
-            let via = metrics.relay_server.as_deref().unwrap_or("a TURN server");
-            let protocol = metrics.relay_protocol.as_deref().unwrap_or("unknown protocol");
-            (
-                format!(
-                    "Relayed through {via} ({protocol}): TURN traffic costs money, about ${per_hour:.2} per hour \
-                     at {kbps:.0} kbps (${:.2} per GB)",
-                    thresholds.turn_price_per_gb
-                ),
-                Some(per_hour),
-            )
-        }),
-        AlertKind::PoorConnection => {
-            (metrics.quality == Some(QualityClass::Poor)).then(|| ("Poor connection quality".to_owned(), None))
-        }
-    }
-}
-
 /// A participant that has sent no batch for this long counts as gone: its conditions count as
 /// clear from then on (the extension sends at least every 10 s while a call runs).
 pub const SILENT_AFTER_MS: u64 = crate::turn::MAX_GAP_MS;
@@ -133,38 +46,10 @@ pub fn evaluate(
     participant_id: &str,
     now_ms: u64,
 ) -> Vec<AlertRecord> {
-    let mut records = Vec::new();
-    let record = |alert: &ActiveAlert, state| history_record(alert, state, meeting_id, participant_id, now_ms);
-    for kind in AlertKind::ALL {
-        let present = condition(kind, metrics, thresholds);
-        let index = active.iter().position(|a| a.kind == kind);
-        match (present, index) {
-            (Some((message, cost)), None) => {
-                let alert = ActiveAlert {
-                    kind,
-                    severity: kind.severity(),
-                    message,
-                    cost,
-                    raised_at: now_ms,
-                    clear_since: None,
-                };
-                records.push(record(&alert, AlertState::Raised));
-                active.push(alert);
-            }
-            // Still present: the alert stays as raised (no repeat), and any clear spell ends.
-            (Some(_), Some(i)) => active[i].clear_since = None,
-            (None, Some(i)) => {
-                let since = *active[i].clear_since.get_or_insert(now_ms);
-                if now_ms.saturating_sub(since) >= thresholds.clear_after_ms {
-                    let alert = active.remove(i);
-                    records.push(record(&alert, AlertState::Resolved));
-                }
-            }
-            (None, None) => {}
-        }
-    }
-    active.sort_by_key(|a| a.kind);
-    records
+    vitals_shared::alerts::evaluate(thresholds, active, metrics, now_ms)
+        .into_iter()
+        .map(|t| history_record(&t.alert, t.state, meeting_id, participant_id, now_ms))
+        .collect()
 }
 
 fn history_record(
@@ -240,6 +125,7 @@ pub fn resolve_due(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use vitals_shared::QualityClass;
 
     fn metrics(rtt_ms: Option<f64>, loss_pct: Option<f64>) -> MetricsView {
         MetricsView {
@@ -391,7 +277,7 @@ mod tests {
     #[test]
     fn thresholds_are_configurable() {
         let thresholds = AlertThresholds {
-            latency_ms: 100.0,
+            rtt_ms: 100.0,
             loss_pct: 1.0,
             clear_after_ms: 0,
             ..Default::default()

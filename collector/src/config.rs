@@ -127,7 +127,7 @@ impl ServeArgs {
     pub fn settings(&self) -> crate::Settings {
         crate::Settings {
             alerts: crate::alerts::AlertThresholds {
-                latency_ms: self.alert_latency_ms,
+                rtt_ms: self.alert_latency_ms,
                 loss_pct: self.alert_loss_pct,
                 clear_after_ms: (self.alert_clear_secs * 1000.0).round() as u64,
                 turn_price_per_gb: self.turn_price_per_gb,
@@ -203,7 +203,7 @@ mod tests {
             panic!("expected serve")
         };
         let settings = args.settings();
-        assert_eq!(settings.alerts.latency_ms, 250.0);
+        assert_eq!(settings.alerts.rtt_ms, 250.0);
         assert_eq!(settings.alerts.loss_pct, 2.5);
         assert_eq!(settings.alerts.clear_after_ms, 30_000);
         assert_eq!(settings.alerts.turn_price_per_gb, 0.1);

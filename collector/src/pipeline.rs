@@ -450,7 +450,7 @@ mod tests {
     use super::*;
     use crate::store::MemoryStore;
     use std::sync::Arc;
-    use vitals_shared::emit::Event;
+    use vitals_shared::wire::Event;
     use vitals_shared::wire::MetricsFields;
 
     fn state() -> AppState {

@@ -41,7 +41,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use tokio::sync::broadcast;
 use tower_http::cors::{Any, CorsLayer};
-use vitals_shared::emit::Event;
+use vitals_shared::wire::Event;
 use vitals_shared::wire::{IngestBatch, MetricsFields, MAX_ID_LEN};
 use vitals_shared::QualityClass;
 

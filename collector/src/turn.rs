@@ -5,26 +5,15 @@
 //! on the collector's clock). A gap longer than `MAX_GAP_MS` (the extension sends at least
 //! every 10 s while a call runs) means the participant was gone: it is counted as `MAX_GAP_MS`.
 
-use crate::store::MetricsView;
 use serde::{Deserialize, Serialize};
+use vitals_shared::wire::MetricsView;
 
-/// Default price of relayed traffic, in dollars per GB (10^9 bytes).
-pub const DEFAULT_PRICE_PER_GB: f64 = 0.40;
+/// The price arithmetic is shared with the extension's report.
+pub use vitals_shared::cost::{cost, relayed_bytes, DEFAULT_PRICE_PER_GB};
 /// Longest interval counted between two evaluations of one participant.
 pub const MAX_GAP_MS: u64 = 30_000;
 /// Usage is accumulated in buckets of this length (queries select whole buckets).
 pub const BUCKET_MS: u64 = 60_000;
-
-/// Bytes sent and received at `kbps` (kilobits per second) during `ms` milliseconds.
-pub fn relayed_bytes(kbps: f64, ms: u64) -> f64 {
-    // kbps × 1000 / 8 bytes per second × ms / 1000 seconds.
-    kbps.max(0.0) * ms as f64 / 8.0
-}
-
-/// The price of `bytes` at `price_per_gb`.
-pub fn cost(bytes: f64, price_per_gb: f64) -> f64 {
-    bytes / 1e9 * price_per_gb
-}
 
 /// Where the accounting of a relayed participant stands: what was in effect since `at`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -520,7 +520,7 @@ mod tests {
         assert!(report
             .alerts
             .iter()
-            .any(|a| a.kind == vitals_shared::report::AlertKind::UsingTurn));
+            .any(|a| a.kind == vitals_shared::alerts::AlertKind::UsingTurn));
         assert!((report.overview.upload_kbps.max.unwrap() - 600.0).abs() < 1e-6);
         let json = serde_json::to_value(&report).unwrap();
         assert!(vitals_shared::report::address_leaks(&json).is_empty());

@@ -13,7 +13,7 @@
 
 use crate::upload_store::{self as store, Entry, SessionRecord, StoreOp};
 use std::collections::{BTreeMap, VecDeque};
-use vitals_shared::emit::Event;
+use vitals_shared::wire::Event;
 use vitals_shared::wire::MAX_EVENTS_PER_BATCH;
 
 /// Most events kept per participant while the collector is unreachable; the oldest go first

@@ -12,7 +12,7 @@
 //! rewritten whole.
 
 use serde::{Deserialize, Serialize};
-use vitals_shared::emit::Event;
+use vitals_shared::wire::Event;
 
 /// Every key of the upload queue starts with this (the version goes up if the format changes;
 /// entries of another version are not ours and are left alone).

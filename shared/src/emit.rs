@@ -9,22 +9,10 @@
 //! exactly when [`Emitter::next_tick_at`] asks to be called back.
 
 use crate::wire::MetricsFields;
-use serde::{Deserialize, Serialize};
-use std::collections::VecDeque;
 
-/// One event to the collector.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Event {
-    /// Per-participant sequence number, from 1.
-    pub seq: u64,
-    /// When the state was measured, ms since the Unix epoch (for an event released by a tick,
-    /// the time of the latest state, not of the tick).
-    pub ts_ms: f64,
-    /// A full snapshot (replaces the collector's state) rather than a delta.
-    pub full: bool,
-    pub metrics: MetricsFields,
-}
+/// Where the event type used to live; `crate::wire::Event` is its home.
+pub use crate::wire::Event;
+use std::collections::VecDeque;
 
 /// The policy's knobs.
 #[derive(Debug, Clone, Copy)]

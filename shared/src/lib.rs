@@ -3,7 +3,10 @@
 //! Nothing here does IO or reads a clock: time comes in as data, so the same code runs in the
 //! extension (wasm32), in the collector and in tests driven faster than real time.
 
+pub mod alerts;
+pub mod cost;
 pub mod emit;
+pub mod fields;
 pub mod messages;
 pub mod metrics;
 pub mod privacy;

@@ -6,10 +6,11 @@
 //! same connection; anything that would give a negative or a spike (first snapshot, Δt <= 0, a
 //! counter going backwards, a changed SSRC) gives no sample instead.
 
-use crate::emit::{Emitter, Event};
+use crate::emit::Emitter;
 use crate::metrics::{add_opt, max_opt, mean, PeerMetrics, RelayInfo, TabMetrics, VideoMetrics};
-use crate::quality::{mos, QualityClass};
+use crate::quality::QualityClass;
 use crate::stats::{Candidate, CandidatePair, RawReport};
+use crate::wire::Event;
 use crate::wire::MetricsFields;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
@@ -227,7 +228,7 @@ pub fn aggregate(at_ms: f64, peers: Vec<PeerMetrics>) -> TabMetrics {
     let loss_pct = mean(basis.iter().filter_map(|p| p.loss_pct()));
     let jitter_ms = mean(basis.iter().filter_map(|p| p.jitter_ms));
     let relayed = peers.iter().find(|p| p.relay.using_relay);
-    let quality = QualityClass::classify(rtt_ms, loss_pct);
+    let (quality, mos) = QualityClass::assess(rtt_ms, loss_pct, jitter_ms);
     TabMetrics {
         at_ms,
         upload_kbps: peers.iter().fold(None, |acc, p| add_opt(acc, p.upload_kbps)),
@@ -239,7 +240,7 @@ pub fn aggregate(at_ms: f64, peers: Vec<PeerMetrics>) -> TabMetrics {
         relay_protocol: relayed.and_then(|p| p.relay.protocol.clone()),
         relay_server_url: relayed.and_then(|p| p.relay.server_url.clone()),
         quality,
-        mos: quality.map(|_| mos(rtt_ms.unwrap_or(0.0), jitter_ms.unwrap_or(0.0), loss_pct.unwrap_or(0.0))),
+        mos,
         peers,
     }
 }
@@ -446,14 +447,7 @@ fn compute(now_ms: f64, pc: &str, reports: &[RawReport], prev: Option<&Baseline>
     (m.download_kbps, m.download_audio_kbps, m.download_video_kbps) = (down.total, down.audio, down.video);
     m.video_in = best_in_video.map(|(_, v)| v);
     m.video_out = best_out_video.map(|(_, v)| v);
-    m.quality = QualityClass::classify(m.best_rtt_ms(), m.loss_pct());
-    m.mos = m.quality.map(|_| {
-        mos(
-            m.best_rtt_ms().unwrap_or(0.0),
-            m.jitter_ms.unwrap_or(0.0),
-            m.loss_pct().unwrap_or(0.0),
-        )
-    });
+    (m.quality, m.mos) = QualityClass::assess(m.best_rtt_ms(), m.loss_pct(), m.jitter_ms);
 
     let usable = prev.is_none_or(|p| now_ms > p.now_ms);
     if !usable {

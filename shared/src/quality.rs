@@ -33,6 +33,14 @@ impl QualityClass {
         })
     }
 
+    /// The class and the MOS of these figures: the MOS only where there is a class, with an
+    /// unknown jitter (or the other unknown figure) taken as 0. The one place that pairs them.
+    pub fn assess(rtt_ms: Option<f64>, loss_pct: Option<f64>, jitter_ms: Option<f64>) -> (Option<Self>, Option<f64>) {
+        let quality = Self::classify(rtt_ms, loss_pct);
+        let score = quality.map(|_| mos(rtt_ms.unwrap_or(0.0), jitter_ms.unwrap_or(0.0), loss_pct.unwrap_or(0.0)));
+        (quality, score)
+    }
+
     /// The number of bars (1 to 4) the popup and badge show for this class.
     pub fn bars(self) -> u8 {
         match self {

@@ -7,7 +7,7 @@
 
 use crate::metrics::{mean, PeerMetrics};
 use crate::processor::{Input, Output, Processor};
-use crate::quality::{mos, QualityClass};
+use crate::quality::QualityClass;
 use crate::stats::parse_report;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -115,7 +115,7 @@ fn summarize(intervals: &[PeerMetrics]) -> Vec<Summary> {
             let rtt = avg(PeerMetrics::best_rtt_ms);
             let loss = avg(PeerMetrics::loss_pct);
             let jitter = avg(|m| m.jitter_ms);
-            let quality = QualityClass::classify(rtt, loss);
+            let (quality, mos) = QualityClass::assess(rtt, loss, jitter);
             Summary {
                 pc: pc.to_string(),
                 intervals: ms.len(),
@@ -127,7 +127,7 @@ fn summarize(intervals: &[PeerMetrics]) -> Vec<Summary> {
                 avg_loss_pct: loss,
                 avg_jitter_ms: jitter,
                 quality,
-                mos: quality.map(|_| mos(rtt.unwrap_or(0.0), jitter.unwrap_or(0.0), loss.unwrap_or(0.0))),
+                mos,
             }
         })
         .collect()

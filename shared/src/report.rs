@@ -9,13 +9,11 @@ mod alerts;
 mod overview;
 mod recorder;
 
-pub use alerts::{
-    alert_events, AlertEvent, AlertKind, AlertState, AlertThresholds, Severity, ALERT_CLEAR_AFTER_MS, ALERT_LOSS_PCT,
-    ALERT_RTT_MS,
-};
+pub use alerts::{alert_events, AlertEvent};
 pub use overview::{Overview, Stat};
 pub use recorder::CallRecorder;
 
+use crate::alerts::AlertThresholds;
 use crate::metrics::{PeerMetrics, TabMetrics};
 use crate::privacy::{meeting_id, turn_server_name};
 use crate::quality::QualityClass;
@@ -423,6 +421,7 @@ fn string_leak(s: &str) -> Option<&'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::alerts::{AlertKind, AlertState};
     use crate::metrics::RelayInfo;
     use crate::processor::{Input, Output, Processor};
     use crate::stats::parse_report;

@@ -1,43 +1,26 @@
 //! Wire types between the extension and the collector: ingest batches, events and acknowledgements.
 
-use crate::emit::Event;
 use crate::metrics::TabMetrics;
 use crate::privacy::turn_server_name;
-use crate::quality::QualityClass;
 use serde::{Deserialize, Serialize};
 
-/// Longest meeting id, participant id or label the collector accepts, in bytes.
-pub const MAX_ID_LEN: usize = 256;
 /// Most events in one ingest batch.
 pub const MAX_EVENTS_PER_BATCH: usize = 100;
 
-/// The metrics of a participant as they travel. In a delta event an absent field is unchanged;
-/// in a full event an absent field is unknown.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub use crate::fields::{MetricsFields, MetricsView, FIELD_COUNT, FIELD_NAMES, MAX_ID_LEN};
+
+/// One event to the collector.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct MetricsFields {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub upload_kbps: Option<f64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub download_kbps: Option<f64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rtt_ms: Option<f64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub loss_pct: Option<f64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub jitter_ms: Option<f64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub quality: Option<QualityClass>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub mos: Option<f64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub using_relay: Option<bool>,
-    /// "udp", "tcp" or "tls".
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub relay_protocol: Option<String>,
-    /// The TURN server's host name, never an address (see `privacy::turn_server_name`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub relay_server: Option<String>,
+pub struct Event {
+    /// Per-participant sequence number, from 1.
+    pub seq: u64,
+    /// When the state was measured, ms since the Unix epoch (for an event released by a tick,
+    /// the time of the latest state, not of the tick).
+    pub ts_ms: f64,
+    /// A full snapshot (replaces the collector's state) rather than a delta.
+    pub full: bool,
+    pub metrics: MetricsFields,
 }
 
 fn round(x: Option<f64>, places: i32) -> Option<f64> {
@@ -64,85 +47,6 @@ impl MetricsFields {
                 .filter(|_| tab.using_relay)
                 .and_then(turn_server_name),
         }
-    }
-
-    /// The fields of `self` that differ from `before`.
-    pub fn changed_since(&self, before: &Self) -> Self {
-        fn pick<T: Clone + PartialEq>(now: &Option<T>, was: &Option<T>) -> Option<T> {
-            if now != was {
-                now.clone()
-            } else {
-                None
-            }
-        }
-        Self {
-            upload_kbps: pick(&self.upload_kbps, &before.upload_kbps),
-            download_kbps: pick(&self.download_kbps, &before.download_kbps),
-            rtt_ms: pick(&self.rtt_ms, &before.rtt_ms),
-            loss_pct: pick(&self.loss_pct, &before.loss_pct),
-            jitter_ms: pick(&self.jitter_ms, &before.jitter_ms),
-            quality: pick(&self.quality, &before.quality),
-            mos: pick(&self.mos, &before.mos),
-            using_relay: pick(&self.using_relay, &before.using_relay),
-            relay_protocol: pick(&self.relay_protocol, &before.relay_protocol),
-            relay_server: pick(&self.relay_server, &before.relay_server),
-        }
-    }
-
-    /// Applies an event's fields on top of `self`: a full event replaces, a delta overlays.
-    /// Relay details are cleared when relay use stops.
-    pub fn merge(&mut self, incoming: &Self, full: bool) {
-        if full {
-            *self = incoming.clone();
-        } else {
-            macro_rules! overlay {
-                ($($f:ident),*) => { $( if incoming.$f.is_some() { self.$f = incoming.$f.clone(); } )* };
-            }
-            overlay!(
-                upload_kbps,
-                download_kbps,
-                rtt_ms,
-                loss_pct,
-                jitter_ms,
-                quality,
-                mos,
-                using_relay,
-                relay_protocol,
-                relay_server
-            );
-        }
-        if self.using_relay == Some(false) {
-            self.relay_protocol = None;
-            self.relay_server = None;
-        }
-    }
-
-    /// Checks ranges and lengths; the error names the offending field.
-    pub fn validate(&self) -> Result<(), String> {
-        let ranges: [(&str, Option<f64>, f64); 6] = [
-            ("upload_kbps", self.upload_kbps, 10_000_000.0),
-            ("download_kbps", self.download_kbps, 10_000_000.0),
-            ("rtt_ms", self.rtt_ms, 600_000.0),
-            ("loss_pct", self.loss_pct, 100.0),
-            ("jitter_ms", self.jitter_ms, 600_000.0),
-            ("mos", self.mos, 5.0),
-        ];
-        for (name, value, max) in ranges {
-            if let Some(v) = value {
-                if !v.is_finite() || v < 0.0 || v > max {
-                    return Err(format!("metrics.{name} must be a number from 0 to {max}"));
-                }
-            }
-        }
-        if let Some(p) = &self.relay_protocol {
-            if !matches!(p.as_str(), "udp" | "tcp" | "tls") {
-                return Err("metrics.relay_protocol must be udp, tcp or tls".into());
-            }
-        }
-        if self.relay_server.as_ref().is_some_and(|s| s.len() > MAX_ID_LEN) {
-            return Err(format!("metrics.relay_server is longer than {MAX_ID_LEN} bytes"));
-        }
-        Ok(())
     }
 }
 
@@ -197,6 +101,7 @@ pub struct IngestAck {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::quality::QualityClass;
     use serde_json::json;
 
     #[test]

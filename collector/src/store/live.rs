@@ -10,23 +10,11 @@
 //! twice.
 
 use serde::{Deserialize, Serialize};
-use vitals_shared::emit::Event;
+use vitals_shared::wire::Event;
 use vitals_shared::wire::MetricsFields;
 
 /// Every field of `MetricsFields`, in one fixed order shared by the memory and Redis stores.
-pub const FIELD_NAMES: [&str; FIELD_COUNT] = [
-    "upload_kbps",
-    "download_kbps",
-    "rtt_ms",
-    "loss_pct",
-    "jitter_ms",
-    "quality",
-    "mos",
-    "using_relay",
-    "relay_protocol",
-    "relay_server",
-];
-pub const FIELD_COUNT: usize = 10;
+pub use vitals_shared::wire::{FIELD_COUNT, FIELD_NAMES};
 
 /// The highest sequence number accepted (exact in a JSON number read as a double, 2^53 - 1).
 pub const MAX_SEQ: u64 = (1 << 53) - 1;
@@ -48,31 +36,9 @@ impl LiveState {
         // The fields this event wins go through `MetricsFields::merge` as a delta, so the shared
         // rules (such as clearing relay details when relay use stops) apply here too. A full
         // event's absent field means "unknown", which a delta cannot express: it is cleared here.
-        let mut won = MetricsFields::default();
-        macro_rules! last_writer_wins {
-            ($($index:literal => $field:ident),* $(,)?) => {$(
-                let writes = event.full || event.metrics.$field.is_some();
-                if writes && self.field_seq[$index] < event.seq {
-                    self.field_seq[$index] = event.seq;
-                    match &event.metrics.$field {
-                        Some(_) => won.$field = event.metrics.$field.clone(),
-                        None => self.metrics.$field = None,
-                    }
-                }
-            )*};
-        }
-        last_writer_wins!(
-            0 => upload_kbps,
-            1 => download_kbps,
-            2 => rtt_ms,
-            3 => loss_pct,
-            4 => jitter_ms,
-            5 => quality,
-            6 => mos,
-            7 => using_relay,
-            8 => relay_protocol,
-            9 => relay_server,
-        );
+        let won = self
+            .metrics
+            .take_newer(&event.metrics, event.full, event.seq, &mut self.field_seq);
         self.metrics.merge(&won, false);
         self.last_seq = self.last_seq.max(event.seq);
     }

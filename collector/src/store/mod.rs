@@ -22,8 +22,8 @@ use crate::turn::{RelayCursor, TurnUsage};
 use serde::{Deserialize, Serialize};
 use std::future::Future;
 use std::pin::Pin;
-use vitals_shared::wire::{IngestBatch, MetricsFields};
-use vitals_shared::QualityClass;
+use vitals_shared::wire::IngestBatch;
+pub use vitals_shared::wire::MetricsView;
 
 /// Live state expires this long after a participant's last event.
 pub const LIVE_TTL_MS: u64 = 5 * 60 * 1000;
@@ -81,52 +81,6 @@ pub struct ParticipantView {
     pub last_seq: u64,
     #[serde(flatten)]
     pub metrics: MetricsView,
-}
-
-/// `MetricsFields` with every field present (null when unknown), so admin clients see a fixed
-/// shape.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct MetricsView {
-    pub upload_kbps: Option<f64>,
-    pub download_kbps: Option<f64>,
-    pub rtt_ms: Option<f64>,
-    pub loss_pct: Option<f64>,
-    pub jitter_ms: Option<f64>,
-    pub quality: Option<QualityClass>,
-    pub mos: Option<f64>,
-    pub using_relay: Option<bool>,
-    pub relay_protocol: Option<String>,
-    pub relay_server: Option<String>,
-}
-
-impl From<MetricsFields> for MetricsView {
-    fn from(metrics: MetricsFields) -> Self {
-        // Destructured without `..` so that a new field cannot be forgotten here.
-        let MetricsFields {
-            upload_kbps,
-            download_kbps,
-            rtt_ms,
-            loss_pct,
-            jitter_ms,
-            quality,
-            mos,
-            using_relay,
-            relay_protocol,
-            relay_server,
-        } = metrics;
-        Self {
-            upload_kbps,
-            download_kbps,
-            rtt_ms,
-            loss_pct,
-            jitter_ms,
-            quality,
-            mos,
-            using_relay,
-            relay_protocol,
-            relay_server,
-        }
-    }
 }
 
 /// A live meeting and its live participants, ordered by participant id.
@@ -289,7 +243,7 @@ pub(crate) fn unique_seqs(batch: &IngestBatch) -> Vec<u64> {
 }
 
 /// The batch's events in sequence order (stable, so a repeated seq keeps its first copy first).
-pub(crate) fn events_in_seq_order(batch: &IngestBatch) -> Vec<&vitals_shared::emit::Event> {
+pub(crate) fn events_in_seq_order(batch: &IngestBatch) -> Vec<&vitals_shared::wire::Event> {
     let mut events: Vec<_> = batch.events.iter().collect();
     events.sort_by_key(|e| e.seq);
     events

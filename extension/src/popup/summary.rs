@@ -2,7 +2,8 @@
 
 use super::rates::percent;
 use crate::format;
-use vitals_shared::report::{AlertEvent, AlertState, Report, Stat};
+use vitals_shared::alerts::AlertState;
+use vitals_shared::report::{AlertEvent, Report, Stat};
 
 /// Alert spans listed before "… and N more".
 const MAX_ALERTS_LISTED: usize = 6;

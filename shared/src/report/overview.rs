@@ -1,6 +1,7 @@
 //! A report's overview: quality now and at worst, averages and extremes of each figure, relay use, connections.
 
-use super::{AlertEvent, AlertState, ConnectionSeries, TabSample};
+use super::{AlertEvent, ConnectionSeries, TabSample};
+use crate::alerts::AlertState;
 use crate::metrics::mean;
 use crate::quality::QualityClass;
 use serde::{Deserialize, Serialize};

@@ -1,0 +1,326 @@
+//! The participant metric fields, declared once: the sparse wire struct, the dense view, their names, merge rules, checks and a visitor.
+//!
+//! `metric_fields!` below is the only list of the fields. It generates [`MetricsFields`] (what
+//! travels: an absent field is unchanged in a delta, unknown in a full event), [`MetricsView`]
+//! (every field present, null when unknown, for admin clients), [`FIELD_NAMES`] and
+//! [`FIELD_COUNT`], the delta and last-writer-wins merge rules, the range checks, and
+//! [`MetricsView::values`], which hands each field to exports (CSV) and other protocols
+//! (Socket.IO) by name. A new field is one line here.
+
+use crate::quality::QualityClass;
+use serde::{Deserialize, Serialize};
+
+/// Longest meeting id, participant id, label or relay server name the collector accepts, in bytes.
+pub const MAX_ID_LEN: usize = 256;
+
+/// One field's value, borrowed, for code that handles every field alike.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum FieldValue<'a> {
+    Number(f64),
+    Bool(bool),
+    Text(&'a str),
+    Quality(QualityClass),
+}
+
+impl FieldValue<'_> {
+    /// The value as text, as a CSV cell shows it (numbers in Rust's shortest round-trip form).
+    pub fn to_text(self) -> String {
+        match self {
+            Self::Number(x) => x.to_string(),
+            Self::Bool(b) => b.to_string(),
+            Self::Text(s) => s.to_owned(),
+            Self::Quality(q) => q.as_str().to_owned(),
+        }
+    }
+}
+
+/// The types a metric field can have, seen as a [`FieldValue`].
+pub trait AsFieldValue {
+    fn field_value(&self) -> FieldValue<'_>;
+}
+
+impl AsFieldValue for f64 {
+    fn field_value(&self) -> FieldValue<'_> {
+        FieldValue::Number(*self)
+    }
+}
+
+impl AsFieldValue for bool {
+    fn field_value(&self) -> FieldValue<'_> {
+        FieldValue::Bool(*self)
+    }
+}
+
+impl AsFieldValue for String {
+    fn field_value(&self) -> FieldValue<'_> {
+        FieldValue::Text(self)
+    }
+}
+
+impl AsFieldValue for QualityClass {
+    fn field_value(&self) -> FieldValue<'_> {
+        FieldValue::Quality(*self)
+    }
+}
+
+/// What an ingested field must satisfy.
+#[derive(Debug, Clone, Copy)]
+enum Check {
+    /// Any value of the type.
+    Any,
+    /// A finite number from 0 to `max`.
+    Range(f64),
+    /// One of these strings.
+    OneOf(&'static [&'static str]),
+    /// At most this many bytes.
+    MaxLen(usize),
+}
+
+impl Check {
+    fn check(self, name: &str, value: FieldValue<'_>) -> Result<(), String> {
+        match (self, value) {
+            (Self::Range(max), FieldValue::Number(v)) if !v.is_finite() || !(0.0..=max).contains(&v) => {
+                Err(format!("metrics.{name} must be a number from 0 to {max}"))
+            }
+            (Self::OneOf(allowed), FieldValue::Text(s)) if !allowed.contains(&s) => {
+                let (last, rest) = allowed.split_last().expect("a non-empty list");
+                Err(format!("metrics.{name} must be {} or {last}", rest.join(", ")))
+            }
+            (Self::MaxLen(max), FieldValue::Text(s)) if s.len() > max => {
+                Err(format!("metrics.{name} is longer than {max} bytes"))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+macro_rules! metric_fields {
+    ($( $(#[doc = $doc:literal])* $name:ident : $ty:ty => $check:expr ),* $(,)?) => {
+        /// The metrics of a participant as they travel. In a delta event an absent field is
+        /// unchanged; in a full event an absent field is unknown.
+        #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub struct MetricsFields {
+            $(
+                $(#[doc = $doc])*
+                #[serde(default, skip_serializing_if = "Option::is_none")]
+                pub $name: Option<$ty>,
+            )*
+        }
+
+        /// [`MetricsFields`] with every field present (null when unknown), so admin clients see
+        /// a fixed shape.
+        #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+        pub struct MetricsView {
+            $(
+                $(#[doc = $doc])*
+                pub $name: Option<$ty>,
+            )*
+        }
+
+        /// The metric fields' names, in declaration order (the order of CSV columns too).
+        pub const FIELD_NAMES: [&str; FIELD_COUNT] = [$(stringify!($name)),*];
+        /// How many metric fields there are.
+        pub const FIELD_COUNT: usize = [$(stringify!($name)),*].len();
+
+        impl MetricsFields {
+            /// The fields of `self` that differ from `before`.
+            pub fn changed_since(&self, before: &Self) -> Self {
+                Self {
+                    $( $name: if self.$name != before.$name { self.$name.clone() } else { None }, )*
+                }
+            }
+
+            /// Overlays the fields `incoming` has on `self` (a delta).
+            fn overlay(&mut self, incoming: &Self) {
+                $( if incoming.$name.is_some() { self.$name = incoming.$name.clone(); } )*
+            }
+
+            /// Last writer wins, per field: each field `incoming` (event `seq`) writes (every
+            /// field when `full`) and whose `field_seq` entry is older is taken, and its entry
+            /// set to `seq`. Returns the fields taken with a value; a field a full event
+            /// leaves out is cleared (unknown) in `self` right away.
+            pub fn take_newer(
+                &mut self,
+                incoming: &Self,
+                full: bool,
+                seq: u64,
+                field_seq: &mut [u64; FIELD_COUNT],
+            ) -> Self {
+                let mut won = Self::default();
+                let mut index = 0;
+                $(
+                    if (full || incoming.$name.is_some()) && field_seq[index] < seq {
+                        field_seq[index] = seq;
+                        match &incoming.$name {
+                            Some(_) => won.$name = incoming.$name.clone(),
+                            None => self.$name = None,
+                        }
+                    }
+                    index += 1;
+                )*
+                debug_assert_eq!(index, FIELD_COUNT);
+                won
+            }
+
+            /// Checks ranges and lengths; the error names the offending field.
+            pub fn validate(&self) -> Result<(), String> {
+                $(
+                    if let Some(value) = &self.$name {
+                        $check.check(stringify!($name), value.field_value())?;
+                    }
+                )*
+                Ok(())
+            }
+        }
+
+        impl MetricsView {
+            /// Every field by name, in [`FIELD_NAMES`] order, with its value when known.
+            pub fn values(&self) -> [(&'static str, Option<FieldValue<'_>>); FIELD_COUNT] {
+                [$( (stringify!($name), self.$name.as_ref().map(AsFieldValue::field_value)) ),*]
+            }
+        }
+
+        impl From<MetricsFields> for MetricsView {
+            fn from(m: MetricsFields) -> Self {
+                Self { $( $name: m.$name, )* }
+            }
+        }
+
+        impl From<MetricsView> for MetricsFields {
+            fn from(m: MetricsView) -> Self {
+                Self { $( $name: m.$name, )* }
+            }
+        }
+    };
+}
+
+metric_fields! {
+    upload_kbps: f64 => Check::Range(10_000_000.0),
+    download_kbps: f64 => Check::Range(10_000_000.0),
+    rtt_ms: f64 => Check::Range(600_000.0),
+    loss_pct: f64 => Check::Range(100.0),
+    jitter_ms: f64 => Check::Range(600_000.0),
+    quality: QualityClass => Check::Any,
+    mos: f64 => Check::Range(5.0),
+    using_relay: bool => Check::Any,
+    /// "udp", "tcp" or "tls".
+    relay_protocol: String => Check::OneOf(&["udp", "tcp", "tls"]),
+    /// The TURN server's host name, never an address (see `privacy::turn_server_name`).
+    relay_server: String => Check::MaxLen(MAX_ID_LEN),
+}
+
+impl MetricsFields {
+    /// Applies an event's fields on top of `self`: a full event replaces, a delta overlays.
+    /// Relay details are cleared when relay use stops.
+    pub fn merge(&mut self, incoming: &Self, full: bool) {
+        if full {
+            *self = incoming.clone();
+        } else {
+            self.overlay(incoming);
+        }
+        if self.using_relay == Some(false) {
+            self.relay_protocol = None;
+            self.relay_server = None;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_the_declaration_and_the_serialized_view() {
+        let view = MetricsView::default();
+        let json = serde_json::to_value(&view).unwrap();
+        let object = json.as_object().unwrap();
+        assert_eq!(object.len(), FIELD_COUNT);
+        for name in FIELD_NAMES {
+            assert!(object.contains_key(name), "{name}");
+        }
+        let names: Vec<&str> = view.values().iter().map(|(name, _)| *name).collect();
+        assert_eq!(names, FIELD_NAMES);
+    }
+
+    #[test]
+    fn values_hand_out_each_field_with_its_kind() {
+        let view = MetricsView {
+            rtt_ms: Some(42.5),
+            quality: Some(QualityClass::Good),
+            using_relay: Some(true),
+            relay_protocol: Some("tcp".into()),
+            ..Default::default()
+        };
+        let values = view.values();
+        let get = |name: &str| values.iter().find(|(n, _)| *n == name).unwrap().1;
+        assert_eq!(get("rtt_ms"), Some(FieldValue::Number(42.5)));
+        assert_eq!(get("quality").map(FieldValue::to_text).as_deref(), Some("good"));
+        assert_eq!(get("using_relay"), Some(FieldValue::Bool(true)));
+        assert_eq!(get("relay_protocol"), Some(FieldValue::Text("tcp")));
+        assert_eq!(get("upload_kbps"), None);
+    }
+
+    #[test]
+    fn checks_name_the_field_and_the_rule() {
+        let bad = |m: MetricsFields| m.validate().unwrap_err();
+        assert_eq!(
+            bad(MetricsFields {
+                mos: Some(5.5),
+                ..Default::default()
+            }),
+            "metrics.mos must be a number from 0 to 5"
+        );
+        assert_eq!(
+            bad(MetricsFields {
+                relay_protocol: Some("quic".into()),
+                ..Default::default()
+            }),
+            "metrics.relay_protocol must be udp, tcp or tls"
+        );
+        assert_eq!(
+            bad(MetricsFields {
+                relay_server: Some("x".repeat(MAX_ID_LEN + 1)),
+                ..Default::default()
+            }),
+            format!("metrics.relay_server is longer than {MAX_ID_LEN} bytes")
+        );
+        assert!(MetricsFields {
+            upload_kbps: Some(0.0),
+            loss_pct: Some(100.0),
+            ..Default::default()
+        }
+        .validate()
+        .is_ok());
+    }
+
+    #[test]
+    fn take_newer_is_last_writer_wins_per_field() {
+        let mut state = MetricsFields {
+            rtt_ms: Some(40.0),
+            ..Default::default()
+        };
+        let mut seqs = [0; FIELD_COUNT];
+        let newer = MetricsFields {
+            rtt_ms: Some(50.0),
+            ..Default::default()
+        };
+        let won = state.take_newer(&newer, false, 5, &mut seqs);
+        assert_eq!(won.rtt_ms, Some(50.0));
+        // An older event loses the field, and a full one still clears what it leaves out.
+        let older = MetricsFields {
+            rtt_ms: Some(10.0),
+            ..Default::default()
+        };
+        assert_eq!(state.take_newer(&older, false, 3, &mut seqs).rtt_ms, None);
+        let full = MetricsFields {
+            upload_kbps: Some(1.0),
+            ..Default::default()
+        };
+        state.upload_kbps = Some(9.0);
+        state.jitter_ms = Some(3.0);
+        let won = state.take_newer(&full, true, 6, &mut seqs);
+        assert_eq!((won.upload_kbps, state.jitter_ms), (Some(1.0), None));
+        assert_eq!(seqs.iter().filter(|s| **s == 6).count(), FIELD_COUNT);
+    }
+}
