@@ -124,8 +124,8 @@ impl ServeArgs {
     }
 
     /// The collector's settings from these options.
-    pub fn settings(&self) -> crate::Settings {
-        crate::Settings {
+    pub fn settings(&self) -> crate::state::Settings {
+        crate::state::Settings {
             alerts: crate::alerts::AlertThresholds {
                 rtt_ms: self.alert_latency_ms,
                 loss_pct: self.alert_loss_pct,

@@ -19,13 +19,17 @@
 //! the same way.
 
 use crate::alerts::{self, AlertRecord, AlertThresholds};
+use crate::clock::now_ms;
+use crate::state::{AppState, Settings, Shared};
 use crate::store::{
     events_in_seq_order, history_bucket, next_version, turn_bucket, unique_seqs, Commit, CommitOutcome, DueChange,
     IngestOutcome, ParticipantKey, Record, StoreError, Versioned, LIVE_INDEX_INTERVAL_MS,
 };
 use crate::stream::StreamMessage;
-use crate::{turn, AppState, Settings};
+use crate::turn;
 use axum::extract::ws::Utf8Bytes;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Duration;
 use vitals_shared::wire::IngestBatch;
 
@@ -47,15 +51,6 @@ pub enum IngestError {
     RateLimited { retry_after_secs: u64 },
     #[error(transparent)]
     Store(#[from] StoreError),
-}
-
-impl From<IngestError> for crate::ApiError {
-    fn from(error: IngestError) -> Self {
-        match error {
-            IngestError::RateLimited { retry_after_secs } => Self::TooManyRequests { retry_after_secs },
-            IngestError::Store(error) => error.into(),
-        }
-    }
 }
 
 /// The outcome of one attempt, ready to commit.
@@ -429,7 +424,7 @@ pub async fn sweep(state: &AppState, now_ms: u64) -> Result<usize, StoreError> {
 }
 
 /// Runs [`sweep`] every [`SWEEP_INTERVAL`] until the state is dropped or the runtime ends.
-pub fn spawn_sweeper(state: std::sync::Weak<crate::Shared>) -> tokio::task::JoinHandle<()> {
+pub fn spawn_sweeper(state: std::sync::Weak<Shared>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut ticks = tokio::time::interval(SWEEP_INTERVAL);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -438,11 +433,34 @@ pub fn spawn_sweeper(state: std::sync::Weak<crate::Shared>) -> tokio::task::Join
             let Some(shared) = state.upgrade() else {
                 return;
             };
-            if let Err(error) = sweep(&AppState(shared), crate::api::now_ms()).await {
+            if let Err(error) = sweep(&AppState(shared), now_ms()).await {
                 tracing::debug!(%error, "sweep failed; trying again");
             }
         }
     })
+}
+
+impl AppState {
+    /// Ingests a batch that passed validation, at `now_ms` (ms since the Unix epoch): the rate
+    /// limit, the merge (idempotent by sequence number), alerts, history, TURN usage and the
+    /// admin stream, as one atomic change of the participant's record.
+    pub async fn ingest(&self, batch: &IngestBatch, now_ms: u64) -> Result<IngestOutcome, IngestError> {
+        ingest(self, batch, now_ms).await
+    }
+
+    /// Does what is due at `now_ms` without a new event (held stream updates, alerts that
+    /// cleared or whose participant went silent, idle TURN accounting); returns how many
+    /// participants changed. [`app`] runs this every [`SWEEP_INTERVAL`] by itself.
+    pub async fn sweep(&self, now_ms: u64) -> Result<usize, StoreError> {
+        sweep(self, now_ms).await
+    }
+
+    /// Starts the background sweeper of this state (once, whatever the number of calls).
+    pub(crate) fn start_sweeper(&self) {
+        if tokio::runtime::Handle::try_current().is_ok() && !self.sweeper_started.swap(true, Ordering::SeqCst) {
+            spawn_sweeper(Arc::downgrade(&self.0));
+        }
+    }
 }
 
 #[cfg(test)]

@@ -1,5 +1,4 @@
-//! The admin live stream: alerts at once, participant metrics at most once per participant per
-//! [`METRICS_INTERVAL`], fanned out to every WebSocket of `GET /api/v1/stream`.
+//! The admin live stream's fan-out: alerts at once, participant metrics at most once per participant per [`METRICS_INTERVAL`], to every subscriber (the WebSockets of `GET /api/v1/stream`, the Socket.IO admin room).
 //!
 //! Every message is serialized once and goes through one `tokio::sync::broadcast` channel per
 //! process ([`Hub`]). What feeds that channel depends on the deployment:
@@ -336,41 +335,6 @@ async fn subscribe_loop(
             Err(error) => tracing::debug!(%error, "stream: Redis not reachable for the subscription"),
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-}
-
-/// `GET /api/v1/stream`: upgrades to a WebSocket that receives every stream message as text.
-pub async fn handler(
-    axum::extract::State(state): axum::extract::State<crate::AppState>,
-    _token: crate::api::StreamToken,
-    upgrade: axum::extract::ws::WebSocketUpgrade,
-) -> axum::response::Response {
-    // Subscribed before the upgrade, so nothing published after the answer is missed.
-    let messages = state.hub().subscribe();
-    upgrade.on_upgrade(move |socket| forward(socket, messages))
-}
-
-async fn forward(mut socket: axum::extract::ws::WebSocket, mut messages: broadcast::Receiver<Utf8Bytes>) {
-    use axum::extract::ws::Message;
-    loop {
-        tokio::select! {
-            message = messages.recv() => match message {
-                Ok(text) => {
-                    if socket.send(Message::Text(text)).await.is_err() {
-                        return;
-                    }
-                }
-                Err(broadcast::error::RecvError::Lagged(skipped)) => {
-                    tracing::warn!(skipped, "stream: an admin socket fell behind");
-                }
-                Err(broadcast::error::RecvError::Closed) => return,
-            },
-            incoming = socket.recv() => match incoming {
-                // Pings are answered by the library; anything else from the admin is ignored.
-                Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return,
-                Some(Ok(_)) => {}
-            },
-        }
     }
 }
 

@@ -1,5 +1,6 @@
 //! The API's one error type: every failure becomes a status and a JSON `{"error": "..."}` body.
 
+use crate::pipeline::IngestError;
 use crate::store::StoreError;
 use axum::extract::rejection::JsonRejection;
 use axum::http::{header, StatusCode};
@@ -84,6 +85,15 @@ impl IntoResponse for ApiError {
                 (status, [(header::RETRY_AFTER, retry_after_secs.to_string())], body).into_response()
             }
             _ => (status, body).into_response(),
+        }
+    }
+}
+
+impl From<IngestError> for ApiError {
+    fn from(error: IngestError) -> Self {
+        match error {
+            IngestError::RateLimited { retry_after_secs } => Self::TooManyRequests { retry_after_secs },
+            IngestError::Store(error) => error.into(),
         }
     }
 }

@@ -28,8 +28,9 @@
 //!   once per user per 2 s. Both are translated from the admin stream [`Hub`], so they carry what
 //!   every collector process sharing the Redis published, under the same 2 s limit.
 
-use crate::api::{self, now_ms};
-use crate::AppState;
+use super::auth::{self, Admin, Ingest};
+use crate::clock::now_ms;
+use crate::state::AppState;
 use axum::extract::ws::Utf8Bytes;
 use axum::http::{header, Method};
 use axum::Router;
@@ -64,7 +65,7 @@ const NUMBER_FIELDS: [(&str, &str); 4] = [
 /// runtime is running (it ends with the runtime).
 pub fn router<S: Clone + Send + Sync + 'static>(state: AppState) -> Router<S> {
     let (service, io) = SocketIo::builder()
-        .max_payload(crate::INGEST_BODY_LIMIT_BYTES as u64)
+        .max_payload(super::ingest::INGEST_BODY_LIMIT_BYTES as u64)
         .build_svc();
     // Subscribed now, so that nothing published once the app serves is missed.
     let messages = state.hub().subscribe();
@@ -109,8 +110,8 @@ impl std::fmt::Display for Unauthorized {
 fn authorize(state: &AppState, auth: &Value) -> Result<(), Unauthorized> {
     let token = auth.get("token").and_then(Value::as_str).unwrap_or("");
     // Both compared in full, so the time does not tell which one was close.
-    let ingest = state.ingest_key.matches(token.as_bytes());
-    let admin = state.admin_token.matches(token.as_bytes());
+    let ingest = auth::holds::<Ingest>(state, token.as_bytes());
+    let admin = auth::holds::<Admin>(state, token.as_bytes());
     if !(ingest | admin) {
         return Err(Unauthorized);
     }
@@ -127,7 +128,7 @@ fn carries_admin_token(state: &AppState, value: &Value) -> bool {
         value
             .get(key)
             .and_then(Value::as_str)
-            .is_some_and(|token| state.admin_token.matches(token.as_bytes()))
+            .is_some_and(|token| auth::holds::<Admin>(state, token.as_bytes()))
     })
 }
 
@@ -199,12 +200,12 @@ async fn on_metrics(state: &AppState, user: &str, last_seq: &AtomicU64, data: &V
             previous.max(now.saturating_sub(1)) + 1
         }
     })?;
-    api::validate(&batch).map_err(|message| socket_names(&message))?;
+    super::ingest::validate(&batch).map_err(|message| socket_names(&message))?;
     let outcome = state.ingest(&batch, now).await.map_err(|error| match error {
         crate::IngestError::RateLimited { retry_after_secs } => {
             format!("too many events; retry after {retry_after_secs} s")
         }
-        other => crate::ApiError::from(other).to_string(),
+        other => super::error::ApiError::from(other).to_string(),
     })?;
     Ok(!outcome.applied.is_empty())
 }
@@ -419,7 +420,7 @@ mod tests {
             assert!(error.contains(expected), "{error}");
         }
         let b = batch(json!({"meetingId": "m", "metrics": {"packetLoss": 101}})).unwrap();
-        let error = socket_names(&api::validate(&b).unwrap_err());
+        let error = socket_names(&crate::http::ingest::validate(&b).unwrap_err());
         assert!(error.contains("metrics.packetLoss"), "{error}");
     }
 

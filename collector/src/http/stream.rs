@@ -1,0 +1,45 @@
+//! `GET /api/v1/stream`: a WebSocket that receives every message of the admin stream's fan-out as text.
+
+use super::auth::StreamToken;
+use crate::state::AppState;
+use axum::extract::ws::{Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::State;
+use axum::response::Response;
+use axum::routing::get;
+use axum::Router;
+use tokio::sync::broadcast;
+
+/// The stream route.
+pub fn router() -> Router<AppState> {
+    Router::new().route("/api/v1/stream", get(handler))
+}
+
+/// `GET /api/v1/stream`: upgrades to a WebSocket that receives every stream message as text.
+async fn handler(State(state): State<AppState>, _token: StreamToken, upgrade: WebSocketUpgrade) -> Response {
+    // Subscribed before the upgrade, so nothing published after the answer is missed.
+    let messages = state.hub().subscribe();
+    upgrade.on_upgrade(move |socket| forward(socket, messages))
+}
+
+async fn forward(mut socket: WebSocket, mut messages: broadcast::Receiver<Utf8Bytes>) {
+    loop {
+        tokio::select! {
+            message = messages.recv() => match message {
+                Ok(text) => {
+                    if socket.send(Message::Text(text)).await.is_err() {
+                        return;
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(skipped)) => {
+                    tracing::warn!(skipped, "stream: an admin socket fell behind");
+                }
+                Err(broadcast::error::RecvError::Closed) => return,
+            },
+            incoming = socket.recv() => match incoming {
+                // Pings are answered by the library; anything else from the admin is ignored.
+                Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return,
+                Some(Ok(_)) => {}
+            },
+        }
+    }
+}

@@ -1,0 +1,127 @@
+//! What every part of the collector shares: the store, the credentials, the settings, the counters and the stream's fan-out.
+
+use crate::alerts::AlertThresholds;
+use crate::metrics::Metrics;
+use crate::ratelimit::RateLimit;
+use crate::secret::Secret;
+use crate::store::{MemoryStore, Store};
+use crate::stream;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+/// The collector's tunable behaviour (the store's own settings, such as retention, live apart).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Settings {
+    /// Alert thresholds and hold time, and the TURN price per GB.
+    pub alerts: AlertThresholds,
+    /// Ingest requests allowed per participant (across every process sharing the store).
+    pub rate_limit: RateLimit,
+}
+
+impl Settings {
+    /// A participant's metrics go to the admin stream at most once per this many ms.
+    pub fn metrics_interval_ms(&self) -> u64 {
+        stream::METRICS_INTERVAL.as_millis() as u64
+    }
+}
+
+/// What every request handler shares: the store, the credentials and the settings. One `Arc`,
+/// so the clones axum makes for every request cost one counter update.
+#[derive(Clone)]
+pub struct AppState(pub(crate) Arc<Shared>);
+
+/// The fields of [`AppState`] (reached through it by `Deref`).
+#[derive(Clone)]
+pub struct Shared {
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) ingest_key: Secret,
+    pub(crate) admin_token: Secret,
+    pub(crate) settings: Arc<Settings>,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) hub: Arc<stream::Hub>,
+    /// The Redis channel commits publish stream messages to, when the store and the stream's
+    /// fan-out are on the same Redis.
+    pub(crate) publish_channel: Option<Arc<str>>,
+    pub(crate) sweeper_started: Arc<AtomicBool>,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+impl AppState {
+    /// State over `store`, accepting `ingest_key` on ingest and `admin_token` on admin routes.
+    pub fn new(store: Arc<dyn Store>, ingest_key: Secret, admin_token: Secret) -> Self {
+        Self(Arc::new(Shared {
+            store,
+            ingest_key,
+            admin_token,
+            settings: Arc::new(Settings::default()),
+            metrics: Arc::default(),
+            hub: Arc::new(stream::Hub::default()),
+            publish_channel: None,
+            sweeper_started: Arc::default(),
+        }))
+    }
+
+    /// The same state with other settings.
+    pub fn with_settings(mut self, settings: Settings) -> Self {
+        let shared = Arc::make_mut(&mut self.0);
+        shared.settings = Arc::new(settings);
+        // A state built anew runs its own sweeper (a clone made before does not share it).
+        shared.sweeper_started = Arc::default();
+        self
+    }
+
+    /// The same state with the admin stream fanned out through Redis: alerts and metrics
+    /// updates published by any process sharing `fanout`'s Redis and prefix reach the admins of
+    /// every one of them. Spawns the Redis subscriber, so it needs a Tokio runtime.
+    pub fn with_stream_fanout(mut self, fanout: stream::RedisFanout) -> Self {
+        let hub = stream::Hub::redis(fanout);
+        let shared = Arc::make_mut(&mut self.0);
+        shared.publish_channel = match (hub.redis_channel(), shared.store.publish_target()) {
+            (Some((target, channel)), Some(store)) if target == store => Some(Arc::from(channel)),
+            _ => None,
+        };
+        shared.hub = Arc::new(hub);
+        shared.sweeper_started = Arc::default();
+        self
+    }
+
+    /// The admin stream's fan-out.
+    pub fn hub(&self) -> &Arc<stream::Hub> {
+        &self.hub
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// State over a fresh in-memory store, for tests and demos.
+    pub fn for_tests(ingest_key: &str, admin_token: &str) -> Self {
+        Self::new(
+            Arc::new(MemoryStore::default()),
+            Secret::new(ingest_key),
+            Secret::new(admin_token),
+        )
+    }
+
+    /// The store, for callers that want to look behind the API.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("ingest_key", &self.ingest_key)
+            .field("admin_token", &self.admin_token)
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
