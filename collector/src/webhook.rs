@@ -3,7 +3,7 @@
 //! The body is `{"text": "...", "alert": {...}}`: `text` is a one-line summary, so Slack (and
 //! Mattermost, Rocket.Chat, ... incoming webhooks) shows it as is; `alert` is the alert record of
 //! `GET /api/v1/alerts`. Resolved alerts are not sent. A delivery that fails (no connection, no
-//! answer within 10 s, or a non-2xx status) is tried again after the retry delay, then after twice
+//! answer within 10 s, or a non-2xx status; connections are pooled and reused) is tried again after the retry delay, then after twice
 //! that: 3 tries in all, then it is logged and dropped.
 //!
 //! The background task is fed by the [`Hub`]'s local alerts: those raised by this process only,
@@ -11,9 +11,8 @@
 
 use crate::alerts::{AlertRecord, AlertState, Severity};
 use crate::stream::Hub;
-use axum::body::Bytes;
-use axum::http::{header, Request, Uri};
-use http_body_util::Full;
+use reqwest::header;
+use reqwest::{Client, Url};
 use std::time::Duration;
 use tokio::sync::broadcast;
 
@@ -27,7 +26,9 @@ const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Where and what to notify.
 #[derive(Clone)]
 pub struct Webhook {
-    url: Uri,
+    url: Url,
+    /// One pooled client (connections are kept and reused), with the per-try timeout.
+    client: Client,
     severities: Vec<Severity>,
     retry_delay: Duration,
 }
@@ -36,7 +37,7 @@ impl std::fmt::Debug for Webhook {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // The URL of an incoming webhook is a credential: only its host is shown.
         f.debug_struct("Webhook")
-            .field("host", &self.url.host())
+            .field("host", &self.url.host_str())
             .field("severities", &self.severities)
             .field("retry_delay", &self.retry_delay)
             .finish()
@@ -66,12 +67,18 @@ pub fn parse_severities(text: &str) -> Result<Vec<Severity>, String> {
 impl Webhook {
     /// Posts raised alerts of `severities` to `url` (http or https).
     pub fn new(url: &str, severities: Vec<Severity>) -> Result<Self, String> {
-        let url: Uri = url.parse().map_err(|_| "the webhook URL is not a URL".to_owned())?;
-        if !matches!(url.scheme_str(), Some("http" | "https")) || url.host().is_none() {
+        let url = Url::parse(url).map_err(|_| "the webhook URL is not a URL".to_owned())?;
+        if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
             return Err("the webhook URL must be an http:// or https:// URL".into());
         }
+        let client = Client::builder()
+            .timeout(ATTEMPT_TIMEOUT)
+            .user_agent("call-vitals-collector")
+            .build()
+            .map_err(|error| format!("cannot start the webhook's HTTP client: {error}"))?;
         Ok(Self {
             url,
+            client,
             severities,
             retry_delay: DEFAULT_RETRY_DELAY,
         })
@@ -107,15 +114,14 @@ impl Webhook {
     }
 
     async fn deliver(self, record: AlertRecord) {
-        let body = Bytes::from(serde_json::to_vec(&payload(&record)).expect("plain data always serializes"));
+        let body = axum::body::Bytes::from(serde_json::to_vec(&payload(&record)).expect("plain data always serializes"));
         let mut delay = self.retry_delay;
         for attempt in 1..=ATTEMPTS {
-            let outcome = tokio::time::timeout(ATTEMPT_TIMEOUT, self.post(body.clone())).await;
-            let error = match outcome {
-                Ok(Ok(status)) if (200..300).contains(&status) => return,
-                Ok(Ok(status)) => format!("HTTP {status}"),
-                Ok(Err(error)) => error,
-                Err(_) => "no answer in time".to_owned(),
+            let error = match self.post(body.clone()).await {
+                Ok(status) if (200..300).contains(&status) => return,
+                Ok(status) => format!("HTTP {status}"),
+                Err(error) if error.is_timeout() => "no answer in time".to_owned(),
+                Err(error) => error.to_string(),
             };
             if attempt == ATTEMPTS {
                 tracing::warn!(%error, kind = record.kind.as_str(), "webhook: alert not delivered after {ATTEMPTS} tries");
@@ -127,40 +133,22 @@ impl Webhook {
         }
     }
 
-    /// One POST on a new connection; the answer's status.
-    async fn post(&self, body: Bytes) -> Result<u16, String> {
-        use tower_service::Service;
-        let mut connector = hyper_tls::HttpsConnector::new();
-        std::future::poll_fn(|cx| connector.poll_ready(cx))
-            .await
-            .map_err(|e| e.to_string())?;
-        let stream = connector.call(self.url.clone()).await.map_err(|e| e.to_string())?;
-        let (mut sender, connection) = hyper::client::conn::http1::handshake(stream)
-            .await
-            .map_err(|e| e.to_string())?;
-        tokio::spawn(async move {
-            let _ = connection.await;
-        });
-        let target = self.url.path_and_query().map_or("/", |p| p.as_str());
-        let host = self.url.authority().map_or("", |a| a.as_str());
-        let request = Request::post(target)
-            .header(header::HOST, host)
+    /// One POST (on a pooled connection, within the client's timeout); the answer's status.
+    async fn post(&self, body: axum::body::Bytes) -> Result<u16, reqwest::Error> {
+        let response = self
+            .client
+            .post(self.url.clone())
             .header(header::CONTENT_TYPE, "application/json")
-            .header(header::USER_AGENT, "call-vitals-collector")
-            .body(Full::new(body))
-            .map_err(|e| e.to_string())?;
-        let response = sender.send_request(request).await.map_err(|e| e.to_string())?;
+            .body(body)
+            .send()
+            .await?;
         Ok(response.status().as_u16())
     }
 }
 
 /// The POST body of one alert.
 fn payload(record: &AlertRecord) -> serde_json::Value {
-    let severity = match record.severity {
-        Severity::Info => "INFO",
-        Severity::Warning => "WARNING",
-        Severity::Critical => "CRITICAL",
-    };
+    let severity = record.severity.as_str().to_ascii_uppercase();
     let text = format!(
         "[{severity}] {}: participant {} in meeting {}: {}",
         record.kind.as_str(),
