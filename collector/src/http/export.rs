@@ -209,28 +209,54 @@ const fn csv_columns() -> [&'static str; CSV_WIDTH] {
     columns
 }
 
-/// One CSV field (RFC 4180): quoted when it holds a comma, quote or line break, quotes doubled.
-/// A field starting with `=`, `+`, `-` or `@` is prefixed with `'` so that a spreadsheet does
-/// not run participant-chosen text as a formula.
-pub fn csv_field(value: &str) -> String {
-    let value = if value.starts_with(['=', '+', '-', '@']) && value.parse::<f64>().is_err() {
-        format!("'{value}")
+/// Participant-chosen text that a spreadsheet would run as a formula (it starts with `=`, `+`,
+/// `-` or `@` and is not a number) gets a leading `'`.
+fn defused(value: &str) -> std::borrow::Cow<'_, str> {
+    if value.starts_with(['=', '+', '-', '@']) && value.parse::<f64>().is_err() {
+        format!("'{value}").into()
     } else {
-        value.to_owned()
-    };
-    if value.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", value.replace('"', "\"\""))
-    } else {
-        value
+        value.into()
     }
+}
+
+/// A CSV writer of RFC 4180 records (quoted only where needed, CRLF line ends).
+fn csv_writer() -> csv::Writer<Vec<u8>> {
+    csv::WriterBuilder::new()
+        .quote_style(csv::QuoteStyle::Necessary)
+        .terminator(csv::Terminator::CRLF)
+        .from_writer(Vec::new())
+}
+
+/// The text of a CSV writer's buffer (the fields it was given were UTF-8).
+fn written(writer: csv::Writer<Vec<u8>>) -> String {
+    let bytes = writer.into_inner().expect("a Vec never fails to flush");
+    String::from_utf8(bytes).expect("CSV of UTF-8 fields is UTF-8")
+}
+
+/// One CSV field as [`csv_row`] writes it (RFC 4180, by the `csv` crate): quoted when it holds a
+/// comma, quote or line break, quotes doubled; formulas defused.
+#[cfg(test)]
+fn csv_field(value: &str) -> String {
+    // Written as a record of its own, less the line end. (A lone empty field would be quoted,
+    // to tell it from no record at all; as a field of a row it is empty.)
+    if value.is_empty() {
+        return String::new();
+    }
+    let mut writer = csv_writer();
+    writer.write_record([defused(value).as_ref()]).expect("writing to a Vec never fails");
+    let mut field = written(writer);
+    field.truncate(field.len() - "\r\n".len());
+    field
 }
 
 /// Appends one CSV line of `CSV_WIDTH` fields (missing ones empty), ending with CRLF.
 fn csv_row(out: &mut String, mut fields: Vec<String>) {
     fields.resize(CSV_WIDTH, String::new());
-    let escaped: Vec<String> = fields.iter().map(|f| csv_field(f)).collect();
-    out.push_str(&escaped.join(","));
-    out.push_str("\r\n");
+    let mut writer = csv_writer();
+    writer
+        .write_record(fields.iter().map(|f| defused(f).into_owned()))
+        .expect("writing to a Vec never fails");
+    out.push_str(&written(writer));
 }
 
 fn opt<T: ToString>(value: &Option<T>) -> String {
