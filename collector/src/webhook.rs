@@ -114,7 +114,8 @@ impl Webhook {
     }
 
     async fn deliver(self, record: AlertRecord) {
-        let body = axum::body::Bytes::from(serde_json::to_vec(&payload(&record)).expect("plain data always serializes"));
+        let body =
+            axum::body::Bytes::from(serde_json::to_vec(&payload(&record)).expect("plain data always serializes"));
         let mut delay = self.retry_delay;
         for attempt in 1..=ATTEMPTS {
             let error = match self.post(body.clone()).await {

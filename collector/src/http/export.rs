@@ -243,7 +243,9 @@ fn csv_field(value: &str) -> String {
         return String::new();
     }
     let mut writer = csv_writer();
-    writer.write_record([defused(value).as_ref()]).expect("writing to a Vec never fails");
+    writer
+        .write_record([defused(value).as_ref()])
+        .expect("writing to a Vec never fails");
     let mut field = written(writer);
     field.truncate(field.len() - "\r\n".len());
     field

@@ -51,13 +51,18 @@ pub const NAMESPACE: &str = "/meeting-metrics";
 /// The room of subscribed admins.
 pub const ADMIN_ROOM: &str = "admin";
 
-/// Socket.IO metric names and the collector's, in the order of `MetricsFields`' numbers.
-const NUMBER_FIELDS: [(&str, &str); 4] = [
+/// Socket.IO metric names and the collector's (`FIELD_NAMES`): the numbers first, then the class
+/// and the relay flag. The protocol has no name for the other fields.
+const SOCKET_NAMES: [(&str, &str); 6] = [
     ("uploadBitrate", "upload_kbps"),
     ("downloadBitrate", "download_kbps"),
     ("latency", "rtt_ms"),
     ("packetLoss", "loss_pct"),
+    ("quality", "quality"),
+    ("usingRelay", "using_relay"),
 ];
+/// The number fields of [`SOCKET_NAMES`].
+const NUMBER_FIELDS: &[(&str, &str)] = SOCKET_NAMES.split_at(4).0;
 
 /// The Socket.IO routes (`/socket.io/` and below) over `state`, open to any origin (pages of
 /// other sites connect, with the polling transport too; the key in the auth payload is the
@@ -256,7 +261,7 @@ fn parse_metrics(data: &Value, user: &str, seq: impl FnOnce(Option<u64>) -> u64)
 
 fn parse_fields(metrics: &Map<String, Value>) -> Result<MetricsFields, String> {
     let mut fields = MetricsFields::default();
-    for (socket, _) in NUMBER_FIELDS {
+    for &(socket, _) in NUMBER_FIELDS {
         let value = match metrics.get(socket) {
             None | Some(Value::Null) => continue,
             Some(Value::Number(n)) => n.as_f64(),
@@ -343,11 +348,7 @@ fn translate(text: &str) -> Option<(&'static str, Value)> {
         }
         "metrics" => {
             let mut metrics = Map::new();
-            let names = NUMBER_FIELDS
-                .iter()
-                .copied()
-                .chain([("quality", "quality"), ("usingRelay", "using_relay")]);
-            for (socket, collector) in names {
+            for (socket, collector) in SOCKET_NAMES {
                 if let Some(value) = message.get(collector).filter(|v| !v.is_null()) {
                     metrics.insert(socket.to_owned(), value.clone());
                 }
@@ -369,6 +370,13 @@ fn translate(text: &str) -> Option<(&'static str, Value)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn socket_names_are_collector_fields() {
+        for (_, field) in SOCKET_NAMES {
+            assert!(vitals_shared::wire::FIELD_NAMES.contains(&field), "{field}");
+        }
+    }
 
     fn batch(data: Value) -> Result<IngestBatch, String> {
         parse_metrics(&data, "u", |stamp| stamp.unwrap_or(7))
