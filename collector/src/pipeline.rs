@@ -21,13 +21,13 @@
 use crate::alerts::{self, AlertRecord, AlertThresholds};
 use crate::clock::now_ms;
 use crate::state::{AppState, Settings, Shared};
+use crate::store::StreamText;
 use crate::store::{
     events_in_seq_order, history_bucket, next_version, turn_bucket, unique_seqs, Commit, CommitOutcome, DueChange,
     IngestOutcome, ParticipantKey, Record, StoreError, Versioned, LIVE_INDEX_INTERVAL_MS,
 };
 use crate::stream::StreamMessage;
 use crate::turn;
-use axum::extract::ws::Utf8Bytes;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -124,7 +124,7 @@ fn index_turn(record: &mut Record, commit: &mut Commit) {
     }
 }
 
-fn alert_texts(alerts: &[AlertRecord]) -> impl Iterator<Item = Utf8Bytes> + '_ {
+fn alert_texts(alerts: &[AlertRecord]) -> impl Iterator<Item = StreamText> + '_ {
     alerts.iter().map(|alert| StreamMessage::Alert { alert }.text())
 }
 
@@ -500,8 +500,8 @@ mod tests {
         }
     }
 
-    fn metrics_of(text: &Utf8Bytes) -> serde_json::Value {
-        serde_json::from_str(text.as_str()).unwrap()
+    fn metrics_of(text: &str) -> serde_json::Value {
+        serde_json::from_str(text).unwrap()
     }
 
     #[tokio::test]

@@ -15,8 +15,7 @@
 //! processes; an update held back by it goes out, with the newest state, when the window ends.
 
 use crate::alerts::AlertRecord;
-use crate::store::ParticipantView;
-use axum::extract::ws::Utf8Bytes;
+use crate::store::{ParticipantView, StreamText};
 use serde::Serialize;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -50,8 +49,8 @@ pub enum StreamMessage<'a> {
 
 impl StreamMessage<'_> {
     /// The message as sent.
-    pub fn text(&self) -> Utf8Bytes {
-        Utf8Bytes::from(serde_json::to_string(self).expect("plain data always serializes"))
+    pub fn text(&self) -> StreamText {
+        StreamText::from(serde_json::to_string(self).expect("plain data always serializes"))
     }
 }
 
@@ -120,7 +119,7 @@ fn untag(payload: &str) -> Option<(u64, u64, &str)> {
 
 /// Per-process fan-out of stream messages.
 pub struct Hub {
-    sender: broadcast::Sender<Utf8Bytes>,
+    sender: broadcast::Sender<StreamText>,
     redis: Option<RedisFanout>,
     claims: Arc<Claims>,
     /// Alerts raised or resolved by this process only (not those of other processes arriving
@@ -196,12 +195,12 @@ impl Hub {
     }
 
     /// A receiver of every message from now on.
-    pub fn subscribe(&self) -> broadcast::Receiver<Utf8Bytes> {
+    pub fn subscribe(&self) -> broadcast::Receiver<StreamText> {
         self.sender.subscribe()
     }
 
     /// Hands a serialized message to this process's admins (the feed point of any source).
-    pub fn deliver(&self, text: Utf8Bytes) {
+    pub fn deliver(&self, text: StreamText) {
         // No receiver (no admin connected) is not an error.
         let _ = self.sender.send(text);
     }
@@ -225,7 +224,7 @@ impl Hub {
     }
 
     /// Sends a message to every admin: here at once, and through Redis to every other process.
-    pub async fn publish(&self, text: Utf8Bytes) {
+    pub async fn publish(&self, text: StreamText) {
         match &self.redis {
             None => self.deliver(text),
             Some(fanout) => {
@@ -240,16 +239,16 @@ impl Hub {
 
     /// The message as published to Redis by this process, with its sequence number: see
     /// [`deliver_once`](Self::deliver_once).
-    pub(crate) fn tag(&self, text: &str) -> (u64, Utf8Bytes) {
+    pub(crate) fn tag(&self, text: &str) -> (u64, StreamText) {
         let seq = self.claims.next_seq.fetch_add(1, Ordering::Relaxed);
         let width = TAG_DIGITS;
         let tagged = format!("{:0width$x}{seq:0width$x}{text}", self.claims.origin);
-        (seq, Utf8Bytes::from(tagged))
+        (seq, StreamText::from(tagged))
     }
 
     /// Hands this process's tagged message `seq` to its admins unless the Redis subscriber
     /// brought it back first (and then forgets it when the subscriber does).
-    pub(crate) fn deliver_once(&self, seq: u64, text: Utf8Bytes) {
+    pub(crate) fn deliver_once(&self, seq: u64, text: StreamText) {
         if self.claims.claim(seq) {
             self.deliver(text);
         }
@@ -299,7 +298,7 @@ impl RedisFanout {
 async fn subscribe_loop(
     client: redis::Client,
     channel: String,
-    sender: broadcast::Sender<Utf8Bytes>,
+    sender: broadcast::Sender<StreamText>,
     claims: Arc<Claims>,
     ready: watch::Sender<bool>,
 ) {
@@ -325,7 +324,7 @@ async fn subscribe_loop(
                             Some((_, _, text)) => text,
                             None => payload,
                         };
-                        let _ = sender.send(Utf8Bytes::from(text));
+                        let _ = sender.send(StreamText::from(text));
                     }
                     ready.send_replace(false);
                     tracing::warn!("stream: Redis subscription ended; reconnecting");
@@ -356,8 +355,8 @@ mod tests {
         }
     }
 
-    fn json(text: &Utf8Bytes) -> serde_json::Value {
-        serde_json::from_str(text.as_str()).unwrap()
+    fn json(text: &str) -> serde_json::Value {
+        serde_json::from_str(text).unwrap()
     }
 
     #[test]
@@ -368,12 +367,12 @@ mod tests {
         let (origin, seq, text) = untag(&tagged).unwrap();
         assert_eq!((origin, seq, text), (hub.claims.origin, first, r#"{"type":"alert"}"#));
         // The committer first: the copy coming back from Redis is dropped.
-        hub.deliver_once(first, Utf8Bytes::from(text));
+        hub.deliver_once(first, StreamText::from(text));
         assert!(!hub.claims.claim(first));
         // Redis first: the committer does not deliver it again.
         let (second, _) = hub.tag("{}");
         assert!(hub.claims.claim(second));
-        hub.deliver_once(second, Utf8Bytes::from("{}"));
+        hub.deliver_once(second, StreamText::from("{}"));
         assert_eq!(messages.try_recv().unwrap().as_str(), r#"{"type":"alert"}"#);
         assert!(messages.try_recv().is_err());
         assert!(hub.claims.delivered.lock().unwrap().is_empty(), "nothing left to match");

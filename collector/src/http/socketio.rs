@@ -31,7 +31,6 @@
 use super::auth::{self, Admin, Ingest};
 use crate::clock::now_ms;
 use crate::state::AppState;
-use axum::extract::ws::Utf8Bytes;
 use axum::http::{header, Method};
 use axum::Router;
 use serde_json::{json, Map, Value};
@@ -296,11 +295,11 @@ fn parse_fields(metrics: &Map<String, Value>) -> Result<MetricsFields, String> {
 }
 
 /// Translates the admin stream into the admin room's events until the hub goes away.
-async fn forward(io: SocketIo, mut messages: broadcast::Receiver<Utf8Bytes>) {
+async fn forward(io: SocketIo, mut messages: broadcast::Receiver<crate::store::StreamText>) {
     loop {
         match messages.recv().await {
             Ok(text) => {
-                let Some((event, payload)) = translate(text.as_str()) else {
+                let Some((event, payload)) = translate(&text) else {
                     continue;
                 };
                 let Some(namespace) = io.of(NAMESPACE) else {

@@ -2,7 +2,8 @@
 
 use super::auth::StreamToken;
 use crate::state::AppState;
-use axum::extract::ws::{Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use crate::store::StreamText;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
 use axum::response::Response;
 use axum::routing::get;
@@ -21,12 +22,12 @@ async fn handler(State(state): State<AppState>, _token: StreamToken, upgrade: We
     upgrade.on_upgrade(move |socket| forward(socket, messages))
 }
 
-async fn forward(mut socket: WebSocket, mut messages: broadcast::Receiver<Utf8Bytes>) {
+async fn forward(mut socket: WebSocket, mut messages: broadcast::Receiver<StreamText>) {
     loop {
         tokio::select! {
             message = messages.recv() => match message {
                 Ok(text) => {
-                    if socket.send(Message::Text(text)).await.is_err() {
+                    if socket.send(Message::Text(text.as_str().into())).await.is_err() {
                         return;
                     }
                 }

@@ -13,7 +13,7 @@ mod redis;
 
 pub use self::live::{LiveState, SeqSet, FIELD_COUNT, FIELD_NAMES, MAX_SEQ, MAX_SEQ_RUNS};
 pub use self::memory::MemoryStore;
-pub use self::record::{next_version, Commit, CommitOutcome, DueChange, ParticipantKey, Record, Versioned};
+pub use self::record::{next_version, Commit, CommitOutcome, DueChange, ParticipantKey, Record, StreamText, Versioned};
 pub(crate) use self::redis::target_of as redis_target;
 pub use self::redis::{RedisOptions, RedisStore};
 

@@ -10,6 +10,37 @@
 use super::{LiveState, MetricsView, ParticipantView, SeqSet};
 use crate::ratelimit::Bucket;
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
+/// A serialized admin stream message: shared, not copied, by every receiver.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamText(Arc<str>);
+
+impl StreamText {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::ops::Deref for StreamText {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<String> for StreamText {
+    fn from(text: String) -> Self {
+        Self(text.into())
+    }
+}
+
+impl From<&str> for StreamText {
+    fn from(text: &str) -> Self {
+        Self(text.into())
+    }
+}
 
 /// A participant, named by its meeting and its id.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -160,7 +191,7 @@ pub struct Commit {
     /// store whose [`Store::publish_target`](super::Store::publish_target) matches the stream's is
     /// given one).
     pub publish_channel: Option<String>,
-    pub publish: Vec<axum::extract::ws::Utf8Bytes>,
+    pub publish: Vec<StreamText>,
 }
 
 impl Commit {

@@ -159,7 +159,7 @@ enum Write {
     PExpire(String, u64),
     HIncrBy(String, String, u64),
     ZRem(String, String),
-    Publish(String, axum::extract::ws::Utf8Bytes),
+    Publish(String, super::StreamText),
 }
 
 /// A commit encoded for the script, waiting for the worker.
@@ -772,7 +772,7 @@ fn batch_command(script: &Script, ttl_ms: u64, batch: &[Job]) -> redis::Cmd {
                 Write::PExpire(_, ms) => command.arg("x").arg(ms),
                 Write::HIncrBy(_, field, by) => command.arg("h").arg(field).arg(by),
                 Write::ZRem(_, member) => command.arg("m").arg(member),
-                Write::Publish(channel, text) => command.arg("p").arg(channel).arg(text.as_str()),
+                Write::Publish(channel, text) => command.arg("p").arg(channel).arg(text.as_bytes()),
             };
         }
     }
