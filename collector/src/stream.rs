@@ -75,18 +75,9 @@ struct Claims {
 
 impl Claims {
     fn new() -> Self {
-        use std::hash::{BuildHasher, Hasher};
-        // A random origin: std's hasher keys are random per process (and per call).
-        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-        hasher.write_u128(
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap_or_default()
-                .as_nanos(),
-        );
-        hasher.write_u32(std::process::id());
         Self {
-            origin: hasher.finish(),
+            // Random (fastrand seeds itself from the process's entropy), so two processes never share one.
+            origin: fastrand::u64(..),
             next_seq: AtomicU64::new(1),
             delivered: Mutex::default(),
         }
