@@ -73,6 +73,7 @@ tool_plan() {
     pkg-config) command -v pkg-config >/dev/null 2>&1 || echo deb:pkg-config ;;
     # The collector's webhook client and the WebDriver client link OpenSSL (native-tls).
     openssl-dev) dpkg -s libssl-dev >/dev/null 2>&1 || echo deb:libssl-dev ;;
+    rsvg) command -v rsvg-convert >/dev/null 2>&1 || echo deb:librsvg2-bin ;;
     chromium) command -v chromium >/dev/null 2>&1 || echo deb:chromium ;;
     chromedriver) command -v chromedriver >/dev/null 2>&1 || echo deb:chromium-driver ;;
     redis) command -v redis-server >/dev/null 2>&1 && command -v redis-cli >/dev/null 2>&1 || echo deb:redis-server ;;
@@ -157,11 +158,11 @@ install_debs() {
 }
 
 # The tools of each script, in one place (scripts/test-scripts checks these lists).
-TOOLS_BUILD=(python3 wasm32 wasm-bindgen)
-TOOLS_RUN=(python3 pkg-config openssl-dev wasm32 wasm-bindgen)
-TOOLS_TEST=(python3 pkg-config openssl-dev chromium chromedriver redis turn wasm32 wasm-bindgen clippy rustfmt)
+TOOLS_BUILD=(python3 rsvg wasm32 wasm-bindgen)
+TOOLS_RUN=(python3 rsvg pkg-config openssl-dev wasm32 wasm-bindgen)
+TOOLS_TEST=(python3 rsvg pkg-config openssl-dev chromium chromedriver redis turn wasm32 wasm-bindgen clippy rustfmt)
 TOOLS_BENCH_COLLECTOR=(python3 curl pkg-config openssl-dev redis)
-TOOLS_BENCH_EXTENSION=(python3 pkg-config openssl-dev chromium chromedriver wasm32 wasm-bindgen)
+TOOLS_BENCH_EXTENSION=(python3 rsvg pkg-config openssl-dev chromium chromedriver wasm32 wasm-bindgen)
 TOOLS_RECORD_FIXTURES=(python3 pkg-config openssl-dev chromium chromedriver turn)
 
 # ---- small helpers --------------------------------------------------------------------------
