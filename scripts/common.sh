@@ -58,10 +58,14 @@ wasm_bindgen_version() {
   awk '$0 == "name = \"wasm-bindgen\"" { getline; gsub(/version = |"/, ""); print; exit }' "$ROOT/Cargo.lock"
 }
 
-# The version the wasm-bindgen on PATH reports, or nothing when there is none or it fails.
-installed_wasm_bindgen_version() {
-  command -v wasm-bindgen >/dev/null 2>&1 || return 0
-  wasm-bindgen --version 2>/dev/null | awk '{print $2}' || true
+# cargo-deny, at this version (scripts/test checks licenses, bans and sources with it).
+CARGO_DENY_VERSION=0.20.2
+
+# installed_version COMMAND: the version COMMAND --version reports (its second word), or
+# nothing when there is no such command or it fails.
+installed_version() {
+  command -v "$1" >/dev/null 2>&1 || return 0
+  "$1" --version 2>/dev/null | awk '{print $2}' || true
 }
 
 # Each tool a script can need: `deb:PACKAGE` when the command is missing, or a check of its own.
@@ -85,9 +89,10 @@ tool_plan() {
       local want have
       want="$(wasm_bindgen_version)"
       [ -n "$want" ] || die "no wasm-bindgen in $ROOT/Cargo.lock" "restore Cargo.lock from git (git checkout Cargo.lock)"
-      have="$(installed_wasm_bindgen_version)"
+      have="$(installed_version wasm-bindgen)"
       [ "$have" = "$want" ] || echo "cargo:wasm-bindgen-cli@$want"
       ;;
+    cargo-deny) [ "$(installed_version cargo-deny)" = "$CARGO_DENY_VERSION" ] || echo "cargo:cargo-deny@$CARGO_DENY_VERSION" ;;
     *) die "unknown tool '$1' in a need list" "add it to tool_plan in scripts/common.sh" ;;
   esac
 }
@@ -125,16 +130,19 @@ need() {
         hint "run: rustup component add ${plan#*:}"
         rustup component add "${plan#*:}"
         ;;
-      cargo:wasm-bindgen-cli@*)
-        local version="${plan#*@}"
-        log "installing wasm-bindgen-cli $version (found: $(installed_wasm_bindgen_version | grep . || echo none)); about 4 minutes, once"
-        hint "run: cargo install wasm-bindgen-cli --version $version --force (it builds from crates.io)"
+      cargo:*)
+        # cargo:CRATE@VERSION, whose binary is the crate's name less a "-cli".
+        local crate="${plan#cargo:}" version="${plan#*@}"
+        crate="${crate%@*}"
+        local binary="${crate%-cli}"
+        log "installing $crate $version (found: $(installed_version "$binary" | grep . || echo none)); a few minutes, once"
+        hint "run: cargo install $crate --version $version --force (it builds from crates.io)"
         # No --locked: it fails against the registry mirror here.
-        cargo install wasm-bindgen-cli --version "$version" --force
-        command -v wasm-bindgen >/dev/null 2>&1 || export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
-        [ "$(installed_wasm_bindgen_version)" = "$version" ] ||
-          die "wasm-bindgen $version was installed but the wasm-bindgen on PATH ($(command -v wasm-bindgen)) reports '$(installed_wasm_bindgen_version)'" \
-            "remove the other wasm-bindgen or put ${CARGO_HOME:-$HOME/.cargo}/bin first on PATH"
+        cargo install "$crate" --version "$version" --force
+        command -v "$binary" >/dev/null 2>&1 || export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
+        [ "$(installed_version "$binary")" = "$version" ] ||
+          die "$crate $version was installed but the $binary on PATH ($(command -v "$binary")) reports '$(installed_version "$binary")'" \
+            "remove the other $binary or put ${CARGO_HOME:-$HOME/.cargo}/bin first on PATH"
         ;;
     esac
   done
@@ -160,7 +168,7 @@ install_debs() {
 # The tools of each script, in one place (scripts/test-scripts checks these lists).
 TOOLS_BUILD=(python3 rsvg wasm32 wasm-bindgen)
 TOOLS_RUN=(python3 rsvg pkg-config openssl-dev wasm32 wasm-bindgen)
-TOOLS_TEST=(python3 rsvg pkg-config openssl-dev chromium chromedriver redis turn wasm32 wasm-bindgen clippy rustfmt)
+TOOLS_TEST=(python3 rsvg pkg-config openssl-dev chromium chromedriver redis turn wasm32 wasm-bindgen clippy rustfmt cargo-deny)
 TOOLS_BENCH_COLLECTOR=(python3 curl pkg-config openssl-dev redis)
 TOOLS_BENCH_EXTENSION=(python3 rsvg pkg-config openssl-dev chromium chromedriver wasm32 wasm-bindgen)
 TOOLS_RECORD_FIXTURES=(python3 pkg-config openssl-dev chromium chromedriver turn)

@@ -63,6 +63,29 @@ impl AsFieldValue for QualityClass {
     }
 }
 
+/// Why an ingested metric field was refused: the message names the field and the rule.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum FieldError {
+    #[error("metrics.{name} must be a number from 0 to {max}")]
+    OutOfRange { name: &'static str, max: f64 },
+    #[error("metrics.{name} must be {}", one_of(.allowed))]
+    NotOneOf {
+        name: &'static str,
+        allowed: &'static [&'static str],
+    },
+    #[error("metrics.{name} is longer than {max} bytes")]
+    TooLong { name: &'static str, max: usize },
+}
+
+/// "a, b or c".
+fn one_of(allowed: &[&str]) -> String {
+    match allowed.split_last() {
+        Some((last, [])) => (*last).to_owned(),
+        Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+        None => String::new(),
+    }
+}
+
 /// What an ingested field must satisfy.
 #[derive(Debug, Clone, Copy)]
 enum Check {
@@ -77,18 +100,15 @@ enum Check {
 }
 
 impl Check {
-    fn check(self, name: &str, value: FieldValue<'_>) -> Result<(), String> {
+    fn check(self, name: &'static str, value: FieldValue<'_>) -> Result<(), FieldError> {
         match (self, value) {
             (Self::Range(max), FieldValue::Number(v)) if !v.is_finite() || !(0.0..=max).contains(&v) => {
-                Err(format!("metrics.{name} must be a number from 0 to {max}"))
+                Err(FieldError::OutOfRange { name, max })
             }
             (Self::OneOf(allowed), FieldValue::Text(s)) if !allowed.contains(&s) => {
-                let (last, rest) = allowed.split_last().expect("a non-empty list");
-                Err(format!("metrics.{name} must be {} or {last}", rest.join(", ")))
+                Err(FieldError::NotOneOf { name, allowed })
             }
-            (Self::MaxLen(max), FieldValue::Text(s)) if s.len() > max => {
-                Err(format!("metrics.{name} is longer than {max} bytes"))
-            }
+            (Self::MaxLen(max), FieldValue::Text(s)) if s.len() > max => Err(FieldError::TooLong { name, max }),
             _ => Ok(()),
         }
     }
@@ -164,7 +184,7 @@ macro_rules! metric_fields {
             }
 
             /// Checks ranges and lengths; the error names the offending field.
-            pub fn validate(&self) -> Result<(), String> {
+            pub fn validate(&self) -> Result<(), FieldError> {
                 $(
                     if let Some(value) = &self.$name {
                         $check.check(stringify!($name), value.field_value())?;
@@ -263,7 +283,7 @@ mod tests {
 
     #[test]
     fn checks_name_the_field_and_the_rule() {
-        let bad = |m: MetricsFields| m.validate().unwrap_err();
+        let bad = |m: MetricsFields| m.validate().unwrap_err().to_string();
         assert_eq!(
             bad(MetricsFields {
                 mos: Some(5.5),

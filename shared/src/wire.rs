@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 /// Most events in one ingest batch.
 pub const MAX_EVENTS_PER_BATCH: usize = 100;
 
-pub use crate::fields::{MetricsFields, MetricsView, FIELD_COUNT, FIELD_NAMES, MAX_ID_LEN};
+pub use crate::fields::{FieldError, MetricsFields, MetricsView, FIELD_COUNT, FIELD_NAMES, MAX_ID_LEN};
 
 /// One event to the collector.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -66,29 +66,46 @@ pub struct IngestBatch {
 
 impl IngestBatch {
     /// Checks lengths, counts and every event's metrics; the error names the problem.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), InvalidBatch> {
         for (name, value) in [
             ("meeting_id", &self.meeting_id),
             ("participant_id", &self.participant_id),
         ] {
             if value.is_empty() || value.len() > MAX_ID_LEN {
-                return Err(format!("{name} must be 1 to {MAX_ID_LEN} bytes"));
+                return Err(InvalidBatch::IdLength { name });
             }
         }
         if self.label.as_ref().is_some_and(|l| l.len() > MAX_ID_LEN) {
-            return Err(format!("label is longer than {MAX_ID_LEN} bytes"));
+            return Err(InvalidBatch::LabelLength);
         }
         if self.events.is_empty() || self.events.len() > MAX_EVENTS_PER_BATCH {
-            return Err(format!("events must hold 1 to {MAX_EVENTS_PER_BATCH} events"));
+            return Err(InvalidBatch::EventCount);
         }
         for e in &self.events {
             if !e.ts_ms.is_finite() || e.ts_ms < 0.0 {
-                return Err(format!("event {}: ts_ms must be a finite time in ms", e.seq));
+                return Err(InvalidBatch::EventTime { seq: e.seq });
             }
-            e.metrics.validate().map_err(|m| format!("event {}: {m}", e.seq))?;
+            e.metrics
+                .validate()
+                .map_err(|error| InvalidBatch::Metrics { seq: e.seq, error })?;
         }
         Ok(())
     }
+}
+
+/// Why an ingest batch was refused: the message names the problem.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum InvalidBatch {
+    #[error("{name} must be 1 to {MAX_ID_LEN} bytes")]
+    IdLength { name: &'static str },
+    #[error("label is longer than {MAX_ID_LEN} bytes")]
+    LabelLength,
+    #[error("events must hold 1 to {MAX_EVENTS_PER_BATCH} events")]
+    EventCount,
+    #[error("event {seq}: ts_ms must be a finite time in ms")]
+    EventTime { seq: u64 },
+    #[error("event {seq}: {error}")]
+    Metrics { seq: u64, error: FieldError },
 }
 
 /// `POST /api/v1/ingest` answer: the sequence numbers the collector now holds (newly stored or
@@ -145,14 +162,14 @@ mod tests {
             loss_pct: Some(140.0),
             ..Default::default()
         };
-        assert!(m.validate().unwrap_err().contains("loss_pct"));
+        assert!(m.validate().unwrap_err().to_string().contains("loss_pct"));
         m.loss_pct = Some(f64::NAN);
-        assert!(m.validate().unwrap_err().contains("loss_pct"));
+        assert!(m.validate().unwrap_err().to_string().contains("loss_pct"));
         m = MetricsFields {
             relay_protocol: Some("<script>".into()),
             ..Default::default()
         };
-        assert!(m.validate().unwrap_err().contains("relay_protocol"));
+        assert!(m.validate().unwrap_err().to_string().contains("relay_protocol"));
         let b: Result<IngestBatch, _> = serde_json::from_value(json!({
             "meeting_id": "m", "participant_id": "p", "events": [], "extra": 1
         }));

@@ -134,7 +134,7 @@ fn finish_direct(state: &AppState, mut response: Response, started: Instant) -> 
 
 /// `IngestBatch::validate` plus what the stores need: sequence numbers from 1 to `MAX_SEQ`.
 pub(super) fn validate(batch: &IngestBatch) -> Result<(), String> {
-    batch.validate()?;
+    batch.validate().map_err(|invalid| invalid.to_string())?;
     if let Some(event) = batch.events.iter().find(|e| e.seq == 0 || e.seq > MAX_SEQ) {
         return Err(format!("event {}: seq must be from 1 to {MAX_SEQ}", event.seq));
     }
