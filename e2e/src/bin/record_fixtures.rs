@@ -7,18 +7,13 @@
 //! TURN server's host, so fixtures carry no network identity. `expected.json` is written from the
 //! scenario (what the call must look like), never from the processor's output.
 //!
-//! Usage: `cargo run -p vitals-collector --example record_fixtures [CASE ...]` (all cases by default).
-
-// The browser tests' harness: coturn and Chromium are started the same way here.
-#[allow(dead_code)]
-#[path = "../tests/harness/mod.rs"]
-mod harness;
+//! Usage: `cargo run -p vitals-e2e --bin record_fixtures [CASE ...]` (all cases by default).
 
 use fantoccini::Client;
-use harness::{webdriver, Turn};
 use serde_json::{json, Map, Value};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
+use vitals_e2e::{webdriver, Turn};
 
 const POLLS: usize = 12;
 const POLL_INTERVAL: Duration = Duration::from_millis(1000);
@@ -318,7 +313,7 @@ async fn record(client: &Client, base: &str, turn_port: u16, case: &Case, out_di
             "description": case.description,
             "browser": user_agent,
             "poll_interval_ms": POLL_INTERVAL.as_millis() as u64,
-            "recorded_by": "collector/examples/record_fixtures.rs",
+            "recorded_by": "e2e/src/bin/record_fixtures.rs",
         }
     });
     // One poll per line: small diffs when re-recorded, still a single JSON object.

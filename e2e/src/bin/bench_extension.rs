@@ -21,25 +21,20 @@
 //! connection to its target) and reads its JS heap (`Runtime.getHeapUsage`) and the size of the
 //! wasm memory (the `memory` export of the wasm-bindgen module, `pkg/vitals_extension.js`).
 //!
-//! Usage: `scripts/bench-extension [ARGS]`, or `cargo run -p vitals-collector --example
+//! Usage: `scripts/bench-extension [ARGS]`, or `cargo run -p vitals-e2e --bin
 //! bench_extension -- [--connections 10] [--runs 3] [--warmup 15] [--window 30] [--duration 600]
 //! [--every 10] [--trace DIR]` with a built extension; `--runs 0` or `--duration 0` skips a
 //! phase. `VITALS_EXTENSION_DIST`, `CHROMEDRIVER` and `CHROMIUM` as for the browser tests.
 
-// The browser tests' harness: the collector, chromedriver and Chromium are started the same way.
-#[allow(dead_code)]
-#[path = "../tests/harness/mod.rs"]
-mod harness;
-
 use clap::Parser;
 use fantoccini::Client;
 use futures_util::{SinkExt, StreamExt};
-use harness::{cdp, configured_extension, wait_hook_registered, webdriver, Collector, Proc};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 use tokio_tungstenite::tungstenite::Message;
+use vitals_e2e::{cdp, configured_extension, wait_hook_registered, webdriver, Collector, Proc};
 
 #[derive(Parser)]
 #[command(about = "Hook main-thread cost and offscreen memory of the Call Vitals extension in headless Chromium")]
