@@ -1,5 +1,6 @@
 //! Browser harness for the end-to-end tests and tools: in-process collector, chromedriver + Chromium with the extension, coturn.
 
+pub mod lab;
 pub mod proxy;
 pub mod redis;
 

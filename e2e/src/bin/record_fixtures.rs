@@ -1,6 +1,6 @@
 //! Records real getStats sequences from headless Chromium into `shared/tests/fixtures/<case>/` (run it with scripts/record-fixtures).
 //!
-//! It serves the collector's `/lab` page in-process, starts coturn and chromedriver on free
+//! It serves the lab page (e2e/static/lab.html) in-process, starts coturn and chromedriver on free
 //! loopback ports and Chromium with fake media (no extension: the page calls getStats on its own
 //! connections), then for each case polls the page about once a second. The reports are trimmed
 //! to the types the processor reads and stripped of addresses, ports, ICE credentials and the
@@ -347,10 +347,7 @@ async fn main() {
     );
     let out_dir: PathBuf = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/tests/fixtures");
 
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let state = vitals_collector::AppState::for_tests("unused-ingest-key", "unused-admin-token");
-    tokio::spawn(vitals_collector::serve(listener, state));
+    let base = vitals_e2e::lab::serve().await;
 
     let turn = Turn::start();
     let turn_port = turn.port;
