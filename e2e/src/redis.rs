@@ -3,7 +3,7 @@
 //! Redis comes from `VITALS_TEST_REDIS_URL` when set (each test then uses its own key prefix);
 //! otherwise each test starts its own `redis-server` on a free loopback port and stops it when
 //! done, so the tests never skip silently. The collector's own tests have the same helper in
-//! collector/tests/support/mod.rs (imports point from here to the collector, never back,
+//! collector/tests/collector/support.rs (imports point from here to the collector, never back,
 //! so the two cannot share it).
 
 use crate::free_port;

@@ -1,10 +1,8 @@
-//! Shared test support: a real Redis for the store tests, and batch builders.
+//! Support for the collector's tests: a real Redis for the store tests, batch builders, and requests through the router.
 //!
 //! Redis comes from `VITALS_TEST_REDIS_URL` when set (each test then uses its own key prefix);
 //! otherwise each test starts its own `redis-server` on a free loopback port and stops it when
 //! done, so `cargo test` alone runs the Redis tests and they never skip silently.
-
-#![allow(dead_code)] // Each test binary uses a different part of this module.
 
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
