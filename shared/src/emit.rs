@@ -8,10 +8,7 @@
 //! The window is half-open: an event sent at `t` stops counting at `t + window_ms`, which is
 //! exactly when [`Emitter::next_tick_at`] asks to be called back.
 
-use crate::wire::MetricsFields;
-
-/// Where the event type used to live; `crate::wire::Event` is its home.
-pub use crate::wire::Event;
+use crate::wire::{Event, MetricsFields};
 use std::collections::VecDeque;
 
 /// The policy's knobs.

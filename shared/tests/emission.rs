@@ -7,9 +7,10 @@
 //! as the window allows with the latest state; deltas carry exactly the changed fields; a full
 //! snapshot follows any event that was not acknowledged.
 
-use vitals_shared::emit::{Emitter, Event};
+use vitals_shared::emit::Emitter;
 use vitals_shared::processor::{Input, Output, Processor};
 use vitals_shared::stats::{Candidate, CandidatePair, InboundRtp, OutboundRtp, RawReport, Transport};
+use vitals_shared::wire::Event;
 use vitals_shared::wire::MetricsFields;
 use vitals_shared::QualityClass;
 

@@ -1,7 +1,7 @@
 //! Data-driven tests of the processor on real getStats recordings: every folder in tests/fixtures is one case.
 //!
 //! Each folder holds `recording.json` (recorded from headless Chromium by
-//! collector/examples/record_fixtures.rs, see scripts/record-fixtures) and `expected.json`, the
+//! e2e/src/bin/record_fixtures.rs, see scripts/record-fixtures) and `expected.json`, the
 //! properties the scenario implies (relay and protocol, connections, bitrate floor and ceiling,
 //! loopback RTT, no negative and no spike, a stopped track going quiet). The expectations come
 //! from the scenario, not from the processor's output, so a processor bug fails them.

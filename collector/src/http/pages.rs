@@ -17,7 +17,6 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/", get(dashboard))
         .route("/demo", get(demo))
-        .route("/lab", get(|| async { Html(include_str!("../../static/lab.html")) }))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))

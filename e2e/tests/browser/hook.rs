@@ -5,16 +5,12 @@
 //! checks what the page sees (the wrapper looks native) and what the popup shows (the call is
 //! tracked, and stops being shown when its connections close or its tab goes).
 
-// Each test binary uses a part of the harness.
-#[allow(dead_code)]
-mod harness;
-
 use axum::http::{header, StatusCode, Uri};
 use axum::response::IntoResponse;
 use fantoccini::{Client, Locator};
-use harness::{Browser, Collector, Popup};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
+use vitals_e2e::{Browser, Collector, Popup};
 
 /// Shared by every test page: a loopback call made with a given constructor, and counters of
 /// what the page itself observes (window messages, errors, unhandled rejections).

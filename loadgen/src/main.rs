@@ -21,7 +21,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use vitals_collector::alerts::{AlertKind, AlertState};
-use vitals_shared::emit::Event;
+use vitals_shared::wire::Event;
 use vitals_shared::wire::{IngestBatch, MetricsFields};
 use vitals_shared::QualityClass;
 

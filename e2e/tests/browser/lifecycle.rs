@@ -1,13 +1,9 @@
 //! Browser test: the extension keeps measuring a call when Chromium stops its service worker.
 
-// Each test binary uses a part of the shared harness.
-#[allow(dead_code)]
-mod harness;
-
 use fantoccini::Client;
-use harness::{cdp, Browser, Collector};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
+use vitals_e2e::{cdp, Browser, Collector};
 
 const PATIENCE: Duration = Duration::from_secs(45);
 

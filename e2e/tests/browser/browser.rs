@@ -5,10 +5,8 @@
 //! server on free loopback ports. `scripts/test` builds the extension first; without a built
 //! extension these tests fail and say so.
 
-mod harness;
-
-use harness::{Browser, Collector, Turn};
 use serde_json::Value;
+use vitals_e2e::{Browser, Collector, Turn};
 
 /// The demo call over host candidates: the popup shows both bitrates and no relay warning, and
 /// the collector has the participant with non-zero bitrates and `using_relay: false`.

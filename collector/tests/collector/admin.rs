@@ -1,15 +1,13 @@
 //! Admin API tests beyond the live list: alerts, one meeting, history, TURN usage and export,
 //! their pages and the streamed export (memory store and a real Redis).
 
-mod support;
-
+use crate::support::{now_ms, send, Answer, TestRedis};
 use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use support::{now_ms, send, Answer, TestRedis};
 use tower::ServiceExt;
 use vitals_collector::alerts::AlertThresholds;
 use vitals_collector::ratelimit::RateLimit;

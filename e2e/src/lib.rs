@@ -1,8 +1,8 @@
-//! Test harness for the browser tests: in-process collector, chromedriver + Chromium with the extension, coturn.
+//! Browser harness for the end-to-end tests and tools: in-process collector, chromedriver + Chromium with the extension, coturn.
 
-// Each test binary uses a part of the harness (the proxy only in tests/accuracy.rs).
-#[allow(dead_code)]
+pub mod lab;
 pub mod proxy;
+pub mod redis;
 
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{json, Value};
@@ -350,7 +350,6 @@ impl Browser {
     }
 
     /// The WebDriver client, for tests that script pages themselves.
-    #[allow(dead_code)]
     pub fn client(&self) -> &Client {
         &self.client
     }
@@ -369,13 +368,11 @@ impl Browser {
     }
 
     /// The extension's id (its pages are `chrome-extension://<id>/...`).
-    #[allow(dead_code)]
     pub fn extension_id(&self) -> &str {
         &self.extension_id
     }
 
     /// Opens one of the extension's pages (e.g. `options.html`) in a new tab.
-    #[allow(dead_code)]
     pub async fn open_extension_page(&self, page: &str) -> Popup<'_> {
         let win = self.client.new_window(true).await.expect("new tab");
         self.client.switch_to_window(win.handle).await.expect("switch tab");
@@ -387,7 +384,6 @@ impl Browser {
     /// Quits Chromium and starts it again on the same profile and extension folder (what a
     /// browser restart keeps: storage, settings). Chromium loads a command-line extension
     /// afresh at every start, as an install.
-    #[allow(dead_code)]
     pub async fn restart(self) -> Self {
         let Browser {
             client,
@@ -430,7 +426,6 @@ impl fantoccini::wd::WebDriverCompatibleCommand for CdpCommand {
 }
 
 /// Runs the CDP command `cmd` with `params` and returns its result object.
-#[allow(dead_code)]
 pub async fn cdp(client: &Client, cmd: &str, params: Value) -> Value {
     let command = CdpCommand {
         cmd: cmd.to_owned(),
@@ -443,7 +438,6 @@ pub async fn cdp(client: &Client, cmd: &str, params: Value) -> Value {
 }
 
 /// Clicks the element `css` of the current page (a WebDriver click: a real user gesture).
-#[allow(dead_code)]
 pub async fn click(client: &Client, css: &str) {
     client
         .find(Locator::Css(css))

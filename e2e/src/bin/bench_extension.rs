@@ -1,7 +1,7 @@
 //! Benchmarks the built extension in headless Chromium: the hook's main-thread cost per connection per poll, and the offscreen document's memory over a long call (run it with scripts/bench-extension).
 //!
-//! Both phases open the collector's `/lab` page (served in-process, with the embedded store, and
-//! the extension configured to upload to it) with `--connections` peer connections: loopback
+//! Both phases open the lab page (e2e/static/lab.html, served in-process; the extension is
+//! configured to upload to a collector in-process with the embedded store) with `--connections` peer connections: loopback
 //! pairs, both ends sending fake audio and video, all in one page, so the hook polls every one of
 //! them once a second.
 //!
@@ -21,25 +21,20 @@
 //! connection to its target) and reads its JS heap (`Runtime.getHeapUsage`) and the size of the
 //! wasm memory (the `memory` export of the wasm-bindgen module, `pkg/vitals_extension.js`).
 //!
-//! Usage: `scripts/bench-extension [ARGS]`, or `cargo run -p vitals-collector --example
+//! Usage: `scripts/bench-extension [ARGS]`, or `cargo run -p vitals-e2e --bin
 //! bench_extension -- [--connections 10] [--runs 3] [--warmup 15] [--window 30] [--duration 600]
 //! [--every 10] [--trace DIR]` with a built extension; `--runs 0` or `--duration 0` skips a
 //! phase. `VITALS_EXTENSION_DIST`, `CHROMEDRIVER` and `CHROMIUM` as for the browser tests.
 
-// The browser tests' harness: the collector, chromedriver and Chromium are started the same way.
-#[allow(dead_code)]
-#[path = "../tests/harness/mod.rs"]
-mod harness;
-
 use clap::Parser;
 use fantoccini::Client;
 use futures_util::{SinkExt, StreamExt};
-use harness::{cdp, configured_extension, wait_hook_registered, webdriver, Collector, Proc};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 use tokio_tungstenite::tungstenite::Message;
+use vitals_e2e::{cdp, configured_extension, wait_hook_registered, webdriver, Collector, Proc};
 
 #[derive(Parser)]
 #[command(about = "Hook main-thread cost and offscreen memory of the Call Vitals extension in headless Chromium")]
@@ -119,8 +114,8 @@ impl Session {
     }
 
     /// Opens the lab page with `connections` connections and waits until all are connected.
-    async fn open_call(&self, collector: &Collector, connections: usize) {
-        let url = format!("{}/lab?calls={}", collector.base, connections / 2);
+    async fn open_call(&self, lab: &str, connections: usize) {
+        let url = format!("{lab}/lab?calls={}", connections / 2);
         self.client.goto(&url).await.expect("open the lab page");
         let start = Instant::now();
         loop {
@@ -289,7 +284,7 @@ fn median(mut xs: Vec<f64>) -> f64 {
     }
 }
 
-async fn hook_cost(args: &Args, collector: &Collector, extension: &Path) {
+async fn hook_cost(args: &Args, lab: &str, extension: &Path) {
     let per_poll = |ms_per_s: f64| ms_per_s / args.connections as f64 / (1000.0 / POLL_MS);
     let window = Duration::from_secs(args.window);
     let (mut task, mut script, mut traced) = (Vec::new(), Vec::new(), Vec::new());
@@ -304,7 +299,7 @@ async fn hook_cost(args: &Args, collector: &Collector, extension: &Path) {
         let order = if run % 2 == 1 { [false, true] } else { [true, false] };
         for with_extension in order {
             let session = Session::start(with_extension.then_some(extension)).await;
-            session.open_call(collector, args.connections).await;
+            session.open_call(lab, args.connections).await;
             tokio::time::sleep(Duration::from_secs(args.warmup)).await;
             busy[with_extension as usize] = main_thread_busy(&session.client, window).await;
             if with_extension {
@@ -479,13 +474,13 @@ fn trend_mb_per_min(samples: &[Memory], from_s: f64) -> f64 {
     num / den
 }
 
-async fn offscreen_memory(args: &Args, collector: &Collector, extension: &Path) {
+async fn offscreen_memory(args: &Args, lab: &str, collector: &Collector, extension: &Path) {
     println!(
         "offscreen memory: {} connections for {} s, a sample every {} s (after a forced GC)",
         args.connections, args.duration, args.every
     );
     let session = Session::start(Some(extension)).await;
-    session.open_call(collector, args.connections).await;
+    session.open_call(lab, args.connections).await;
     let target = offscreen_target(session.devtools, &extension_id()).await;
     let mut offscreen = Cdp::connect(&target).await;
     let start = Instant::now();
@@ -555,15 +550,16 @@ async fn main() {
     assert!(args.every > 0, "--every must be at least 1 second");
     let collector = Collector::start().await;
     let extension = configured_extension(&collector);
+    let lab = vitals_e2e::lab::serve().await;
     println!(
         "machine: {} CPUs, load average {}",
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim()
     );
     if args.runs > 0 {
-        hook_cost(&args, &collector, extension.path()).await;
+        hook_cost(&args, &lab, extension.path()).await;
     }
     if args.duration > 0 {
-        offscreen_memory(&args, &collector, extension.path()).await;
+        offscreen_memory(&args, &lab, &collector, extension.path()).await;
     }
 }

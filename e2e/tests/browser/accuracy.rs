@@ -1,6 +1,6 @@
 //! Accuracy under known network conditions, and TURN detection over many calls, in real headless Chromium with the extension.
 //!
-//! Every relayed call goes Chromium → our proxy (tests/harness/proxy.rs) → coturn, so the proxy
+//! Every relayed call goes Chromium → our proxy (e2e/src/proxy.rs) → coturn, so the proxy
 //! injects delay, loss and a rate limit and counts what it forwards. The page builds its calls
 //! itself (two `RTCPeerConnection`s, A sends, B receives) and hands its raw getStats snapshots to
 //! the test, which runs them through `vitals_shared::processor` (the code the extension runs) and
@@ -25,16 +25,12 @@
 //! - TURN detection: the truth of each call is the proxy's: relayed when the call's RTP went
 //!   through the proxy during the snapshot interval, direct when none did.
 
-// Other test binaries use the rest of the harness.
-#[allow(dead_code)]
-mod harness;
-
 use fantoccini::Client;
-use harness::proxy::{Dir, Entry, Impairment, Kind, Proxy};
-use harness::{Browser, Collector, Turn};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashSet};
 use std::time::{Duration, Instant};
+use vitals_e2e::proxy::{Dir, Entry, Impairment, Kind, Proxy};
+use vitals_e2e::{Browser, Collector, Turn};
 use vitals_shared::processor::{Input, Output, Processor};
 use vitals_shared::stats::parse_report;
 use vitals_shared::PeerMetrics;

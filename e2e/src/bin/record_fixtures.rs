@@ -1,24 +1,19 @@
 //! Records real getStats sequences from headless Chromium into `shared/tests/fixtures/<case>/` (run it with scripts/record-fixtures).
 //!
-//! It serves the collector's `/lab` page in-process, starts coturn and chromedriver on free
+//! It serves the lab page (e2e/static/lab.html) in-process, starts coturn and chromedriver on free
 //! loopback ports and Chromium with fake media (no extension: the page calls getStats on its own
 //! connections), then for each case polls the page about once a second. The reports are trimmed
 //! to the types the processor reads and stripped of addresses, ports, ICE credentials and the
 //! TURN server's host, so fixtures carry no network identity. `expected.json` is written from the
 //! scenario (what the call must look like), never from the processor's output.
 //!
-//! Usage: `cargo run -p vitals-collector --example record_fixtures [CASE ...]` (all cases by default).
-
-// The browser tests' harness: coturn and Chromium are started the same way here.
-#[allow(dead_code)]
-#[path = "../tests/harness/mod.rs"]
-mod harness;
+//! Usage: `cargo run -p vitals-e2e --bin record_fixtures [CASE ...]` (all cases by default).
 
 use fantoccini::Client;
-use harness::{webdriver, Turn};
 use serde_json::{json, Map, Value};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
+use vitals_e2e::{webdriver, Turn};
 
 const POLLS: usize = 12;
 const POLL_INTERVAL: Duration = Duration::from_millis(1000);
@@ -318,7 +313,7 @@ async fn record(client: &Client, base: &str, turn_port: u16, case: &Case, out_di
             "description": case.description,
             "browser": user_agent,
             "poll_interval_ms": POLL_INTERVAL.as_millis() as u64,
-            "recorded_by": "collector/examples/record_fixtures.rs",
+            "recorded_by": "e2e/src/bin/record_fixtures.rs",
         }
     });
     // One poll per line: small diffs when re-recorded, still a single JSON object.
@@ -352,10 +347,7 @@ async fn main() {
     );
     let out_dir: PathBuf = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/tests/fixtures");
 
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let state = vitals_collector::AppState::for_tests("unused-ingest-key", "unused-admin-token");
-    tokio::spawn(vitals_collector::serve(listener, state));
+    let base = vitals_e2e::lab::serve().await;
 
     let turn = Turn::start();
     let turn_port = turn.port;

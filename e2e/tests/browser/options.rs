@@ -3,14 +3,10 @@
 //! The demo call is served by the in-process collector on 127.0.0.1; `localhost` names the same
 //! server under another host, so one server gives an allowed and a denied site.
 
-// Each test binary uses a part of the shared harness.
-#[allow(dead_code)]
-mod harness;
-
 use fantoccini::{Client, Locator};
-use harness::{click, Browser, Collector};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
+use vitals_e2e::{click, Browser, Collector};
 
 const PATIENCE: Duration = Duration::from_secs(45);
 /// WebDriver's code for the Enter key.

@@ -4,11 +4,9 @@
 //! alerts, usage, the sweep index). Two "processes" are two `AppState`s, each with its own store
 //! on the same Redis (for memory, on the same store).
 
-mod support;
-
+use crate::support::{batch, event, hold, now_ms, TestRedis};
 use std::sync::Arc;
 use std::time::Duration;
-use support::{batch, event, hold, now_ms, TestRedis};
 use vitals_collector::alerts::{AlertKind, AlertRecord, AlertState};
 use vitals_collector::ratelimit::RateLimit;
 use vitals_collector::store::{

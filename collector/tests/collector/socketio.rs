@@ -4,7 +4,7 @@
 //! bad data is answered with an error and the socket keeps working, and the key is required;
 //! with two collector processes on one Redis, an admin at one hears a client of the other.
 
-mod support;
+use crate::support;
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};

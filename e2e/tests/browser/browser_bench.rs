@@ -5,14 +5,10 @@
 //! uses) in `offscreen.html` opened as a tab, the same wasm the offscreen document runs, five
 //! times over. See BENCHMARKS.md for the numbers; `--nocapture` prints them.
 
-// This test uses only the browser part of the shared harness.
-#[allow(dead_code)]
-mod harness;
-
-use harness::{Browser, Collector};
 use serde_json::{json, Value};
 use std::path::Path;
 use std::time::Duration;
+use vitals_e2e::{Browser, Collector};
 
 /// Snapshots per pass and passes: 200 snapshots of about 20 µs keep a pass well above the
 /// coarsened resolution of `performance.now()` (100 µs outside cross-origin isolation).

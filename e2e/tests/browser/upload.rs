@@ -9,23 +9,19 @@
 //! extension gave out (read from its stored queue) was acknowledged, and none was acknowledged
 //! twice.
 
-#[allow(dead_code)]
-mod harness;
-mod support;
-
 use fantoccini::{Client, Locator};
-use harness::{Browser, Collector, ADMIN_TOKEN, INGEST_KEY};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use support::TestRedis;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::AbortHandle;
 use vitals_collector::store::LIVE_TTL_MS;
 use vitals_collector::{AppState, Secret};
+use vitals_e2e::redis::TestRedis;
+use vitals_e2e::{Browser, Collector, ADMIN_TOKEN, INGEST_KEY};
 
 /// How long the extension's side may take to react (Chromium on two busy cores is slow; a
 /// retry can wait up to the 60 s backoff cap after a long outage).

@@ -1,13 +1,9 @@
 //! Popup and toolbar badge tests in real headless Chromium: loss, jitter, connections, sparklines, badge, report download and summary copy.
 
-// Each test binary uses a part of the shared harness.
-#[allow(dead_code)]
-mod harness;
-
 use fantoccini::{Client, Locator};
-use harness::{click, Browser, Collector, Popup, Turn};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
+use vitals_e2e::{click, Browser, Collector, Popup, Turn};
 
 const PATIENCE: Duration = Duration::from_secs(45);
 
@@ -242,7 +238,7 @@ impl Downloads {
     /// Lets the browser save downloads without asking, into a fresh folder.
     async fn allow(client: &Client) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        harness::cdp(
+        vitals_e2e::cdp(
             client,
             "Browser.setDownloadBehavior",
             json!({"behavior": "allow", "downloadPath": dir.path().to_str().unwrap()}),
@@ -467,7 +463,7 @@ async fn report_download_and_summary_copy_describe_the_call() {
 
     // Copy summary: the text is on the clipboard (read back with the read permission granted).
     let origin = format!("chrome-extension://{}", extension_id());
-    harness::cdp(
+    vitals_e2e::cdp(
         client,
         "Browser.setPermission",
         json!({"permission": {"name": "clipboard-read"}, "setting": "granted", "origin": origin}),

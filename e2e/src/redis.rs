@@ -1,18 +1,16 @@
-//! Shared test support: a real Redis for the store tests, and batch builders.
+//! A real Redis for the browser tests that run the collector over the Redis store.
 //!
 //! Redis comes from `VITALS_TEST_REDIS_URL` when set (each test then uses its own key prefix);
 //! otherwise each test starts its own `redis-server` on a free loopback port and stops it when
-//! done, so `cargo test` alone runs the Redis tests and they never skip silently.
+//! done, so the tests never skip silently. The collector's own tests have the same helper in
+//! collector/tests/collector/support.rs (imports point from here to the collector, never back,
+//! so the two cannot share it).
 
-#![allow(dead_code)] // Each test binary uses a different part of this module.
-
-use std::net::TcpListener;
+use crate::free_port;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 use vitals_collector::store::{RedisOptions, RedisStore};
-use vitals_shared::emit::Event;
-use vitals_shared::wire::{IngestBatch, MetricsFields};
 
 /// A Redis for one test: either the external one, or a `redis-server` this test owns.
 pub struct TestRedis {
@@ -29,10 +27,6 @@ impl Drop for TestRedis {
             let _ = server.wait();
         }
     }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 fn unique_prefix() -> String {
@@ -109,94 +103,17 @@ impl TestRedis {
         panic!("could not start redis-server: {last_error}");
     }
 
+    /// The Redis store over this server, under this test's key prefix, with live state kept for
+    /// `live_ttl_ms`.
     pub fn store(&self, live_ttl_ms: u64) -> RedisStore {
-        self.store_with_retention(live_ttl_ms, RedisOptions::default().retention_ms)
-    }
-
-    /// A store that keeps history, alerts and TURN usage for `retention_ms`.
-    pub fn store_with_retention(&self, live_ttl_ms: u64, retention_ms: u64) -> RedisStore {
         RedisStore::new(
             &self.url,
             RedisOptions {
                 key_prefix: self.key_prefix.clone(),
                 live_ttl_ms,
-                retention_ms,
                 ..RedisOptions::default()
             },
         )
         .expect("Redis store")
-    }
-
-    /// Stops the server this test owns (to test an unreachable store).
-    pub fn stop(&mut self) {
-        let server = self.server.as_mut().expect("only an owned redis-server can be stopped");
-        let _ = server.kill();
-        let _ = server.wait();
-    }
-
-    pub fn owns_server(&self) -> bool {
-        self.server.is_some()
-    }
-}
-
-pub fn event(seq: u64, full: bool, metrics: MetricsFields) -> Event {
-    Event {
-        seq,
-        ts_ms: 1_700_000_000_000.0 + seq as f64 * 1000.0,
-        full,
-        metrics,
-    }
-}
-
-pub fn batch(meeting_id: &str, participant_id: &str, events: Vec<Event>) -> IngestBatch {
-    IngestBatch {
-        meeting_id: meeting_id.into(),
-        participant_id: participant_id.into(),
-        label: None,
-        events,
-    }
-}
-
-/// Collector settings whose alerts resolve once clear for `clear_after_ms`.
-pub fn hold(clear_after_ms: u64) -> vitals_collector::Settings {
-    vitals_collector::Settings {
-        alerts: vitals_collector::alerts::AlertThresholds {
-            clear_after_ms,
-            ..Default::default()
-        },
-        ..Default::default()
-    }
-}
-
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
-}
-
-/// An HTTP answer: the body as text, and as JSON (a JSON string of the text when it is not JSON).
-pub struct Answer {
-    pub status: axum::http::StatusCode,
-    pub headers: axum::http::HeaderMap,
-    pub text: String,
-    pub body: serde_json::Value,
-}
-
-/// Sends `request` through the router (no socket) and reads the whole answer.
-pub async fn send(app: &vitals_collector::App, request: axum::http::Request<axum::body::Body>) -> Answer {
-    use http_body_util::BodyExt;
-    use tower::ServiceExt;
-    let response = app.clone().oneshot(request).await.unwrap();
-    let status = response.status();
-    let headers = response.headers().clone();
-    let bytes = response.into_body().collect().await.unwrap().to_bytes();
-    let text = String::from_utf8_lossy(&bytes).into_owned();
-    let body = serde_json::from_str(&text).unwrap_or_else(|_| serde_json::Value::String(text.clone()));
-    Answer {
-        status,
-        headers,
-        text,
-        body,
     }
 }

@@ -1,14 +1,10 @@
 //! The admin dashboard (`/`) in real headless Chromium: pushed alerts and metrics, reconnect, history charts, export, and untrusted text shown as text.
 
-// Each test binary uses a part of the shared harness.
-#[allow(dead_code)]
-mod harness;
-
 use fantoccini::{Client, Locator};
-use harness::{cdp, click, webdriver, Collector, ADMIN_TOKEN, INGEST_KEY};
 use serde_json::{json, Value};
 use std::path::Path;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use vitals_e2e::{cdp, click, webdriver, Collector, ADMIN_TOKEN, INGEST_KEY};
 
 const PATIENCE: Duration = Duration::from_secs(45);
 const MEETING: &str = "https://meet.example.com/dash-board";

@@ -3,7 +3,7 @@
 //! after 3 failed tries the notifier gives up; with two processes on one Redis an alert is
 //! posted once.
 
-mod support;
+use crate::support;
 
 use axum::extract::State;
 use axum::http::StatusCode;

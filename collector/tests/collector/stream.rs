@@ -2,14 +2,12 @@
 //! once per participant per 2 s with the last state delivered, the token check, and the Redis
 //! fan-out between two collector "processes".
 
-mod support;
-
+use crate::support::{self, hold};
 use futures_util::StreamExt;
 use serde_json::{json, Value};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use support::hold;
 use tokio::net::TcpListener;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;

@@ -1,13 +1,11 @@
 //! HTTP API tests: requests through the router with `oneshot`, no socket.
 
-mod support;
-
+use crate::support::{now_ms, send, Answer, TestRedis};
 use axum::body::Body;
 use axum::http::{header, Method, Request, StatusCode};
 use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use support::{now_ms, send, Answer, TestRedis};
 use vitals_collector::store::RedisStore;
 use vitals_collector::App as Router;
 use vitals_collector::{app, AppState, Secret, INGEST_BODY_LIMIT_BYTES};
