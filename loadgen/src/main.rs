@@ -544,7 +544,7 @@ impl Client {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
+#[allow(clippy::too_many_arguments, reason = "one worker task gets all it needs at spawn")]
 async fn worker(
     index: usize,
     mut participants: Vec<Participant>,

@@ -35,8 +35,10 @@ pub enum Input {
 }
 
 /// What the processor produces.
-// Outputs are drained right after each input, so a few large ones cost less than a box each.
-#[allow(clippy::large_enum_variant)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "outputs are drained right after each input, so a few large ones cost less than a box each"
+)]
 #[derive(Debug, Clone)]
 pub enum Output {
     PeerMetrics(PeerMetrics),
