@@ -513,7 +513,7 @@ mod tests {
         for c in &report.connections {
             // One a poll; the first has the round trip and relay but no rates yet.
             assert_eq!(c.samples.len(), 30, "{}", c.pc);
-            assert_eq!(c.samples[0].upload_kbps, None);
+            assert_eq!(c.samples[0].figures.upload_kbps, None);
             assert!(c.closed_ms.is_some());
         }
         assert!(report.connections[0].using_relay && !report.connections[1].using_relay);

@@ -124,29 +124,27 @@ impl BrowserInfo {
     }
 }
 
-/// The tab's aggregate at one time.
+/// The figures of a tab or of one connection at one time: the core every report sample has.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct TabSample {
-    /// ms since the Unix epoch.
-    pub at_ms: f64,
+pub struct Figures {
     pub quality: Option<QualityClass>,
     pub mos: Option<f64>,
     pub upload_kbps: Option<f64>,
     pub download_kbps: Option<f64>,
+    /// A connection's: the candidate pair's round trip, else RTCP's.
     pub rtt_ms: Option<f64>,
+    /// A connection's: the worse of inbound and outbound loss.
     pub loss_pct: Option<f64>,
     pub jitter_ms: Option<f64>,
     pub using_relay: bool,
     /// "udp", "tcp" or "tls".
     pub relay_protocol: Option<String>,
-    /// Live connections at the time.
-    pub connections: u32,
 }
 
-impl TabSample {
-    pub fn from_metrics(m: &TabMetrics) -> Self {
+impl Figures {
+    /// A tab's aggregate figures.
+    pub fn of_tab(m: &TabMetrics) -> Self {
         Self {
-            at_ms: m.at_ms,
             quality: m.quality,
             mos: m.mos,
             upload_kbps: m.upload_kbps,
@@ -156,7 +154,21 @@ impl TabSample {
             jitter_ms: m.jitter_ms,
             using_relay: m.using_relay,
             relay_protocol: m.relay_protocol.clone(),
-            connections: m.peers.len().try_into().unwrap_or(u32::MAX),
+        }
+    }
+
+    /// One connection's figures over its latest interval.
+    pub fn of_peer(m: &PeerMetrics) -> Self {
+        Self {
+            quality: m.quality,
+            mos: m.mos,
+            upload_kbps: m.upload_kbps,
+            download_kbps: m.download_kbps,
+            rtt_ms: m.best_rtt_ms(),
+            loss_pct: m.loss_pct(),
+            jitter_ms: m.jitter_ms,
+            using_relay: m.relay.using_relay,
+            relay_protocol: m.relay.protocol.clone(),
         }
     }
 
@@ -166,37 +178,41 @@ impl TabSample {
     }
 }
 
+/// The tab's aggregate at one time.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TabSample {
+    /// ms since the Unix epoch.
+    pub at_ms: f64,
+    #[serde(flatten)]
+    pub figures: Figures,
+    /// Live connections at the time.
+    pub connections: u32,
+}
+
+impl TabSample {
+    pub fn from_metrics(m: &TabMetrics) -> Self {
+        Self {
+            at_ms: m.at_ms,
+            figures: Figures::of_tab(m),
+            connections: m.peers.len().try_into().unwrap_or(u32::MAX),
+        }
+    }
+}
+
 /// One connection's figures over one interval (about a second).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ConnectionSample {
     /// End of the interval, ms since the Unix epoch.
     pub at_ms: f64,
-    pub upload_kbps: Option<f64>,
-    pub download_kbps: Option<f64>,
-    /// The candidate pair's round trip, else RTCP's.
-    pub rtt_ms: Option<f64>,
-    /// The worse of inbound and outbound loss.
-    pub loss_pct: Option<f64>,
-    pub jitter_ms: Option<f64>,
-    pub using_relay: bool,
-    pub relay_protocol: Option<String>,
-    pub quality: Option<QualityClass>,
-    pub mos: Option<f64>,
+    #[serde(flatten)]
+    pub figures: Figures,
 }
 
 impl ConnectionSample {
     pub fn from_metrics(m: &PeerMetrics) -> Self {
         Self {
             at_ms: m.at_ms,
-            upload_kbps: m.upload_kbps,
-            download_kbps: m.download_kbps,
-            rtt_ms: m.best_rtt_ms(),
-            loss_pct: m.loss_pct(),
-            jitter_ms: m.jitter_ms,
-            using_relay: m.relay.using_relay,
-            relay_protocol: m.relay.protocol.clone(),
-            quality: m.quality,
-            mos: m.mos,
+            figures: Figures::of_peer(m),
         }
     }
 }
@@ -232,7 +248,7 @@ impl Report {
                 let first = samples.first()?.at_ms;
                 let last = samples.last()?.at_ms;
                 let mut relay_protocols: Vec<String> = Vec::new();
-                for p in samples.iter().filter_map(|s| s.relay_protocol.as_ref()) {
+                for p in samples.iter().filter_map(|s| s.figures.relay_protocol.as_ref()) {
                     if !relay_protocols.contains(p) {
                         relay_protocols.push(p.clone());
                     }
@@ -242,7 +258,7 @@ impl Report {
                     first_ms: first,
                     last_ms: last,
                     closed_ms,
-                    using_relay: samples.iter().any(|s| s.using_relay),
+                    using_relay: samples.iter().any(|s| s.figures.using_relay),
                     relay_protocols,
                     samples,
                 })

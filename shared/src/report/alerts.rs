@@ -23,16 +23,17 @@ pub struct AlertEvent {
 
 /// The engine's view of a sample.
 fn view(s: &TabSample) -> MetricsView {
+    let f = &s.figures;
     MetricsView {
-        upload_kbps: s.upload_kbps,
-        download_kbps: s.download_kbps,
-        rtt_ms: s.rtt_ms,
-        loss_pct: s.loss_pct,
-        jitter_ms: s.jitter_ms,
-        quality: s.quality,
-        mos: s.mos,
-        using_relay: Some(s.using_relay),
-        relay_protocol: s.relay_protocol.clone(),
+        upload_kbps: f.upload_kbps,
+        download_kbps: f.download_kbps,
+        rtt_ms: f.rtt_ms,
+        loss_pct: f.loss_pct,
+        jitter_ms: f.jitter_ms,
+        quality: f.quality,
+        mos: f.mos,
+        using_relay: Some(f.using_relay),
+        relay_protocol: f.relay_protocol.clone(),
         relay_server: None,
     }
 }
@@ -66,13 +67,17 @@ pub fn alert_events<'a>(samples: impl IntoIterator<Item = &'a TabSample>, t: &Al
 mod tests {
     use super::*;
     use crate::quality::QualityClass;
+    use crate::report::Figures;
 
     fn sample(at_s: f64, rtt: Option<f64>, loss: Option<f64>) -> TabSample {
         TabSample {
             at_ms: at_s * 1000.0,
-            rtt_ms: rtt,
-            loss_pct: loss,
-            quality: QualityClass::classify(rtt, loss),
+            figures: Figures {
+                rtt_ms: rtt,
+                loss_pct: loss,
+                quality: QualityClass::classify(rtt, loss),
+                ..Figures::default()
+            },
             ..TabSample::default()
         }
     }
@@ -87,9 +92,10 @@ mod tests {
     #[test]
     fn thresholds_are_strictly_above() {
         // Without a class, so that only the two thresholds are at stake.
-        let unclassed = |rtt, loss| TabSample {
-            quality: None,
-            ..sample(0.0, Some(rtt), Some(loss))
+        let unclassed = |rtt, loss| {
+            let mut s = sample(0.0, Some(rtt), Some(loss));
+            s.figures.quality = None;
+            s
         };
         assert!(run(&[unclassed(300.0, 5.0)]).is_empty());
         assert_eq!(
@@ -118,11 +124,9 @@ mod tests {
             ]
         );
         // Unknown figures are clear; relay and poor quality have their own alerts.
-        let relayed = TabSample {
-            using_relay: true,
-            relay_protocol: Some("tcp".into()),
-            ..sample(0.0, None, Some(40.0))
-        };
+        let mut relayed = sample(0.0, None, Some(40.0));
+        relayed.figures.using_relay = true;
+        relayed.figures.relay_protocol = Some("tcp".into());
         let events = alert_events([&relayed], &AlertThresholds::default());
         let kinds: Vec<AlertKind> = events.iter().map(|e| e.kind).collect();
         assert_eq!(

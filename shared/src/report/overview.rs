@@ -1,6 +1,6 @@
 //! A report's overview: quality now and at worst, averages and extremes of each figure, relay use, connections.
 
-use super::{AlertEvent, ConnectionSeries, TabSample};
+use super::{AlertEvent, ConnectionSeries, Figures, TabSample};
 use crate::alerts::AlertState;
 use crate::metrics::mean;
 use crate::quality::QualityClass;
@@ -51,17 +51,17 @@ pub struct Overview {
 
 impl Overview {
     pub fn of(quality: &[TabSample], connections: &[ConnectionSeries], alerts: &[AlertEvent], duration_s: f64) -> Self {
-        let figure = |f: fn(&TabSample) -> Option<f64>| Stat::of(quality.iter().map(f));
+        let figure = |f: fn(&Figures) -> Option<f64>| Stat::of(quality.iter().map(|s| f(&s.figures)));
         let mut relay_protocols: Vec<String> = Vec::new();
         for p in connections.iter().flat_map(|c| &c.relay_protocols) {
             if !relay_protocols.contains(p) {
                 relay_protocols.push(p.clone());
             }
         }
-        let relayed = quality.iter().filter(|s| s.using_relay).count();
+        let relayed = quality.iter().filter(|s| s.figures.using_relay).count();
         Self {
-            quality_now: quality.last().and_then(|s| s.quality),
-            worst_quality: quality.iter().filter_map(|s| s.quality).min(),
+            quality_now: quality.last().and_then(|s| s.figures.quality),
+            worst_quality: quality.iter().filter_map(|s| s.figures.quality).min(),
             mos: figure(|s| s.mos),
             rtt_ms: figure(|s| s.rtt_ms),
             loss_pct: figure(|s| s.loss_pct),

@@ -140,8 +140,8 @@ impl CallRecorder {
             .take(max)
             .map(|s| HistorySample {
                 at_ms: s.at_ms,
-                bitrate_kbps: s.bitrate_kbps(),
-                rtt_ms: s.rtt_ms,
+                bitrate_kbps: s.figures.bitrate_kbps(),
+                rtt_ms: s.figures.rtt_ms,
             })
             .collect();
         recent.reverse();
@@ -188,7 +188,7 @@ mod tests {
         let samples: Vec<&TabSample> = r.tab_samples().collect();
         assert_eq!(samples.len(), 10);
         assert!(samples.windows(2).all(|w| w[1].at_ms - w[0].at_ms == 1000.0));
-        assert_eq!(samples[9].upload_kbps, Some(300.0));
+        assert_eq!(samples[9].figures.upload_kbps, Some(300.0));
         // Older metrics do not rewrite the past.
         r.record_tab(&tab(500.0, 1.0));
         assert_eq!(r.tab_samples().count(), 10);
