@@ -19,7 +19,7 @@
   // wrappers as native too, and install() to not wrap a constructor twice.
   const NATIVE = Symbol.for('call-vitals.native');
   const POLL_MS = 1000;
-  const MAX_TRACKED = 64; // connections polled per document; a page making more is not a call
+  const MAX_CONNECTIONS_PER_POLL = 64; // polled per document (shared/src/limits.rs); a page making more is not a call
   // Per report type, the members the processor reads (shared/src/stats.rs); nothing else is
   // copied, so no address, port or other network identifier ever leaves the page.
   const FIELDS = createNull();
@@ -198,7 +198,7 @@
   };
 
   const track = (pc, kit) => {
-    if (tracked.length >= MAX_TRACKED) return;
+    if (tracked.length >= MAX_CONNECTIONS_PER_POLL) return;
     counter += 1;
     tracked[tracked.length] = {
       id: `${prefix}-${counter}`,

@@ -4,7 +4,7 @@ import { watchSites } from './sites.js';
 watchSites(); // hook.js and bridge.js run on the sites the options page allows
 const OFFSCREEN_URL = 'offscreen.html';
 const SOURCE = 'call-vitals-hook';
-const MAX_BUFFERED = 1000;
+const MAX_BUFFERED_SNAPSHOTS = 1000; // shared/src/limits.rs
 const SYNC_KEYS = ['collector_url', 'ingest_key', 'label', 'sending'];
 
 let ready = false; // the offscreen document said `offscreen-ready` (or already existed)
@@ -40,7 +40,7 @@ function deliver(message) {
   chrome.runtime.sendMessage({ ...message, target: 'offscreen' }).catch((e) => {
     if (!String(e && e.message).includes('Receiving end does not exist')) return;
     ready = false;
-    if (message.type === 'stats' && buffered.length < MAX_BUFFERED) buffered.push(message);
+    if (message.type === 'stats' && buffered.length < MAX_BUFFERED_SNAPSHOTS) buffered.push(message);
   });
 }
 
@@ -83,7 +83,7 @@ async function send(message, create = true) {
   if (ready) return deliver(message);
   if (!create && (closing || (!creating && !(await offscreenExists())))) return undefined;
   buffered.push(message);
-  if (buffered.length > MAX_BUFFERED) buffered.shift();
+  if (buffered.length > MAX_BUFFERED_SNAPSHOTS) buffered.shift();
   return ensureOffscreen();
 }
 
@@ -136,7 +136,7 @@ function closeIdle() {
 
 // Page messages come from bridge.js, which already checked them; they are checked again here
 // because the service worker trusts no content script.
-const validPc = (pc) => typeof pc === 'string' && pc.length > 0 && pc.length <= 64; // MAX_PC_ID_LEN
+const validPc = (pc) => typeof pc === 'string' && pc.length > 0 && pc.length <= 64; // limits::MAX_PC_ID_LEN
 
 chrome.runtime.onMessage.addListener((msg, sender) => {
   if (!msg || typeof msg !== 'object') return;

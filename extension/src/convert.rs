@@ -1,6 +1,6 @@
 //! Untrusted snapshot data from a page turned into processor input, with the size checks.
 
-use vitals_shared::messages::{MAX_PC_ID_LEN, MAX_REPORTS};
+use vitals_shared::limits::{valid_pc_id, MAX_REPORTS_PER_CONNECTION};
 use vitals_shared::processor::Input;
 use vitals_shared::stats::{parse_report, RawReport};
 use wasm_bindgen::{JsCast, JsValue};
@@ -13,16 +13,11 @@ pub enum Rejected {
     BadTime,
 }
 
-/// Checks a peer-connection id from a page: 1 to [`MAX_PC_ID_LEN`] bytes, printable ASCII.
-pub fn valid_pc_id(pc: &str) -> bool {
-    !pc.is_empty() && pc.len() <= MAX_PC_ID_LEN && pc.bytes().all(|b| b.is_ascii_graphic())
-}
-
 /// Turns one forwarded snapshot into [`Input::Snapshot`]. Each report is parsed leniently (an
 /// unknown or malformed report becomes `RawReport::Other`), but an oversized snapshot or a bad
 /// id is refused whole.
 pub fn snapshot_input(now_ms: f64, pc: String, reports: Vec<serde_json::Value>) -> Result<Input, Rejected> {
-    if reports.len() > MAX_REPORTS {
+    if reports.len() > MAX_REPORTS_PER_CONNECTION {
         return Err(Rejected::TooManyReports);
     }
     typed_snapshot_input(now_ms, pc, reports.into_iter().map(parse_report).collect())
@@ -34,7 +29,7 @@ pub fn typed_snapshot_input(now_ms: f64, pc: String, reports: Vec<RawReport>) ->
     if !valid_pc_id(&pc) {
         return Err(Rejected::BadPcId);
     }
-    if reports.len() > MAX_REPORTS {
+    if reports.len() > MAX_REPORTS_PER_CONNECTION {
         return Err(Rejected::TooManyReports);
     }
     if !now_ms.is_finite() || now_ms < 0.0 {
@@ -70,10 +65,10 @@ pub fn report_from_js(report: JsValue) -> RawReport {
 }
 
 /// [`report_from_js`] over a JavaScript array of reports; `None` when it is not an array or
-/// holds more than [`MAX_REPORTS`].
+/// holds more than [`MAX_REPORTS_PER_CONNECTION`].
 pub fn reports_from_js(reports: &JsValue) -> Option<Vec<RawReport>> {
     let array = reports.dyn_ref::<js_sys::Array>()?;
-    if array.length() as usize > MAX_REPORTS {
+    if array.length() as usize > MAX_REPORTS_PER_CONNECTION {
         return None;
     }
     Some(array.iter().map(report_from_js).collect())
@@ -83,6 +78,7 @@ pub fn reports_from_js(reports: &JsValue) -> Option<Vec<RawReport>> {
 mod tests {
     use super::*;
     use serde_json::json;
+    use vitals_shared::limits::MAX_PC_ID_LEN;
     use vitals_shared::stats::RawReport;
 
     #[test]
@@ -111,7 +107,7 @@ mod tests {
 
     #[test]
     fn oversized_or_malformed_snapshots_are_refused() {
-        let many = vec![json!({}); MAX_REPORTS + 1];
+        let many = vec![json!({}); MAX_REPORTS_PER_CONNECTION + 1];
         assert_eq!(
             snapshot_input(1.0, "pc".into(), many).unwrap_err(),
             Rejected::TooManyReports
@@ -130,6 +126,11 @@ mod tests {
             snapshot_input(f64::NAN, "pc".into(), vec![]).unwrap_err(),
             Rejected::BadTime
         );
-        assert!(snapshot_input(1.0, "x".repeat(MAX_PC_ID_LEN), vec![json!({}); MAX_REPORTS]).is_ok());
+        assert!(snapshot_input(
+            1.0,
+            "x".repeat(MAX_PC_ID_LEN),
+            vec![json!({}); MAX_REPORTS_PER_CONNECTION]
+        )
+        .is_ok());
     }
 }

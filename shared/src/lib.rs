@@ -4,6 +4,7 @@
 //! extension (wasm32), in the collector and in tests driven faster than real time.
 
 pub mod emit;
+pub mod limits;
 pub mod messages;
 pub mod metrics;
 pub mod privacy;

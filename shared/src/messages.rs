@@ -7,11 +7,6 @@
 use crate::metrics::TabMetrics;
 use serde::{Deserialize, Serialize};
 
-/// Longest peer-connection id the pipeline accepts from a page.
-pub const MAX_PC_ID_LEN: usize = 64;
-/// Most reports accepted in one snapshot.
-pub const MAX_REPORTS: usize = 500;
-
 /// Messages the offscreen document handles.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "kebab-case")]
