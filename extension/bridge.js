@@ -1,4 +1,4 @@
-// Call Vitals bridge (ISOLATED world): takes the hook's private port, checks its messages and forwards them to sw.js (message types: shared/src/messages.rs).
+// Call Vitals bridge (ISOLATED world): takes the hook's private port, checks its messages and forwards them to sw.js (HookMessage in, FromPage out: shared/src/messages.rs).
 (() => {
   const SOURCE = 'call-vitals-hook';
   const HANDSHAKE = 'call-vitals-port';
@@ -52,7 +52,7 @@
       if (++inWindow > MAX_MESSAGES_PER_SECOND) return;
       const d = event.data;
       if (!d || typeof d !== 'object') return;
-      if (d.kind === 'stats') {
+      if (d.type === 'stats') {
         // One poll of every connection of the frame: [{pc, reports}], checked item by item.
         if (!Array.isArray(d.items) || d.items.length > MAX_CONNECTIONS_PER_POLL) return;
         const items = [];
@@ -70,10 +70,10 @@
           seen.add(item.pc);
           items.push({ pc: item.pc, reports });
         }
-        if (items.length) send({ source: SOURCE, kind: 'stats', items });
-      } else if (d.kind === 'closed' && validId(d.pc) && seen.has(d.pc)) {
+        if (items.length) send({ source: SOURCE, type: 'stats', items });
+      } else if (d.type === 'closed' && validId(d.pc) && seen.has(d.pc)) {
         seen.delete(d.pc);
-        send({ source: SOURCE, kind: 'closed', pc: d.pc });
+        send({ source: SOURCE, type: 'closed', pc: d.pc });
       }
     } catch (_) { /* ignore malformed messages */ }
   };
@@ -96,8 +96,8 @@
 
   // Leaving the page ends its connections; leaving the top document ends the tab's call.
   window.addEventListener('pagehide', () => {
-    for (const pc of seen) send({ source: SOURCE, kind: 'closed', pc });
+    for (const pc of seen) send({ source: SOURCE, type: 'closed', pc });
     seen.clear();
-    if (window === window.top) send({ source: SOURCE, kind: 'page-gone' });
+    if (window === window.top) send({ source: SOURCE, type: 'page-gone' });
   }, true);
 })();

@@ -60,11 +60,11 @@ async fn processor_cost_per_snapshot_in_chromium() {
                 .iter()
                 .filter_map(|r| r["timestamp"].as_f64())
                 .fold(0.0, f64::max);
-            json!({"type": "stats", "tab": 1, "url": "https://meet.example.com/abc", "pc": "pc-1",
-                   "now_ms": now_ms, "reports": reports})
+            json!({"type": "stats", "tab": 1, "url": "https://meet.example.com/abc", "now_ms": now_ms,
+                   "items": [{"pc": "pc-1", "reports": reports}]})
         })
         .collect();
-    assert_eq!(messages[0]["reports"].as_array().unwrap().len(), 20);
+    assert_eq!(messages[0]["items"][0]["reports"].as_array().unwrap().len(), 20);
 
     let collector = Collector::start().await;
     let browser = Browser::start(&collector).await;

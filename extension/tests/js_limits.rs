@@ -1,4 +1,4 @@
-//! The limits the JavaScript files repeat (bridge.js, hook.js, sw.js) equal the ones in `vitals_shared::limits`, and none is missing there.
+//! The limits the JavaScript files repeat (bridge.js, hook.js, sw.js) equal the ones in `vitals_shared::limits`, none is missing there, and their `source` is `messages::PageSource`.
 
 use vitals_shared::limits::*;
 
@@ -104,4 +104,20 @@ fn the_constant_reader_reads_what_the_files_write() {
     let read = constants("  const MAX_A = 2_000; // note\nconst lower = 1;\n  const B = 'x';\nlet MAX_C = 3;");
     assert_eq!(read, [("MAX_A", "2_000"), ("B", "'x'")]);
     assert!(constants(BRIDGE).len() >= 12 && !constants(HOOK).is_empty() && !constants(SW).is_empty());
+}
+
+#[test]
+fn the_page_source_is_the_shared_one() {
+    // Not a limit, but the same kind of copy: the `source` member bridge.js stamps and sw.js
+    // routes on (`messages::PageSource`).
+    let source = serde_json::to_value(vitals_shared::messages::PageSource::Hook).unwrap();
+    let quoted = format!("'{}'", source.as_str().unwrap());
+    for (file, js) in [("bridge.js", BRIDGE), ("sw.js", SW)] {
+        let found: Vec<&str> = constants(js)
+            .into_iter()
+            .filter(|(n, _)| *n == "SOURCE")
+            .map(|(_, v)| v)
+            .collect();
+        assert_eq!(found, [quoted.as_str()], "{file}: SOURCE");
+    }
 }

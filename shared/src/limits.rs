@@ -2,9 +2,9 @@
 //!
 //! A page is untrusted: `hook.js` runs in its world and a hostile page can imitate it. So each
 //! snapshot is bounded before it costs anything: `bridge.js` (the first code out of the page's
-//! reach) enforces every limit here, `sw.js` checks connections, reports and ids again, and so
-//! does the offscreen document's wasm on what it converts (`extension/src/convert.rs`), since it
-//! trusts no content script. The JavaScript copies of these constants carry
+//! reach) enforces every limit here, and the offscreen document's wasm enforces the ones about
+//! connections, reports and ids again on what it converts (`extension/src/convert.rs`), since it
+//! trusts no content script. `sw.js` only routes. The JavaScript copies of these constants carry
 //! the same names; `extension/tests/js_limits.rs` reads the JS files and fails when one differs
 //! or when a JS file has a `MAX_` constant that is not here.
 
