@@ -98,13 +98,11 @@ async function send(message, create = true) {
   return ensureOffscreen();
 }
 
-// Toolbar badge: the call quality of each tab with a call (TabMetrics.quality, asked from the
-// offscreen document with `get-tab` at most every BADGE_EVERY_MS per tab), nothing otherwise.
+// Toolbar badge: the call quality of each tab with a call, nothing otherwise. The offscreen
+// document answers `get-badge` with the text and colour (Badge), asked at most every
+// BADGE_EVERY_MS per tab.
 const BADGE_EVERY_MS = 2000;
-const BADGE = {
-  excellent: ['4', '#1e9e4a'], good: ['3', '#7bb32e'], fair: ['2', '#e69b00'], poor: ['1', '#d93025'],
-};
-const badgeAsked = new Map(); // tab id -> time of the last get-tab for its badge
+const badgeAsked = new Map(); // tab id -> time of the last get-badge
 
 function setBadge(tabId, text, color) {
   chrome.action.setBadgeText({ tabId, text }).catch(() => {});
@@ -115,17 +113,12 @@ async function refreshBadge(tabId, force = false) {
   const now = Date.now();
   if (!ready || (!force && now - (badgeAsked.get(tabId) || 0) < BADGE_EVERY_MS)) return;
   badgeAsked.set(tabId, now);
-  let view;
+  let badge;
   try {
-    view = await chrome.runtime.sendMessage({ type: 'get-tab', tab: tabId, target: 'offscreen' });
+    badge = await chrome.runtime.sendMessage({ type: 'get-badge', tab: tabId, target: 'offscreen' });
   } catch (_) { return; }
-  const metrics = view && view.metrics;
-  if (!metrics || !Array.isArray(metrics.peers) || metrics.peers.length === 0) {
-    setBadge(tabId, '');
-    return;
-  }
-  const [text, color] = BADGE[metrics.quality] || ['…', '#8a909c'];
-  setBadge(tabId, text, color);
+  if (badge) setBadge(tabId, badge.text, badge.color);
+  else setBadge(tabId, '');
 }
 
 function clearBadge(tabId) {

@@ -8,7 +8,7 @@ use crate::upload::{UploadResult, Uploads};
 use crate::upload_store::StoreOp;
 use std::collections::BTreeMap;
 use vitals_shared::limits::valid_pc_id;
-use vitals_shared::messages::{CollectorStatus, Settings, TabView, ToOffscreen};
+use vitals_shared::messages::{Badge, CollectorStatus, Settings, TabView, ToOffscreen};
 use vitals_shared::metrics::TabMetrics;
 use vitals_shared::privacy::meeting_id;
 use vitals_shared::processor::{Input, Output, Processor, STALE_PC_MS};
@@ -40,12 +40,13 @@ pub const KEEP_FOR_UPLOADS_MS: f64 = 600_000.0;
 /// when a snapshot crossed the message).
 const IDLE_REPEAT_MS: f64 = 30_000.0;
 
-/// The answer to a question ([`ToOffscreen::GetTab`], `GetReport`), for `sendResponse`.
+/// The answer to a question ([`ToOffscreen::GetTab`], `GetReport`, `GetBadge`), for `sendResponse`.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Answer {
     View(Box<TabView>),
     /// `None` when nothing is recorded (answered as null, which the popup tells from no answer).
     Report(Option<Box<Report>>),
+    Badge(Badge),
 }
 
 /// What the shell must do.
@@ -139,6 +140,7 @@ impl Driver {
             ToOffscreen::PcClosed { .. } => {}
             ToOffscreen::GetTab { tab } => return Some(Answer::View(Box::new(self.view(tab, now_ms)))),
             ToOffscreen::GetReport { tab } => return Some(Answer::Report(self.report(tab, now_ms).map(Box::new))),
+            ToOffscreen::GetBadge { tab } => return Some(Answer::Badge(self.badge(tab, now_ms))),
         }
         None
     }
@@ -365,6 +367,13 @@ impl Driver {
         }
     }
 
+    /// What the toolbar badge of `tab` shows: its quality while it has a call ([`Driver::view`]'s
+    /// metrics, without the rest of the view).
+    pub fn badge(&self, tab: i64, now_ms: f64) -> Badge {
+        let live = self.tabs.get(&tab).filter(|t| t.live(now_ms));
+        Badge::of(live.and_then(|t| t.latest.as_ref()))
+    }
+
     /// `tab`, or for `None` the tab that last had a live call, else the one recorded last.
     fn choose(&self, tab: Option<i64>, now_ms: f64) -> Option<i64> {
         let newest = |time: &dyn Fn(&TabState) -> Option<f64>| {
@@ -398,6 +407,7 @@ mod tests {
     use super::*;
     use serde_json::json;
     use vitals_shared::messages::PcStats;
+    use vitals_shared::quality::QualityClass;
     use vitals_shared::stats::{parse_report, RawReport};
 
     const URL: &str = "http://127.0.0.1:8000/demo?room=secret#x";
@@ -667,6 +677,25 @@ mod tests {
         assert_eq!(pcs, ["a", "b"], "the connection with a bad id is left out");
         assert!((m.upload_kbps.unwrap() - 800.0).abs() < 1e-6, "{m:?}");
         assert!(m.using_relay);
+    }
+
+    #[test]
+    fn the_badge_follows_the_tab_call() {
+        let mut d = Driver::new();
+        assert_eq!(d.badge(6, now(1.0)), Badge::of(None));
+        d.handle(stats(6, "a", 1.0, 100.0, "host"), now(1.0));
+        d.handle(stats(6, "a", 2.0, 100.0, "host"), now(2.0));
+        let quality = d.view(Some(6), now(2.0)).metrics.and_then(|m| m.quality);
+        assert_eq!(quality, Some(QualityClass::Excellent));
+        assert_eq!(d.badge(6, now(2.0)).text, "4");
+        let Some(Answer::Badge(badge)) = d.handle(ToOffscreen::GetBadge { tab: 6 }, now(2.0)) else {
+            panic!("no badge")
+        };
+        assert_eq!(badge.text, "4");
+        // A hook gone quiet, a closed connection: no badge.
+        assert_eq!(d.badge(6, now(2.0) + STALE_PC_MS).text, "");
+        d.handle(ToOffscreen::PcClosed { tab: 6, pc: "a".into() }, now(2.5));
+        assert_eq!(d.badge(6, now(2.5)), Badge::of(None));
     }
 
     /// Runs the effects at `t`, failing every post (the collector is down), until none starts.

@@ -27,7 +27,7 @@ pub fn start_offscreen() {
 }
 
 /// Handles one runtime message in the offscreen document (`ToOffscreen`); returns the answer to
-/// a question (`TabView`, `Report` or null) and `undefined` otherwise.
+/// a question (`TabView`, `Report` or null, `Badge`) and `undefined` otherwise.
 #[wasm_bindgen]
 pub fn offscreen_message(message: JsValue) -> JsValue {
     offscreen::handle_message(message)

@@ -38,6 +38,7 @@ pub fn handle_message(message: JsValue) -> JsValue {
         Some(Answer::View(view)) => browser::answer(&view),
         // Null, not undefined, when nothing is recorded: the popup tells it from no answer.
         Some(Answer::Report(report)) => report.map_or(JsValue::NULL, |r| browser::answer(&r)),
+        Some(Answer::Badge(badge)) => browser::answer(&badge),
     }
 }
 

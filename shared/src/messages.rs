@@ -13,6 +13,7 @@
 //! the JavaScript objects (`extension/src/convert.rs`) and hands it to its driver.
 
 use crate::metrics::TabMetrics;
+use crate::quality::QualityClass;
 use crate::stats::{lenient_reports, RawReport};
 use serde::{Deserialize, Serialize};
 
@@ -95,6 +96,8 @@ pub enum ToOffscreen {
     /// The popup asks for a tab's report of the last 10 minutes (`report::Report`, or null when
     /// nothing is recorded); `tab: None` as for `GetTab`.
     GetReport { tab: Option<i64> },
+    /// The service worker asks what a tab's toolbar badge shows ([`Badge`]).
+    GetBadge { tab: i64 },
 }
 
 /// Messages the offscreen document sends the service worker.
@@ -107,6 +110,44 @@ pub enum FromOffscreen {
     /// No tab has a call and nothing waits for upload (`driver::Effect::Idle`): the service
     /// worker closes the document unless a snapshot just came.
     OffscreenIdle,
+}
+
+/// The answer to [`ToOffscreen::GetBadge`]: what the toolbar badge shows for a tab.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Badge {
+    /// The quality's bars, "4" (excellent) to "1" (poor); "…" while the call has no quality
+    /// yet; empty (no badge) without a call.
+    pub text: String,
+    /// The badge's background, `#rrggbb`; `None` when there is no badge.
+    pub color: Option<String>,
+}
+
+impl Badge {
+    /// The badge of a tab whose latest metrics are `metrics` (`None`: no call).
+    pub fn of(metrics: Option<&TabMetrics>) -> Self {
+        let Some(metrics) = metrics.filter(|m| !m.peers.is_empty()) else {
+            return Self {
+                text: String::new(),
+                color: None,
+            };
+        };
+        let (text, color) = match metrics.quality {
+            Some(q) => (
+                q.bars().to_string(),
+                match q {
+                    QualityClass::Excellent => "#1e9e4a",
+                    QualityClass::Good => "#7bb32e",
+                    QualityClass::Fair => "#e69b00",
+                    QualityClass::Poor => "#d93025",
+                },
+            ),
+            None => ("…".to_string(), "#8a909c"),
+        };
+        Self {
+            text,
+            color: Some(color.to_string()),
+        }
+    }
 }
 
 /// The user's settings (options page, `chrome.storage.sync`).
@@ -197,7 +238,6 @@ pub struct HistorySample {
 mod tests {
     use super::*;
     use crate::metrics::PeerMetrics;
-    use crate::quality::QualityClass;
     use crate::stats::{Candidate, CandidatePair, InboundRtp, OutboundRtp, RemoteInboundRtp, Transport};
     use serde::de::DeserializeOwned;
     use serde_json::{json, Value};
@@ -262,6 +302,7 @@ mod tests {
             ToOffscreen::Config(_) => "to-offscreen.config",
             ToOffscreen::GetTab { .. } => "to-offscreen.get-tab",
             ToOffscreen::GetReport { .. } => "to-offscreen.get-report",
+            ToOffscreen::GetBadge { .. } => "to-offscreen.get-badge",
         }
     }
 
@@ -394,6 +435,7 @@ mod tests {
             ToOffscreen::GetReport {
                 tab: Some(1_234_567_890),
             },
+            ToOffscreen::GetBadge { tab: 1_234_567_890 },
         ] {
             golden(&mut seen, to_offscreen_name(&m), m);
         }
@@ -425,6 +467,8 @@ mod tests {
                 ..PeerMetrics::default()
             }],
         };
+        golden(&mut seen, "badge", Badge::of(Some(&metrics)));
+        golden(&mut seen, "badge.no-call", Badge::of(None));
         golden(
             &mut seen,
             "tab-view",
@@ -483,6 +527,26 @@ mod tests {
                 }),
             ]
         );
+    }
+
+    #[test]
+    fn the_badge_shows_the_quality_and_nothing_without_a_call() {
+        let with = |quality, peers: usize| TabMetrics {
+            quality,
+            peers: vec![PeerMetrics::default(); peers],
+            ..TabMetrics::default()
+        };
+        let badge = |m: &TabMetrics| {
+            let b = Badge::of(Some(m));
+            (b.text, b.color)
+        };
+        let colored = |t: &str, c: &str| (t.to_string(), Some(c.to_string()));
+        assert_eq!(badge(&with(Some(QualityClass::Excellent), 1)), colored("4", "#1e9e4a"));
+        assert_eq!(badge(&with(Some(QualityClass::Good), 2)), colored("3", "#7bb32e"));
+        assert_eq!(badge(&with(Some(QualityClass::Fair), 1)), colored("2", "#e69b00"));
+        assert_eq!(badge(&with(Some(QualityClass::Poor), 1)), colored("1", "#d93025"));
+        assert_eq!(badge(&with(None, 1)), colored("…", "#8a909c"));
+        assert_eq!(badge(&with(Some(QualityClass::Good), 0)), (String::new(), None));
     }
 
     #[test]
