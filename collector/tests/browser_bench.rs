@@ -1,9 +1,11 @@
 //! In-browser cost of the processor per peer snapshot (20 Chrome-shaped reports), measured in headless Chromium in an extension page.
 //!
-//! The built extension's wasm export `bench_processor` replays consecutive `stats` messages
-//! (made here from shared/benches/chrome-snapshot.json, the snapshot the criterion benchmark
-//! uses) in `offscreen.html` opened as a tab, the same wasm the offscreen document runs, five
-//! times over. See BENCHMARKS.md for the numbers; `--nocapture` prints them.
+//! The built extension's wasm export `bench_processor` (only in a build with the `bench` feature,
+//! `VITALS_EXTENSION_FEATURES=bench scripts/build-extension`: scripts/test and
+//! scripts/bench-extension run this test on one) replays consecutive `stats` messages (made here
+//! from shared/benches/chrome-snapshot.json, the snapshot the criterion benchmark uses) in
+//! `offscreen.html` opened as a tab, the same wasm the offscreen document runs, five times over.
+//! See BENCHMARKS.md for the numbers; `--nocapture` prints them.
 
 // This test uses only the browser part of the shared harness.
 #[allow(dead_code)]

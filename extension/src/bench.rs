@@ -1,4 +1,4 @@
-//! The in-browser processor benchmark (collector/tests/browser_bench.rs calls it): the offscreen document's path for a `stats` poll, the generic serde read of the same message, and the processor alone.
+//! The in-browser processor benchmark (`bench` feature only, never in the release build): the offscreen document's path for a `stats` poll, the generic serde read of the same message, and the processor alone.
 
 use crate::{browser, convert, driver::Driver};
 use vitals_shared::messages::ToOffscreen;

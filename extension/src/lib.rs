@@ -3,9 +3,10 @@
 //! One cdylib with three entry points, each called by the loader script of its page
 //! (`offscreen.js`, `popup.js`, `options.js`). The pure logic (`convert`, `upload`, `driver`,
 //! `format`, the Yew reducers) is unit-tested natively; `browser` holds every browser call (those
-//! only the offscreen document makes are in `offscreen_io`). It also exports `bench_processor`
-//! (`bench`), the in-browser processor benchmark.
+//! only the offscreen document makes are in `offscreen_io`). With the `bench` feature (never in
+//! the release build) it also exports `bench_processor` (`bench`).
 
+#[cfg(feature = "bench")]
 pub mod bench;
 pub mod browser;
 pub mod convert;
