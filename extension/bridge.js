@@ -1,29 +1,34 @@
-// Call Vitals bridge (ISOLATED world): takes the hook's private port, checks its messages and forwards them to sw.js (message types: shared/src/messages.rs).
+// Call Vitals bridge (ISOLATED world): takes the hook's private port, checks its messages and forwards them to sw.js (HookMessage in, FromPage out: shared/src/messages.rs).
 (() => {
   const SOURCE = 'call-vitals-hook';
   const HANDSHAKE = 'call-vitals-port';
   const HELLO = 'call-vitals-hello';
-  const MAX_REPORTS = 500; // per connection: shared/src/messages.rs MAX_REPORTS
-  const MAX_ITEMS = 64; // connections per message (the hook polls at most 64 per document)
-  const MAX_BATCH_REPORTS = 2000; // reports per message, all connections together
-  const MAX_PC_ID = 64; // shared/src/messages.rs MAX_PC_ID_LEN
-  const MAX_KEYS = 40;
-  const MAX_STRING = 256;
-  const MAX_PER_SECOND = 200; // messages forwarded per second per frame; the rest are dropped
-  const PC_ID = /^[\x21-\x7e]+$/; // printable ASCII, as extension/src/convert.rs checks
+  // The limits, each explained in shared/src/limits.rs (extension/tests/js_limits.rs checks these
+  // copies against it).
+  const MAX_CONNECTIONS_PER_POLL = 64;
+  const MAX_REPORTS_PER_CONNECTION = 500;
+  const MAX_REPORTS_PER_POLL = 2000;
+  const MAX_PC_ID_LEN = 64;
+  const PC_ID = /^[\x21-\x7e]+$/; // PC_ID_BYTES
+  const MAX_TYPE_LEN = 32;
+  const MAX_REPORT_MEMBERS = 40;
+  const MAX_MEMBER_NAME_LEN = 64;
+  const MAX_STRING_LEN = 256;
+  const MAX_MESSAGES_PER_SECOND = 200;
+  const MAX_CONNECTIONS_PER_FRAME = 256;
 
-  const validId = (pc) => typeof pc === 'string' && pc.length > 0 && pc.length <= MAX_PC_ID && PC_ID.test(pc);
+  const validId = (pc) => typeof pc === 'string' && pc.length > 0 && pc.length <= MAX_PC_ID_LEN && PC_ID.test(pc);
 
   // A copy holding only short strings, finite numbers and booleans: nothing else is trusted.
   const clean = (r) => {
-    if (!r || typeof r !== 'object' || Array.isArray(r) || typeof r.type !== 'string' || r.type.length > 32) return null;
+    if (!r || typeof r !== 'object' || Array.isArray(r) || typeof r.type !== 'string' || r.type.length > MAX_TYPE_LEN) return null;
     const keys = Object.keys(r);
-    if (keys.length > MAX_KEYS) return null;
+    if (keys.length > MAX_REPORT_MEMBERS) return null;
     const out = {};
     for (const k of keys) {
       const v = r[k];
-      if (k.length > 64) continue;
-      if ((typeof v === 'string' && v.length <= MAX_STRING) || typeof v === 'boolean'
+      if (k.length > MAX_MEMBER_NAME_LEN) continue;
+      if ((typeof v === 'string' && v.length <= MAX_STRING_LEN) || typeof v === 'boolean'
         || (typeof v === 'number' && Number.isFinite(v))) out[k] = v;
     }
     return out;
@@ -44,19 +49,19 @@
     try {
       const now = Date.now();
       if (now - windowStart >= 1000) { windowStart = now; inWindow = 0; }
-      if (++inWindow > MAX_PER_SECOND) return;
+      if (++inWindow > MAX_MESSAGES_PER_SECOND) return;
       const d = event.data;
       if (!d || typeof d !== 'object') return;
-      if (d.kind === 'stats') {
+      if (d.type === 'stats') {
         // One poll of every connection of the frame: [{pc, reports}], checked item by item.
-        if (!Array.isArray(d.items) || d.items.length > MAX_ITEMS) return;
+        if (!Array.isArray(d.items) || d.items.length > MAX_CONNECTIONS_PER_POLL) return;
         const items = [];
         let total = 0;
         for (const item of d.items) {
           if (!item || typeof item !== 'object' || !validId(item.pc) || !Array.isArray(item.reports)) continue;
           total += item.reports.length;
-          if (item.reports.length > MAX_REPORTS || total > MAX_BATCH_REPORTS) return;
-          if (!seen.has(item.pc) && seen.size >= 256) continue;
+          if (item.reports.length > MAX_REPORTS_PER_CONNECTION || total > MAX_REPORTS_PER_POLL) return;
+          if (!seen.has(item.pc) && seen.size >= MAX_CONNECTIONS_PER_FRAME) continue;
           const reports = [];
           for (const r of item.reports) {
             const c = clean(r);
@@ -65,10 +70,10 @@
           seen.add(item.pc);
           items.push({ pc: item.pc, reports });
         }
-        if (items.length) send({ source: SOURCE, kind: 'stats', items });
-      } else if (d.kind === 'closed' && validId(d.pc) && seen.has(d.pc)) {
+        if (items.length) send({ source: SOURCE, type: 'stats', items });
+      } else if (d.type === 'closed' && validId(d.pc) && seen.has(d.pc)) {
         seen.delete(d.pc);
-        send({ source: SOURCE, kind: 'closed', pc: d.pc });
+        send({ source: SOURCE, type: 'closed', pc: d.pc });
       }
     } catch (_) { /* ignore malformed messages */ }
   };
@@ -91,8 +96,8 @@
 
   // Leaving the page ends its connections; leaving the top document ends the tab's call.
   window.addEventListener('pagehide', () => {
-    for (const pc of seen) send({ source: SOURCE, kind: 'closed', pc });
+    for (const pc of seen) send({ source: SOURCE, type: 'closed', pc });
     seen.clear();
-    if (window === window.top) send({ source: SOURCE, kind: 'page-gone' });
+    if (window === window.top) send({ source: SOURCE, type: 'page-gone' });
   }, true);
 })();

@@ -1,4 +1,4 @@
-// Call Vitals hook (MAIN world, document_start): wraps RTCPeerConnection invisibly and hands trimmed getStats() snapshots to bridge.js.
+// Call Vitals hook (MAIN world, document_start): wraps RTCPeerConnection invisibly and hands trimmed getStats() snapshots to bridge.js (messages: HookMessage in shared/src/messages.rs).
 (() => {
   'use strict';
   // Everything the hook uses is saved now, before any page script can replace it.
@@ -19,7 +19,7 @@
   // wrappers as native too, and install() to not wrap a constructor twice.
   const NATIVE = Symbol.for('call-vitals.native');
   const POLL_MS = 1000;
-  const MAX_TRACKED = 64; // connections polled per document; a page making more is not a call
+  const MAX_CONNECTIONS_PER_POLL = 64; // polled per document (shared/src/limits.rs); a page making more is not a call
   // Per report type, the members the processor reads (shared/src/stats.rs); nothing else is
   // copied, so no address, port or other network identifier ever leaves the page.
   const FIELDS = createNull();
@@ -64,7 +64,7 @@
     const rest = [];
     for (let j = 0; j < tracked.length; j++) if (j !== i) rest[rest.length] = tracked[j];
     tracked = rest;
-    send({ kind: 'closed', pc: entry.id });
+    send({ type: 'closed', pc: entry.id });
     if (!tracked.length && timer) { clearIntervalSaved(timer); timer = 0; }
   };
 
@@ -154,12 +154,12 @@
   // still pending (a late report then goes on its own).
   let round = null;
   const flush = (r) => {
-    if (!r.sent && r.items.length) send({ kind: 'stats', items: r.items });
+    if (!r.sent && r.items.length) send({ type: 'stats', items: r.items });
     r.sent = true;
   };
   const settle = (r, item) => {
     if (item) {
-      if (r.sent) send({ kind: 'stats', items: [item] });
+      if (r.sent) send({ type: 'stats', items: [item] });
       else r.items[r.items.length] = item;
     }
     if ((r.waiting -= 1) === 0) flush(r);
@@ -198,7 +198,7 @@
   };
 
   const track = (pc, kit) => {
-    if (tracked.length >= MAX_TRACKED) return;
+    if (tracked.length >= MAX_CONNECTIONS_PER_POLL) return;
     counter += 1;
     tracked[tracked.length] = {
       id: `${prefix}-${counter}`,

@@ -1,4 +1,4 @@
-// Call Vitals offscreen document: loads the WebAssembly driver and hands it runtime messages (types: shared/src/messages.rs).
+// Call Vitals offscreen document: loads the WebAssembly driver and hands it runtime messages (ToOffscreen in, FromOffscreen out: shared/src/messages.rs).
 import init, { start_offscreen, offscreen_message } from './pkg/vitals_extension.js';
 
 await init();
@@ -9,4 +9,4 @@ chrome.runtime.onMessage.addListener((message, _sender, sendResponse) => {
   if (answer !== undefined) sendResponse(answer);
   return false;
 });
-chrome.runtime.sendMessage({ type: 'offscreen-ready' }).catch(() => {});
+chrome.runtime.sendMessage({ type: 'offscreen-ready' }).catch(() => {}); // FromOffscreen::OffscreenReady

@@ -1,10 +1,10 @@
-// Call Vitals service worker: routes snapshots to the offscreen document and keeps it configured (message types: shared/src/messages.rs).
+// Call Vitals service worker: routes page messages to the offscreen document, keeps it alive and configured, sets the badge (FromPage and FromOffscreen in, ToOffscreen out: shared/src/messages.rs).
 import { watchSites } from './sites.js';
 
 watchSites(); // hook.js and bridge.js run on the sites the options page allows
 const OFFSCREEN_URL = 'offscreen.html';
-const SOURCE = 'call-vitals-hook';
-const MAX_BUFFERED = 1000;
+const SOURCE = 'call-vitals-hook'; // PageSource
+const MAX_BUFFERED_SNAPSHOTS = 1000; // shared/src/limits.rs
 const SYNC_KEYS = ['collector_url', 'ingest_key', 'label', 'sending'];
 
 let ready = false; // the offscreen document said `offscreen-ready` (or already existed)
@@ -13,6 +13,17 @@ let readying = null; // the config is on its way to a document that said `offscr
 let closing = null; // closeDocument in progress
 let lastStatsAt = 0;
 let buffered = []; // ToOffscreen messages waiting for the handshake
+let bufferedSize = 0; // their snapshots: a poll counts one per connection, any other message one
+const sizeOf = (message) => (message.type === 'stats' ? message.items.length : 1);
+
+// Keeps a message for the document; `dropOldest` makes room by dropping the oldest, otherwise a
+// full buffer refuses the message.
+function buffer(message, dropOldest) {
+  if (!dropOldest && bufferedSize + sizeOf(message) > MAX_BUFFERED_SNAPSHOTS) return;
+  buffered.push(message);
+  bufferedSize += sizeOf(message);
+  while (bufferedSize > MAX_BUFFERED_SNAPSHOTS && buffered.length > 1) bufferedSize -= sizeOf(buffered.shift());
+}
 
 async function offscreenExists() {
   const contexts = await chrome.runtime.getContexts({ contextTypes: ['OFFSCREEN_DOCUMENT'] });
@@ -40,7 +51,7 @@ function deliver(message) {
   chrome.runtime.sendMessage({ ...message, target: 'offscreen' }).catch((e) => {
     if (!String(e && e.message).includes('Receiving end does not exist')) return;
     ready = false;
-    if (message.type === 'stats' && buffered.length < MAX_BUFFERED) buffered.push(message);
+    if (message.type === 'stats') buffer(message, false);
   });
 }
 
@@ -53,6 +64,7 @@ function onReady() {
       ready = true;
       const pending = buffered;
       buffered = [];
+      bufferedSize = 0;
       pending.forEach(deliver);
     }).catch(() => {}).finally(() => { readying = null; });
   }
@@ -82,18 +94,15 @@ async function ensureOffscreen() {
 async function send(message, create = true) {
   if (ready) return deliver(message);
   if (!create && (closing || (!creating && !(await offscreenExists())))) return undefined;
-  buffered.push(message);
-  if (buffered.length > MAX_BUFFERED) buffered.shift();
+  buffer(message, true);
   return ensureOffscreen();
 }
 
-// Toolbar badge: the call quality of each tab with a call (TabMetrics.quality, asked from the
-// offscreen document with `get-tab` at most every BADGE_EVERY_MS per tab), nothing otherwise.
+// Toolbar badge: the call quality of each tab with a call, nothing otherwise. The offscreen
+// document answers `get-badge` with the text and colour (Badge), asked at most every
+// BADGE_EVERY_MS per tab.
 const BADGE_EVERY_MS = 2000;
-const BADGE = {
-  excellent: ['4', '#1e9e4a'], good: ['3', '#7bb32e'], fair: ['2', '#e69b00'], poor: ['1', '#d93025'],
-};
-const badgeAsked = new Map(); // tab id -> time of the last get-tab for its badge
+const badgeAsked = new Map(); // tab id -> time of the last get-badge
 
 function setBadge(tabId, text, color) {
   chrome.action.setBadgeText({ tabId, text }).catch(() => {});
@@ -104,17 +113,12 @@ async function refreshBadge(tabId, force = false) {
   const now = Date.now();
   if (!ready || (!force && now - (badgeAsked.get(tabId) || 0) < BADGE_EVERY_MS)) return;
   badgeAsked.set(tabId, now);
-  let view;
+  let badge;
   try {
-    view = await chrome.runtime.sendMessage({ type: 'get-tab', tab: tabId, target: 'offscreen' });
+    badge = await chrome.runtime.sendMessage({ type: 'get-badge', tab: tabId, target: 'offscreen' });
   } catch (_) { return; }
-  const metrics = view && view.metrics;
-  if (!metrics || !Array.isArray(metrics.peers) || metrics.peers.length === 0) {
-    setBadge(tabId, '');
-    return;
-  }
-  const [text, color] = BADGE[metrics.quality] || ['…', '#8a909c'];
-  setBadge(tabId, text, color);
+  if (badge) setBadge(tabId, badge.text, badge.color);
+  else setBadge(tabId, '');
 }
 
 function clearBadge(tabId) {
@@ -134,10 +138,8 @@ function closeIdle() {
   [...badgeAsked.keys()].forEach(clearBadge);
 }
 
-// Page messages come from bridge.js, which already checked them; they are checked again here
-// because the service worker trusts no content script.
-const validPc = (pc) => typeof pc === 'string' && pc.length > 0 && pc.length <= 64; // MAX_PC_ID_LEN
-
+// Page messages come from bridge.js, which checked them; the offscreen document's wasm checks
+// what it converts again (it trusts no content script), so they are only routed here.
 chrome.runtime.onMessage.addListener((msg, sender) => {
   if (!msg || typeof msg !== 'object') return;
   if (msg.type === 'offscreen-ready' && fromOffscreen(sender)) {
@@ -150,23 +152,17 @@ chrome.runtime.onMessage.addListener((msg, sender) => {
   }
   if (msg.source !== SOURCE || !sender.tab || typeof sender.tab.id !== 'number') return;
   const tab = sender.tab.id;
-  if (msg.kind === 'stats' && Array.isArray(msg.items) && msg.items.length <= 64) {
-    // One poll of a frame's connections; the offscreen document gets one snapshot per connection.
-    const url = sender.tab.url || sender.url || '';
+  if (msg.type === 'stats' && Array.isArray(msg.items)) {
+    // One poll of a frame's connections goes on as one message, stamped with the tab, its URL and
+    // the time (an array of items, as the buffer counts them).
     const now = Date.now();
-    let any = false;
-    for (const item of msg.items) {
-      if (!item || !validPc(item.pc) || !Array.isArray(item.reports) || item.reports.length > 500) continue;
-      send({ type: 'stats', tab, url, pc: item.pc, now_ms: now, reports: item.reports });
-      any = true;
-    }
-    if (!any) return;
+    send({ type: 'stats', tab, url: sender.tab.url || sender.url || '', now_ms: now, items: msg.items });
     lastStatsAt = now;
     refreshBadge(tab);
-  } else if (msg.kind === 'closed' && validPc(msg.pc)) {
+  } else if (msg.type === 'closed') {
     send({ type: 'pc-closed', tab, pc: msg.pc }, false);
     refreshBadge(tab, true);
-  } else if (msg.kind === 'page-gone' && sender.frameId === 0) {
+  } else if (msg.type === 'page-gone' && sender.frameId === 0) {
     // The tab's top document went away (navigation or reload): its call session ends.
     send({ type: 'tab-gone', tab }, false);
     clearBadge(tab);

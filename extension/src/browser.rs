@@ -48,7 +48,7 @@ pub fn from_js<T: DeserializeOwned>(value: JsValue) -> Option<T> {
     serde_wasm_bindgen::from_value(value).ok()
 }
 
-/// Serialises an answer for `sendResponse`.
+/// Serialises an answer for `sendResponse`, or a message to send.
 pub fn answer<T: Serialize>(value: &T) -> JsValue {
     to_js(value).unwrap_or(JsValue::UNDEFINED)
 }

@@ -1,40 +1,28 @@
-//! Untrusted snapshot data from a page turned into processor input, with the size checks.
+//! Runtime messages for the offscreen document read from JavaScript, and a poll's untrusted snapshots checked against `vitals_shared::limits` and turned into processor input.
 
-use vitals_shared::messages::{MAX_PC_ID_LEN, MAX_REPORTS};
+use vitals_shared::limits::{valid_pc_id, MAX_CONNECTIONS_PER_POLL, MAX_REPORTS_PER_CONNECTION, MAX_REPORTS_PER_POLL};
+use vitals_shared::messages::{PcStats, ToOffscreen};
 use vitals_shared::processor::Input;
-use vitals_shared::stats::{parse_report, RawReport};
+use vitals_shared::stats::RawReport;
 use wasm_bindgen::{JsCast, JsValue};
 
-/// Why a snapshot was refused.
+/// Why a snapshot, or a whole poll, was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Rejected {
     BadPcId,
     TooManyReports,
+    TooManyConnections,
     BadTime,
 }
 
-/// Checks a peer-connection id from a page: 1 to [`MAX_PC_ID_LEN`] bytes, printable ASCII.
-pub fn valid_pc_id(pc: &str) -> bool {
-    !pc.is_empty() && pc.len() <= MAX_PC_ID_LEN && pc.bytes().all(|b| b.is_ascii_graphic())
-}
-
-/// Turns one forwarded snapshot into [`Input::Snapshot`]. Each report is parsed leniently (an
-/// unknown or malformed report becomes `RawReport::Other`), but an oversized snapshot or a bad
-/// id is refused whole.
-pub fn snapshot_input(now_ms: f64, pc: String, reports: Vec<serde_json::Value>) -> Result<Input, Rejected> {
-    if reports.len() > MAX_REPORTS {
-        return Err(Rejected::TooManyReports);
-    }
-    typed_snapshot_input(now_ms, pc, reports.into_iter().map(parse_report).collect())
-}
-
-/// [`snapshot_input`] for reports already converted (by [`reports_from_js`] in the offscreen
-/// document, which skips the `serde_json::Value` step).
-pub fn typed_snapshot_input(now_ms: f64, pc: String, reports: Vec<RawReport>) -> Result<Input, Rejected> {
+/// Checks one connection's snapshot and makes it [`Input::Snapshot`]. Each report was read
+/// leniently (an unknown or malformed one is `RawReport::Other`), but an oversized snapshot or a
+/// bad id is refused whole.
+pub fn snapshot_input(now_ms: f64, pc: String, reports: Vec<RawReport>) -> Result<Input, Rejected> {
     if !valid_pc_id(&pc) {
         return Err(Rejected::BadPcId);
     }
-    if reports.len() > MAX_REPORTS {
+    if reports.len() > MAX_REPORTS_PER_CONNECTION {
         return Err(Rejected::TooManyReports);
     }
     if !now_ms.is_finite() || now_ms < 0.0 {
@@ -43,19 +31,94 @@ pub fn typed_snapshot_input(now_ms: f64, pc: String, reports: Vec<RawReport>) ->
     Ok(Input::Snapshot { now_ms, pc, reports })
 }
 
+/// The snapshots of one poll ([`ToOffscreen::Stats`]), checked: the poll is refused whole when it
+/// has more than [`MAX_CONNECTIONS_PER_POLL`] connections, more than [`MAX_REPORTS_PER_POLL`]
+/// reports in all or a bad time; a connection [`snapshot_input`] refuses is left out.
+pub fn poll_inputs(now_ms: f64, items: Vec<PcStats>) -> Result<Vec<Input>, Rejected> {
+    if items.len() > MAX_CONNECTIONS_PER_POLL {
+        return Err(Rejected::TooManyConnections);
+    }
+    if items.iter().map(|i| i.reports.len()).sum::<usize>() > MAX_REPORTS_PER_POLL {
+        return Err(Rejected::TooManyReports);
+    }
+    if !now_ms.is_finite() || now_ms < 0.0 {
+        return Err(Rejected::BadTime);
+    }
+    Ok(items
+        .into_iter()
+        .filter_map(|i| snapshot_input(now_ms, i.pc, i.reports).ok())
+        .collect())
+}
+
+fn member(object: &JsValue, name: &str) -> Option<JsValue> {
+    js_sys::Reflect::get(object, &JsValue::from_str(name)).ok()
+}
+
+/// A runtime message for the offscreen document; `None` for anything that is not a well-formed
+/// [`ToOffscreen`]. A `stats` message (one a second per frame with a call) is read by
+/// [`stats_from_js`], its only parse path; the others are small and go through serde.
+pub fn message_from_js(message: &JsValue) -> Option<ToOffscreen> {
+    match member(message, "type")?.as_string()?.as_str() {
+        "stats" => stats_from_js(message),
+        _ => serde_wasm_bindgen::from_value(message.clone()).ok(),
+    }
+}
+
+/// Reads a `stats` message ([`ToOffscreen::Stats`]) member by member, its reports by
+/// [`report_from_js`], never through `serde_json::Value`; the result equals what serde reads from
+/// the same message's JSON. `None` when the message is malformed, or over the limits that
+/// [`poll_inputs`] checks again on the result: they are checked here before anything is converted,
+/// so an oversized poll costs nothing. An item without a string `pc` and an array of at most
+/// [`MAX_REPORTS_PER_CONNECTION`] reports is left out.
+pub fn stats_from_js(message: &JsValue) -> Option<ToOffscreen> {
+    let get = |name: &str| member(message, name);
+    let tab = get("tab")?.as_f64().filter(|t| t.fract() == 0.0 && t.abs() < 9.0e15)? as i64;
+    let url = get("url")?.as_string()?;
+    let now_ms = get("now_ms")?.as_f64()?;
+    let items = get("items")?.dyn_into::<js_sys::Array>().ok()?;
+    if items.length() as usize > MAX_CONNECTIONS_PER_POLL {
+        return None;
+    }
+    let mut total = 0;
+    let mut converted = Vec::with_capacity(items.length() as usize);
+    for item in items.iter() {
+        let Some(pc) = member(&item, "pc").and_then(|pc| pc.as_string()) else {
+            continue;
+        };
+        let Some(reports) = member(&item, "reports").and_then(|r| r.dyn_into::<js_sys::Array>().ok()) else {
+            continue;
+        };
+        if reports.length() as usize > MAX_REPORTS_PER_CONNECTION {
+            continue;
+        }
+        total += reports.length() as usize;
+        if total > MAX_REPORTS_PER_POLL {
+            return None;
+        }
+        converted.push(PcStats {
+            pc,
+            reports: reports.iter().map(report_from_js).collect(),
+        });
+    }
+    Some(ToOffscreen::Stats {
+        tab,
+        url,
+        now_ms,
+        items: converted,
+    })
+}
+
 /// Converts one report straight from its JavaScript object, with the same result as
-/// [`parse_report`] on its JSON: the `type` member picks the struct, and serde-wasm-bindgen then
-/// reads only that struct's members (a Chrome inbound-rtp has some 60; the processor reads 13),
-/// instead of copying every member into a `serde_json::Value` and buffering it again for the
+/// `stats::parse_report` on its JSON: the `type` member picks the struct, and serde-wasm-bindgen
+/// then reads only that struct's members (a Chrome inbound-rtp has some 60; the processor reads
+/// 13), instead of copying every member into a `serde_json::Value` and buffering it again for the
 /// tagged enum. Anything that is not an object of a known type is `Other`.
 pub fn report_from_js(report: JsValue) -> RawReport {
     use serde_wasm_bindgen::from_value;
     if !report.is_object() {
         return RawReport::Other;
     }
-    let kind = js_sys::Reflect::get(&report, &JsValue::from_str("type"))
-        .ok()
-        .and_then(|t| t.as_string());
+    let kind = member(&report, "type").and_then(|t| t.as_string());
     let parsed = match kind.as_deref() {
         Some("inbound-rtp") => from_value(report).map(RawReport::InboundRtp),
         Some("outbound-rtp") => from_value(report).map(RawReport::OutboundRtp),
@@ -69,49 +132,23 @@ pub fn report_from_js(report: JsValue) -> RawReport {
     parsed.unwrap_or(RawReport::Other)
 }
 
-/// [`report_from_js`] over a JavaScript array of reports; `None` when it is not an array or
-/// holds more than [`MAX_REPORTS`].
-pub fn reports_from_js(reports: &JsValue) -> Option<Vec<RawReport>> {
-    let array = reports.dyn_ref::<js_sys::Array>()?;
-    if array.length() as usize > MAX_REPORTS {
-        return None;
-    }
-    Some(array.iter().map(report_from_js).collect())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
-    use vitals_shared::stats::RawReport;
+    use vitals_shared::limits::MAX_PC_ID_LEN;
+    use vitals_shared::stats::{parse_report, OutboundRtp};
 
-    #[test]
-    fn reports_are_parsed_and_junk_becomes_other() {
-        let input = snapshot_input(
-            1000.0,
-            "pc-1".into(),
-            vec![
-                json!({"type": "outbound-rtp", "id": "O1", "bytesSent": 1200, "timestamp": 999.0}),
-                json!({"type": "certificate", "id": "C"}),
-                json!("junk"),
-            ],
-        )
-        .unwrap();
-        let Input::Snapshot { now_ms, pc, reports } = input else {
-            panic!("not a snapshot")
-        };
-        assert_eq!((now_ms, pc.as_str()), (1000.0, "pc-1"));
-        match &reports[0] {
-            RawReport::OutboundRtp(o) => assert_eq!(o.bytes_sent, Some(1200.0)),
-            other => panic!("expected outbound-rtp, got {other:?}"),
+    fn item(pc: &str, reports: usize) -> PcStats {
+        PcStats {
+            pc: pc.into(),
+            reports: vec![RawReport::Other; reports],
         }
-        assert_eq!(reports[1], RawReport::Other);
-        assert_eq!(reports[2], RawReport::Other);
     }
 
     #[test]
     fn oversized_or_malformed_snapshots_are_refused() {
-        let many = vec![json!({}); MAX_REPORTS + 1];
+        let many = vec![RawReport::Other; MAX_REPORTS_PER_CONNECTION + 1];
         assert_eq!(
             snapshot_input(1.0, "pc".into(), many).unwrap_err(),
             Rejected::TooManyReports
@@ -130,6 +167,41 @@ mod tests {
             snapshot_input(f64::NAN, "pc".into(), vec![]).unwrap_err(),
             Rejected::BadTime
         );
-        assert!(snapshot_input(1.0, "x".repeat(MAX_PC_ID_LEN), vec![json!({}); MAX_REPORTS]).is_ok());
+        let full = vec![RawReport::Other; MAX_REPORTS_PER_CONNECTION];
+        assert!(snapshot_input(1.0, "x".repeat(MAX_PC_ID_LEN), full).is_ok());
+    }
+
+    #[test]
+    fn a_poll_keeps_its_good_connections_and_is_refused_whole_over_its_limits() {
+        let report = parse_report(json!({"type": "outbound-rtp", "id": "O1", "bytesSent": 1200}));
+        let good = PcStats {
+            pc: "pc-1".into(),
+            reports: vec![report.clone(), RawReport::Other],
+        };
+        let inputs = poll_inputs(
+            1000.0,
+            vec![good, item("a b", 1), item("pc-3", MAX_REPORTS_PER_CONNECTION + 1)],
+        );
+        let inputs = inputs.unwrap();
+        assert_eq!(inputs.len(), 1, "{inputs:?}");
+        let Input::Snapshot { now_ms, pc, reports } = &inputs[0] else {
+            panic!("not a snapshot")
+        };
+        assert_eq!((*now_ms, pc.as_str()), (1000.0, "pc-1"));
+        let RawReport::OutboundRtp(OutboundRtp { bytes_sent, .. }) = &reports[0] else {
+            panic!("not outbound-rtp: {reports:?}")
+        };
+        assert_eq!(*bytes_sent, Some(1200.0));
+
+        let connections = (0..=MAX_CONNECTIONS_PER_POLL)
+            .map(|i| item(&format!("pc-{i}"), 1))
+            .collect();
+        assert_eq!(poll_inputs(1.0, connections).unwrap_err(), Rejected::TooManyConnections);
+        let per = MAX_REPORTS_PER_POLL / 4;
+        let heavy = |n| (0..n).map(|i| item(&format!("pc-{i}"), per)).collect::<Vec<_>>();
+        assert_eq!(poll_inputs(1.0, heavy(4)).unwrap().len(), 4);
+        let over = [heavy(4), vec![item("one-more", 1)]].concat();
+        assert_eq!(poll_inputs(1.0, over).unwrap_err(), Rejected::TooManyReports);
+        assert_eq!(poll_inputs(-1.0, heavy(1)).unwrap_err(), Rejected::BadTime);
     }
 }

@@ -3,11 +3,12 @@
 //! The shell (`offscreen.rs`) hands it messages and the time, and carries out the [`Effect`]s it
 //! asks for (HTTP posts, a wake-up timer). Nothing here touches a browser API, so it is tested natively.
 
-use crate::convert::snapshot_input;
+use crate::convert::poll_inputs;
 use crate::upload::{UploadResult, Uploads};
 use crate::upload_store::StoreOp;
 use std::collections::BTreeMap;
-use vitals_shared::messages::{CollectorStatus, Settings, TabView, ToOffscreen};
+use vitals_shared::limits::valid_pc_id;
+use vitals_shared::messages::{Badge, CollectorStatus, Settings, TabView, ToOffscreen};
 use vitals_shared::metrics::TabMetrics;
 use vitals_shared::privacy::meeting_id;
 use vitals_shared::processor::{Input, Output, Processor, STALE_PC_MS};
@@ -38,6 +39,15 @@ pub const KEEP_FOR_UPLOADS_MS: f64 = 600_000.0;
 /// While idle the document says so again this often (the service worker declines to close it
 /// when a snapshot crossed the message).
 const IDLE_REPEAT_MS: f64 = 30_000.0;
+
+/// The answer to a question ([`ToOffscreen::GetTab`], `GetReport`, `GetBadge`), for `sendResponse`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Answer {
+    View(Box<TabView>),
+    /// `None` when nothing is recorded (answered as null, which the popup tells from no answer).
+    Report(Option<Box<Report>>),
+    Badge(Badge),
+}
 
 /// What the shell must do.
 #[derive(Debug, Clone, PartialEq)]
@@ -88,21 +98,20 @@ impl Driver {
         self.settings.sending && !self.settings.collector_url.trim().is_empty()
     }
 
-    /// Handles one message; returns the answer to `get-tab`.
-    pub fn handle(&mut self, message: ToOffscreen, now_ms: f64) -> Option<TabView> {
+    /// Handles one message; returns the answer to a question.
+    pub fn handle(&mut self, message: ToOffscreen, now_ms: f64) -> Option<Answer> {
         match message {
             ToOffscreen::Stats {
                 tab,
                 url,
-                pc,
                 now_ms: at_ms,
-                reports,
+                items,
             } => {
-                if let Ok(input) = snapshot_input(at_ms, pc, reports) {
-                    self.stats(tab, url, at_ms, input);
-                }
+                // A poll over the limits is dropped whole, a bad connection of it alone.
+                let inputs = poll_inputs(at_ms, items).unwrap_or_default();
+                self.stats(tab, url, at_ms, inputs);
             }
-            ToOffscreen::PcClosed { tab, pc } => {
+            ToOffscreen::PcClosed { tab, pc } if valid_pc_id(&pc) => {
                 if let Some(state) = self.tabs.get_mut(&tab).filter(|t| t.processor.is_some()) {
                     state.recorder.closed(&pc, now_ms);
                     self.feed(tab, Input::Closed { pc });
@@ -127,16 +136,21 @@ impl Driver {
                     self.forget_drained();
                 }
             }
-            ToOffscreen::GetTab { tab } => return Some(self.view(tab, now_ms)),
-            // Answered by `Driver::report` (the shell routes it there: the answer is no view).
-            ToOffscreen::GetReport { .. } => {}
+            // An id no snapshot could have had: no connection to close.
+            ToOffscreen::PcClosed { .. } => {}
+            ToOffscreen::GetTab { tab } => return Some(Answer::View(Box::new(self.view(tab, now_ms)))),
+            ToOffscreen::GetReport { tab } => return Some(Answer::Report(self.report(tab, now_ms).map(Box::new))),
+            ToOffscreen::GetBadge { tab } => return Some(Answer::Badge(self.badge(tab, now_ms))),
         }
         None
     }
 
-    /// One snapshot of a tab's connection, already checked and converted
-    /// (`convert::snapshot_input` or `convert::typed_snapshot_input`).
-    pub fn stats(&mut self, tab: i64, url: String, at_ms: f64, input: Input) {
+    /// One poll of a tab's connections, checked (`convert::poll_inputs`); nothing happens when
+    /// none of them passed.
+    fn stats(&mut self, tab: i64, url: String, at_ms: f64, inputs: Vec<Input>) {
+        if inputs.is_empty() {
+            return;
+        }
         let state = self.tabs.entry(tab).or_insert_with(|| TabState {
             processor: None,
             url: String::new(),
@@ -159,7 +173,9 @@ impl Driver {
         state.last_snapshot_ms = at_ms;
         self.last_call_ms = self.last_call_ms.max(at_ms);
         self.idle_said_ms = None;
-        self.feed(tab, input);
+        for input in inputs {
+            self.feed(tab, input);
+        }
     }
 
     fn feed(&mut self, tab: i64, input: Input) {
@@ -351,6 +367,13 @@ impl Driver {
         }
     }
 
+    /// What the toolbar badge of `tab` shows: its quality while it has a call ([`Driver::view`]'s
+    /// metrics, without the rest of the view).
+    pub fn badge(&self, tab: i64, now_ms: f64) -> Badge {
+        let live = self.tabs.get(&tab).filter(|t| t.live(now_ms));
+        Badge::of(live.and_then(|t| t.latest.as_ref()))
+    }
+
     /// `tab`, or for `None` the tab that last had a live call, else the one recorded last.
     fn choose(&self, tab: Option<i64>, now_ms: f64) -> Option<i64> {
         let newest = |time: &dyn Fn(&TabState) -> Option<f64>| {
@@ -382,13 +405,16 @@ impl TabState {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::{json, Value};
+    use serde_json::json;
+    use vitals_shared::messages::PcStats;
+    use vitals_shared::quality::QualityClass;
+    use vitals_shared::stats::{parse_report, RawReport};
 
     const URL: &str = "http://127.0.0.1:8000/demo?room=secret#x";
 
     /// A getStats snapshot of one connection at `t_s` seconds having sent and received
     /// `kbps` steadily, over a selected pair whose local candidate is `local_type`.
-    fn reports(t_s: f64, kbps: f64, local_type: &str) -> Vec<Value> {
+    fn reports(t_s: f64, kbps: f64, local_type: &str) -> Vec<RawReport> {
         let bytes = kbps * 1000.0 / 8.0 * t_s;
         let ts = t_s * 1000.0;
         vec![
@@ -399,15 +425,21 @@ mod tests {
             json!({"type": "local-candidate", "id": "L1", "candidateType": local_type, "relayProtocol": (local_type == "relay").then_some("udp"), "url": "turn:127.0.0.1:3478"}),
             json!({"type": "remote-candidate", "id": "R1", "candidateType": "host"}),
         ]
+        .into_iter()
+        .map(parse_report)
+        .collect()
     }
 
+    /// A poll of one connection.
     fn stats(tab: i64, pc: &str, t_s: f64, kbps: f64, local_type: &str) -> ToOffscreen {
         ToOffscreen::Stats {
             tab,
             url: URL.into(),
-            pc: pc.into(),
             now_ms: 1_700_000_000_000.0 + t_s * 1000.0,
-            reports: reports(t_s, kbps, local_type),
+            items: vec![PcStats {
+                pc: pc.into(),
+                reports: reports(t_s, kbps, local_type),
+            }],
         }
     }
 
@@ -436,7 +468,9 @@ mod tests {
         let mut d = Driver::new();
         d.handle(stats(7, "a", 1.0, 800.0, "relay"), now(1.0));
         d.handle(stats(7, "a", 2.0, 800.0, "relay"), now(2.0));
-        let view = d.handle(ToOffscreen::GetTab { tab: Some(7) }, now(2.0)).unwrap();
+        let Some(Answer::View(view)) = d.handle(ToOffscreen::GetTab { tab: Some(7) }, now(2.0)) else {
+            panic!("no view")
+        };
         let m = view.metrics.expect("metrics");
         assert!((m.upload_kbps.unwrap() - 800.0).abs() < 1e-6);
         assert!((m.download_kbps.unwrap() - 800.0).abs() < 1e-6);
@@ -607,13 +641,61 @@ mod tests {
             ToOffscreen::Stats {
                 tab: 1,
                 url: URL.into(),
-                pc: "p".repeat(65),
                 now_ms: 1.0,
-                reports: vec![],
+                items: vec![PcStats {
+                    pc: "p".repeat(65),
+                    reports: vec![],
+                }],
             },
             1.0,
         );
         assert!(d.tabs.is_empty());
+    }
+
+    #[test]
+    fn one_poll_carries_every_connection_of_the_tab() {
+        let mut d = Driver::new();
+        let poll = |t_s: f64| ToOffscreen::Stats {
+            tab: 2,
+            url: URL.into(),
+            now_ms: now(t_s),
+            items: [
+                ("a", 300.0, "host"),
+                ("b", 500.0, "relay"),
+                ("not an id", 900.0, "host"),
+            ]
+            .map(|(pc, kbps, local)| PcStats {
+                pc: pc.into(),
+                reports: reports(t_s, kbps, local),
+            })
+            .into(),
+        };
+        d.handle(poll(1.0), now(1.0));
+        d.handle(poll(2.0), now(2.0));
+        let m = d.view(Some(2), now(2.0)).metrics.expect("metrics");
+        let pcs: Vec<&str> = m.peers.iter().map(|p| p.pc.as_str()).collect();
+        assert_eq!(pcs, ["a", "b"], "the connection with a bad id is left out");
+        assert!((m.upload_kbps.unwrap() - 800.0).abs() < 1e-6, "{m:?}");
+        assert!(m.using_relay);
+    }
+
+    #[test]
+    fn the_badge_follows_the_tab_call() {
+        let mut d = Driver::new();
+        assert_eq!(d.badge(6, now(1.0)), Badge::of(None));
+        d.handle(stats(6, "a", 1.0, 100.0, "host"), now(1.0));
+        d.handle(stats(6, "a", 2.0, 100.0, "host"), now(2.0));
+        let quality = d.view(Some(6), now(2.0)).metrics.and_then(|m| m.quality);
+        assert_eq!(quality, Some(QualityClass::Excellent));
+        assert_eq!(d.badge(6, now(2.0)).text, "4");
+        let Some(Answer::Badge(badge)) = d.handle(ToOffscreen::GetBadge { tab: 6 }, now(2.0)) else {
+            panic!("no badge")
+        };
+        assert_eq!(badge.text, "4");
+        // A hook gone quiet, a closed connection: no badge.
+        assert_eq!(d.badge(6, now(2.0) + STALE_PC_MS).text, "");
+        d.handle(ToOffscreen::PcClosed { tab: 6, pc: "a".into() }, now(2.5));
+        assert_eq!(d.badge(6, now(2.5)), Badge::of(None));
     }
 
     /// Runs the effects at `t`, failing every post (the collector is down), until none starts.

@@ -2,12 +2,10 @@
 
 use crate::browser;
 use crate::convert;
-use crate::driver::{Driver, Effect};
+use crate::driver::{Answer, Driver, Effect};
 use crate::offscreen_io;
 use gloo_timers::future::TimeoutFuture;
 use std::cell::RefCell;
-use vitals_shared::messages::ToOffscreen;
-use vitals_shared::processor::Input;
 use wasm_bindgen::JsValue;
 
 thread_local! {
@@ -25,49 +23,23 @@ pub fn start() {
     DRIVER.with(|d| *d.borrow_mut() = driver);
 }
 
-/// One runtime message (already filtered to `target: "offscreen"` by `offscreen.js`).
+/// One runtime message (already filtered to `target: "offscreen"` by `offscreen.js`); returns
+/// the answer to a question and `undefined` otherwise. Read by `convert::message_from_js`: a
+/// `stats` poll straight from the JavaScript objects, never through `serde_json::Value`; a
+/// malformed message is dropped.
 pub fn handle_message(message: JsValue) -> JsValue {
-    if is_stats(&message) {
-        // The hot path (one message per connection per second): the reports are converted
-        // straight from the JavaScript objects, never through `serde_json::Value`. A malformed
-        // snapshot is dropped.
-        if let Some((tab, url, at_ms, input)) = stats_message(&message) {
-            DRIVER.with(|d| d.borrow_mut().stats(tab, url, at_ms, input));
-            run_effects();
-        }
-        return JsValue::UNDEFINED;
-    }
-    let Some(message) = browser::from_js::<ToOffscreen>(message) else {
+    let Some(message) = convert::message_from_js(&message) else {
         return JsValue::UNDEFINED;
     };
-    if let ToOffscreen::GetReport { tab } = message {
-        // Null, not undefined, when nothing is recorded: the popup tells it from no answer.
-        let report = DRIVER.with(|d| d.borrow().report(tab, browser::now_ms()));
-        return report.map_or(JsValue::NULL, |r| browser::answer(&r));
-    }
-    let view = DRIVER.with(|d| d.borrow_mut().handle(message, browser::now_ms()));
+    let answer = DRIVER.with(|d| d.borrow_mut().handle(message, browser::now_ms()));
     run_effects();
-    view.map_or(JsValue::UNDEFINED, |v| browser::answer(&v))
-}
-
-fn member(message: &JsValue, name: &str) -> Option<JsValue> {
-    js_sys::Reflect::get(message, &JsValue::from_str(name)).ok()
-}
-
-fn is_stats(message: &JsValue) -> bool {
-    member(message, "type").and_then(|t| t.as_string()).as_deref() == Some("stats")
-}
-
-/// A `stats` message (`ToOffscreen::Stats`) read member by member; `None` when malformed.
-pub(crate) fn stats_message(message: &JsValue) -> Option<(i64, String, f64, Input)> {
-    let get = |name: &str| member(message, name);
-    let tab = get("tab")?.as_f64().filter(|t| t.fract() == 0.0 && t.abs() < 9.0e15)? as i64;
-    let url = get("url")?.as_string()?;
-    let pc = get("pc")?.as_string()?;
-    let at_ms = get("now_ms")?.as_f64()?;
-    let reports = convert::reports_from_js(&get("reports")?)?;
-    let input = convert::typed_snapshot_input(at_ms, pc, reports).ok()?;
-    Some((tab, url, at_ms, input))
+    match answer {
+        None => JsValue::UNDEFINED,
+        Some(Answer::View(view)) => browser::answer(&view),
+        // Null, not undefined, when nothing is recorded: the popup tells it from no answer.
+        Some(Answer::Report(report)) => report.map_or(JsValue::NULL, |r| browser::answer(&r)),
+        Some(Answer::Badge(badge)) => browser::answer(&badge),
+    }
 }
 
 fn run_effects() {

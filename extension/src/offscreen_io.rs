@@ -12,6 +12,7 @@
 //! the synchronous calls cost microseconds.
 
 use crate::upload_store::{StoreOp, PREFIX};
+use vitals_shared::messages::FromOffscreen;
 use wasm_bindgen::prelude::*;
 
 #[wasm_bindgen]
@@ -76,10 +77,10 @@ pub fn apply(ops: Vec<StoreOp>) -> Result<(), String> {
 }
 
 /// Tells the service worker that no tab has a call and nothing waits for upload
-/// (`offscreen-idle`, see `sw.js`): it closes the document unless a snapshot just came.
+/// ([`FromOffscreen::OffscreenIdle`], see `sw.js`): it closes the document unless a snapshot just
+/// came.
 pub fn say_idle() {
-    let message = js_sys::Object::new();
-    let _ = js_sys::Reflect::set(&message, &"type".into(), &"offscreen-idle".into());
+    let message = crate::browser::answer(&FromOffscreen::OffscreenIdle);
     if let Ok(promise) = runtime_send_message(&message) {
         // Awaited only so that a worker that is not listening does not leave a rejected promise.
         wasm_bindgen_futures::spawn_local(async move {

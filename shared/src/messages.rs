@@ -1,43 +1,153 @@
-//! Messages between the extension's parts (bridge, service worker, offscreen document, popup).
+//! Every message between the extension's parts, defined once: hook, bridge, service worker, offscreen document, popup.
 //!
-//! The JavaScript files point here instead of keeping a second schema. Every message carries a
-//! `type` member; messages for the offscreen document also carry `target: "offscreen"`, which
-//! the service worker adds and the offscreen document ignores.
+//! The JavaScript files point here instead of keeping a second schema, and one golden JSON per
+//! message (`shared/tests/golden/messages/`, checked by the tests below) pins the format. Every
+//! message is an object tagged by its `type` member, in kebab-case; messages for the offscreen
+//! document also carry `target: "offscreen"`, which their sender adds and the offscreen
+//! document's listener routes on (serde ignores it).
+//!
+//! One poll of a page's connections travels as one message all the way: `hook.js` posts a
+//! [`HookMessage::Stats`] over its private port; `bridge.js` checks it against
+//! [`crate::limits`] and sends a [`FromPage`]; `sw.js` adds the tab, its URL and the time and
+//! forwards it as a [`ToOffscreen::Stats`]; the offscreen document converts that straight from
+//! the JavaScript objects (`extension/src/convert.rs`) and hands it to its driver.
 
 use crate::metrics::TabMetrics;
+use crate::quality::QualityClass;
+use crate::stats::{lenient_reports, RawReport};
 use serde::{Deserialize, Serialize};
 
-/// Longest peer-connection id the pipeline accepts from a page.
-pub const MAX_PC_ID_LEN: usize = 64;
-/// Most reports accepted in one snapshot.
-pub const MAX_REPORTS: usize = 500;
+/// One connection's `getStats()` result in a poll.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PcStats {
+    /// The hook's id for the connection (`crate::limits::valid_pc_id`).
+    pub pc: String,
+    /// The reports the processor reads, each trimmed to the members it reads (the hook copies
+    /// nothing else). Read leniently: anything that is not a well-formed report of such a type
+    /// is [`RawReport::Other`].
+    #[serde(deserialize_with = "lenient_reports")]
+    pub reports: Vec<RawReport>,
+}
 
-/// Messages the offscreen document handles.
+/// `hook.js` -> `bridge.js`, over the `MessagePort` the hook hands the bridge at document_start.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+pub enum HookMessage {
+    /// One poll of the document's connections: those whose `getStats()` settled before the next
+    /// poll (a late one follows in a message of its own).
+    Stats { items: Vec<PcStats> },
+    /// A connection closed, or the page dropped it (it was garbage-collected).
+    Closed { pc: String },
+}
+
+/// `bridge.js` -> `sw.js` (`chrome.runtime.sendMessage`): what the bridge forwards, marked as
+/// coming from the page side.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FromPage {
+    pub source: PageSource,
+    #[serde(flatten)]
+    pub message: PageMessage,
+}
+
+/// The `source` member of every [`FromPage`]: how the service worker tells page messages apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PageSource {
+    #[serde(rename = "call-vitals-hook")]
+    Hook,
+}
+
+/// What [`FromPage`] carries.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+pub enum PageMessage {
+    /// A checked [`HookMessage::Stats`]: the items with a valid id, each report reduced to its
+    /// short strings, finite numbers and booleans.
+    Stats { items: Vec<PcStats> },
+    /// A connection of this frame closed, or the frame went away (`pagehide`); only for
+    /// connections whose stats the bridge forwarded.
+    Closed { pc: String },
+    /// The tab's top document went away (`pagehide` of the top frame): the tab's call ends.
+    PageGone,
+}
+
+/// Messages the offscreen document handles (from `sw.js` and the popup).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "kebab-case")]
 pub enum ToOffscreen {
-    /// One `getStats()` poll of one peer connection in a tab (hook -> bridge -> service worker,
-    /// which carry one message per poll for all of a frame's connections and split it here).
+    /// One poll of a frame's connections ([`PageMessage::Stats`], to which the service worker
+    /// adds the tab, its URL and the time).
     Stats {
         tab: i64,
         /// The page's URL; only its origin and path are ever used, and only inside the browser.
         url: String,
-        pc: String,
-        /// The service worker's clock when it forwarded the snapshot, ms since the epoch.
+        /// The service worker's clock when it forwarded the poll, ms since the epoch.
         now_ms: f64,
-        reports: Vec<serde_json::Value>,
+        items: Vec<PcStats>,
     },
-    /// A peer connection closed.
+    /// A connection closed.
     PcClosed { tab: i64, pc: String },
     /// The tab closed or navigated away: forget it.
     TabGone { tab: i64 },
     /// Settings, from `chrome.storage` through the service worker.
     Config(Settings),
-    /// The popup asks for a tab's view; `tab: None` means the tab that last had a call.
+    /// The popup asks for a tab's view ([`TabView`]); `tab: None` means the tab that last had
+    /// a call.
     GetTab { tab: Option<i64> },
     /// The popup asks for a tab's report of the last 10 minutes (`report::Report`, or null when
     /// nothing is recorded); `tab: None` as for `GetTab`.
     GetReport { tab: Option<i64> },
+    /// The service worker asks what a tab's toolbar badge shows ([`Badge`]).
+    GetBadge { tab: i64 },
+}
+
+/// Messages the offscreen document sends the service worker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+pub enum FromOffscreen {
+    /// The document listens (sent by `offscreen.js` once the wasm runs): the service worker
+    /// sends it the config, then what waited.
+    OffscreenReady,
+    /// No tab has a call and nothing waits for upload (`driver::Effect::Idle`): the service
+    /// worker closes the document unless a snapshot just came.
+    OffscreenIdle,
+}
+
+/// The answer to [`ToOffscreen::GetBadge`]: what the toolbar badge shows for a tab.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Badge {
+    /// The quality's bars, "4" (excellent) to "1" (poor); "…" while the call has no quality
+    /// yet; empty (no badge) without a call.
+    pub text: String,
+    /// The badge's background, `#rrggbb`; `None` when there is no badge.
+    pub color: Option<String>,
+}
+
+impl Badge {
+    /// The badge of a tab whose latest metrics are `metrics` (`None`: no call).
+    pub fn of(metrics: Option<&TabMetrics>) -> Self {
+        let Some(metrics) = metrics.filter(|m| !m.peers.is_empty()) else {
+            return Self {
+                text: String::new(),
+                color: None,
+            };
+        };
+        let (text, color) = match metrics.quality {
+            Some(q) => (
+                q.bars().to_string(),
+                match q {
+                    QualityClass::Excellent => "#1e9e4a",
+                    QualityClass::Good => "#7bb32e",
+                    QualityClass::Fair => "#e69b00",
+                    QualityClass::Poor => "#d93025",
+                },
+            ),
+            None => ("…".to_string(), "#8a909c"),
+        };
+        Self {
+            text,
+            color: Some(color.to_string()),
+        }
+    }
 }
 
 /// The user's settings (options page, `chrome.storage.sync`).
@@ -127,6 +237,317 @@ pub struct HistorySample {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::metrics::PeerMetrics;
+    use crate::stats::{Candidate, CandidatePair, InboundRtp, OutboundRtp, RemoteInboundRtp, Transport};
+    use serde::de::DeserializeOwned;
+    use serde_json::{json, Value};
+    use std::collections::BTreeSet;
+    use std::fmt::Debug;
+    use std::path::PathBuf;
+
+    fn golden_dir() -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden/messages")
+    }
+
+    /// Every number as an f64: JavaScript writes `1234` where serde writes `1234.0`, and both
+    /// are the same number on the wire.
+    fn numbers_as_f64(value: Value) -> Value {
+        match value {
+            Value::Number(n) => json!(n.as_f64()),
+            Value::Array(a) => Value::Array(a.into_iter().map(numbers_as_f64).collect()),
+            Value::Object(o) => Value::Object(o.into_iter().map(|(k, v)| (k, numbers_as_f64(v))).collect()),
+            other => other,
+        }
+    }
+
+    /// `value` is written as `<name>.json` holds it and read back from it unchanged. A golden
+    /// `target` member (added by the sender of every message for the offscreen document, not
+    /// part of the type) is read but not expected from serde.
+    fn golden<T: Serialize + DeserializeOwned + PartialEq + Debug>(seen: &mut BTreeSet<String>, name: &str, value: T) {
+        let path = golden_dir().join(format!("{name}.json"));
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let golden: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let mut expected = numbers_as_f64(golden.clone());
+        if let Some(map) = expected.as_object_mut() {
+            map.remove("target");
+        }
+        let written = numbers_as_f64(serde_json::to_value(&value).unwrap());
+        assert_eq!(written, expected, "{name}: written differently");
+        let read: T = serde_json::from_value(golden).unwrap_or_else(|e| panic!("{name}: not read: {e}"));
+        assert_eq!(read, value, "{name}: read differently");
+        assert!(seen.insert(name.to_string()), "{name} checked twice");
+    }
+
+    // One name per message type: a new variant does not compile until it has a golden file.
+    fn hook_name(m: &HookMessage) -> &'static str {
+        match m {
+            HookMessage::Stats { .. } => "hook-message.stats",
+            HookMessage::Closed { .. } => "hook-message.closed",
+        }
+    }
+
+    fn page_name(m: &FromPage) -> &'static str {
+        match m.message {
+            PageMessage::Stats { .. } => "from-page.stats",
+            PageMessage::Closed { .. } => "from-page.closed",
+            PageMessage::PageGone => "from-page.page-gone",
+        }
+    }
+
+    fn to_offscreen_name(m: &ToOffscreen) -> &'static str {
+        match m {
+            ToOffscreen::Stats { .. } => "to-offscreen.stats",
+            ToOffscreen::PcClosed { .. } => "to-offscreen.pc-closed",
+            ToOffscreen::TabGone { .. } => "to-offscreen.tab-gone",
+            ToOffscreen::Config(_) => "to-offscreen.config",
+            ToOffscreen::GetTab { .. } => "to-offscreen.get-tab",
+            ToOffscreen::GetReport { .. } => "to-offscreen.get-report",
+            ToOffscreen::GetBadge { .. } => "to-offscreen.get-badge",
+        }
+    }
+
+    fn from_offscreen_name(m: &FromOffscreen) -> &'static str {
+        match m {
+            FromOffscreen::OffscreenReady => "from-offscreen.offscreen-ready",
+            FromOffscreen::OffscreenIdle => "from-offscreen.offscreen-idle",
+        }
+    }
+
+    /// A poll of two connections as the hook trims it: a full scan of the first (one report of
+    /// every type the processor reads) and the second still connecting (no selected pair yet).
+    fn poll() -> Vec<PcStats> {
+        let s = |v: &str| Some(v.to_string());
+        vec![
+            PcStats {
+                pc: "k3j9x2-1".into(),
+                reports: vec![
+                    RawReport::OutboundRtp(OutboundRtp {
+                        id: s("OT01V1234"),
+                        timestamp: Some(1_764_000_000_000.5),
+                        ssrc: Some(1234.0),
+                        kind: s("video"),
+                        bytes_sent: Some(2_500_000.0),
+                        packets_sent: Some(2400.0),
+                        frames_per_second: Some(30.0),
+                        frame_width: Some(640.0),
+                        frame_height: Some(480.0),
+                        quality_limitation_reason: s("none"),
+                        ..OutboundRtp::default()
+                    }),
+                    RawReport::InboundRtp(InboundRtp {
+                        id: s("IT01A5678"),
+                        timestamp: Some(1_764_000_000_000.5),
+                        ssrc: Some(5678.0),
+                        kind: s("audio"),
+                        bytes_received: Some(480_000.0),
+                        packets_received: Some(3000.0),
+                        packets_lost: Some(3.0),
+                        jitter: Some(0.004),
+                        ..InboundRtp::default()
+                    }),
+                    RawReport::RemoteInboundRtp(RemoteInboundRtp {
+                        id: s("RI01V1234"),
+                        kind: s("video"),
+                        round_trip_time: Some(0.031),
+                        fraction_lost: Some(0.0),
+                    }),
+                    RawReport::Transport(Transport {
+                        id: s("T01"),
+                        selected_candidate_pair_id: s("CPa1b2c3d4_e5f6a7b8"),
+                    }),
+                    RawReport::CandidatePair(CandidatePair {
+                        id: s("CPa1b2c3d4_e5f6a7b8"),
+                        transport_id: s("T01"),
+                        local_candidate_id: s("Ia1b2c3d4"),
+                        remote_candidate_id: s("Ie5f6a7b8"),
+                        state: s("succeeded"),
+                        nominated: Some(true),
+                        current_round_trip_time: Some(0.029),
+                        total_round_trip_time: Some(1.74),
+                        responses_received: Some(60.0),
+                        ..CandidatePair::default()
+                    }),
+                    RawReport::LocalCandidate(Candidate {
+                        id: s("Ia1b2c3d4"),
+                        candidate_type: s("relay"),
+                        relay_protocol: s("udp"),
+                        url: s("turn:turn.example.com:3478?transport=udp"),
+                    }),
+                    RawReport::RemoteCandidate(Candidate {
+                        id: s("Ie5f6a7b8"),
+                        candidate_type: s("host"),
+                        ..Candidate::default()
+                    }),
+                ],
+            },
+            PcStats {
+                pc: "k3j9x2-2".into(),
+                reports: vec![RawReport::Transport(Transport {
+                    id: s("T01"),
+                    selected_candidate_pair_id: None,
+                })],
+            },
+        ]
+    }
+
+    #[test]
+    fn every_message_matches_its_golden_json() {
+        let mut seen = BTreeSet::new();
+        for m in [
+            HookMessage::Stats { items: poll() },
+            HookMessage::Closed { pc: "k3j9x2-1".into() },
+        ] {
+            golden(&mut seen, hook_name(&m), m);
+        }
+        for message in [
+            PageMessage::Stats { items: poll() },
+            PageMessage::Closed { pc: "k3j9x2-1".into() },
+            PageMessage::PageGone,
+        ] {
+            let m = FromPage {
+                source: PageSource::Hook,
+                message,
+            };
+            golden(&mut seen, page_name(&m), m);
+        }
+        for m in [
+            ToOffscreen::Stats {
+                tab: 1_234_567_890,
+                url: "https://meet.example.com/abc-defg-hij?authuser=0".into(),
+                now_ms: 1_764_000_000_123.0,
+                items: poll(),
+            },
+            ToOffscreen::PcClosed {
+                tab: 1_234_567_890,
+                pc: "k3j9x2-1".into(),
+            },
+            ToOffscreen::TabGone { tab: 1_234_567_890 },
+            ToOffscreen::Config(Settings {
+                collector_url: "https://vitals.example.com".into(),
+                ingest_key: "ik_3f9a".into(),
+                label: "Alice (support)".into(),
+                sending: true,
+                install_id: "0b6f8e52-3c1d-4a7e-9f2b-5d8c1e4a7b90".into(),
+                sites_mode: SitesMode::Allow,
+                sites: vec!["*://meet.example.com/*".into(), "https://*.example.org/*".into()],
+            }),
+            ToOffscreen::GetTab { tab: None },
+            ToOffscreen::GetReport {
+                tab: Some(1_234_567_890),
+            },
+            ToOffscreen::GetBadge { tab: 1_234_567_890 },
+        ] {
+            golden(&mut seen, to_offscreen_name(&m), m);
+        }
+        for m in [FromOffscreen::OffscreenReady, FromOffscreen::OffscreenIdle] {
+            golden(&mut seen, from_offscreen_name(&m), m);
+        }
+        // Answers.
+        let metrics = TabMetrics {
+            at_ms: 1_764_000_000_123.0,
+            upload_kbps: Some(812.5),
+            download_kbps: Some(640.0),
+            rtt_ms: Some(29.0),
+            loss_pct: Some(0.1),
+            jitter_ms: Some(4.0),
+            using_relay: true,
+            relay_protocol: Some("udp".into()),
+            relay_server_url: Some("turn:turn.example.com:3478?transport=udp".into()),
+            quality: Some(QualityClass::Good),
+            mos: Some(4.31),
+            peers: vec![PeerMetrics {
+                pc: "k3j9x2-1".into(),
+                at_ms: 1_764_000_000_123.0,
+                interval_ms: 1000.0,
+                upload_kbps: Some(812.5),
+                download_kbps: Some(640.0),
+                rtt_ms: Some(29.0),
+                carries_media: true,
+                quality: Some(QualityClass::Good),
+                ..PeerMetrics::default()
+            }],
+        };
+        golden(&mut seen, "badge", Badge::of(Some(&metrics)));
+        golden(&mut seen, "badge.no-call", Badge::of(None));
+        golden(
+            &mut seen,
+            "tab-view",
+            TabView {
+                tab: Some(1_234_567_890),
+                metrics: Some(metrics),
+                collector: CollectorStatus {
+                    state: "retrying".into(),
+                    queued: 3,
+                    dropped: 0,
+                    sent: 41,
+                    last_error: Some("collector answered 503".into()),
+                },
+                history: vec![HistorySample {
+                    at_ms: 1_764_000_000_123.0,
+                    bitrate_kbps: Some(1452.5),
+                    rtt_ms: Some(29.0),
+                }],
+                recorded_since_ms: Some(1_763_999_940_123.0),
+            },
+        );
+
+        // No golden file that no test reads.
+        let files: BTreeSet<String> = std::fs::read_dir(golden_dir())
+            .unwrap()
+            .map(|e| {
+                e.unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .trim_end_matches(".json")
+                    .to_string()
+            })
+            .collect();
+        assert_eq!(files, seen);
+    }
+
+    #[test]
+    fn one_malformed_report_does_not_fail_its_poll() {
+        let m: HookMessage = serde_json::from_value(json!({"type": "stats", "items": [{"pc": "p", "reports": [
+            {"type": "codec", "id": "C1"}, 42, {"type": "outbound-rtp", "id": 7, "bytesSent": "lots"},
+            {"type": "transport", "id": "T", "selectedCandidatePairId": "CP"}
+        ]}]}))
+        .unwrap();
+        let HookMessage::Stats { items } = m else {
+            panic!("not stats")
+        };
+        assert_eq!(
+            items[0].reports,
+            vec![
+                RawReport::Other,
+                RawReport::Other,
+                RawReport::OutboundRtp(OutboundRtp::default()),
+                RawReport::Transport(Transport {
+                    id: Some("T".into()),
+                    selected_candidate_pair_id: Some("CP".into())
+                }),
+            ]
+        );
+    }
+
+    #[test]
+    fn the_badge_shows_the_quality_and_nothing_without_a_call() {
+        let with = |quality, peers: usize| TabMetrics {
+            quality,
+            peers: vec![PeerMetrics::default(); peers],
+            ..TabMetrics::default()
+        };
+        let badge = |m: &TabMetrics| {
+            let b = Badge::of(Some(m));
+            (b.text, b.color)
+        };
+        let colored = |t: &str, c: &str| (t.to_string(), Some(c.to_string()));
+        assert_eq!(badge(&with(Some(QualityClass::Excellent), 1)), colored("4", "#1e9e4a"));
+        assert_eq!(badge(&with(Some(QualityClass::Good), 2)), colored("3", "#7bb32e"));
+        assert_eq!(badge(&with(Some(QualityClass::Fair), 1)), colored("2", "#e69b00"));
+        assert_eq!(badge(&with(Some(QualityClass::Poor), 1)), colored("1", "#d93025"));
+        assert_eq!(badge(&with(None, 1)), colored("…", "#8a909c"));
+        assert_eq!(badge(&with(Some(QualityClass::Good), 0)), (String::new(), None));
+    }
 
     #[test]
     fn settings_stored_before_the_site_list_still_load() {

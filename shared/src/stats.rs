@@ -1,7 +1,8 @@
 //! Typed raw getStats reports (W3C webrtc-stats), the subset of members the processor reads.
 //!
 //! Every member is optional: browsers differ (Firefox and Safari omit some) and the page is
-//! untrusted, so a missing or mistyped member must never fail the whole snapshot.
+//! untrusted, so a missing or mistyped member must never fail the whole snapshot. Serialised,
+//! a report holds only the members it has, as the hook sends them (`messages::PcStats`).
 
 use serde::{Deserialize, Deserializer, Serialize};
 
@@ -47,43 +48,43 @@ fn flag<'de, D: Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
 #[serde(rename_all = "camelCase", default)]
 pub struct InboundRtp {
     /// `RTCStats.id`.
-    #[serde(deserialize_with = "text")]
+    #[serde(deserialize_with = "text", skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
     /// `RTCStats.timestamp`, ms.
-    #[serde(deserialize_with = "num")]
+    #[serde(deserialize_with = "num", skip_serializing_if = "Option::is_none")]
     pub timestamp: Option<f64>,
     /// `RTCRtpStreamStats.ssrc`.
-    #[serde(deserialize_with = "num")]
+    #[serde(deserialize_with = "num", skip_serializing_if = "Option::is_none")]
     pub ssrc: Option<f64>,
     /// `RTCRtpStreamStats.kind`: "audio" or "video".
-    #[serde(deserialize_with = "text")]
+    #[serde(deserialize_with = "text", skip_serializing_if = "Option::is_none")]
     pub kind: Option<String>,
     /// Legacy `mediaType`, used when `kind` is missing.
-    #[serde(deserialize_with = "text")]
+    #[serde(deserialize_with = "text", skip_serializing_if = "Option::is_none")]
     pub media_type: Option<String>,
     /// `RTCInboundRtpStreamStats.bytesReceived`.
-    #[serde(deserialize_with = "num")]
+    #[serde(deserialize_with = "num", skip_serializing_if = "Option::is_none")]
     pub bytes_received: Option<f64>,
     /// `RTCReceivedRtpStreamStats.packetsReceived`.
-    #[serde(deserialize_with = "num")]
+    #[serde(deserialize_with = "num", skip_serializing_if = "Option::is_none")]
     pub packets_received: Option<f64>,
     /// `RTCReceivedRtpStreamStats.packetsLost` (may decrease: duplicates are subtracted).
-    #[serde(deserialize_with = "num")]
+    #[serde(deserialize_with = "num", skip_serializing_if = "Option::is_none")]
     pub packets_lost: Option<f64>,
     /// `RTCReceivedRtpStreamStats.jitter`, seconds.
-    #[serde(deserialize_with = "num")]
+    #[serde(deserialize_with = "num", skip_serializing_if = "Option::is_none")]
     pub jitter: Option<f64>,
     /// `RTCInboundRtpStreamStats.framesPerSecond`.
-    #[serde(deserialize_with = "num")]
+    #[serde(deserialize_with = "num", skip_serializing_if = "Option::is_none")]
     pub frames_per_second: Option<f64>,
     /// `RTCInboundRtpStreamStats.frameWidth`.
-    #[serde(deserialize_with = "num")]
+    #[serde(deserialize_with = "num", skip_serializing_if = "Option::is_none")]
     pub frame_width: Option<f64>,
     /// `RTCInboundRtpStreamStats.frameHeight`.
-    #[serde(deserialize_with = "num")]
+    #[serde(deserialize_with = "num", skip_serializing_if = "Option::is_none")]
     pub frame_height: Option<f64>,
     /// `RTCInboundRtpStreamStats.freezeCount`.
-    #[serde(deserialize_with = "num")]
+    #[serde(deserialize_with = "num", skip_serializing_if = "Option::is_none")]
     pub freeze_count: Option<f64>,
 }
 
@@ -92,37 +93,37 @@ pub struct InboundRtp {
 #[serde(rename_all = "camelCase", default)]
 pub struct OutboundRtp {
     /// `RTCStats.id`.
-    #[serde(deserialize_with = "text")]
+    #[serde(deserialize_with = "text", skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
     /// `RTCStats.timestamp`, ms.
-    #[serde(deserialize_with = "num")]
+    #[serde(deserialize_with = "num", skip_serializing_if = "Option::is_none")]
     pub timestamp: Option<f64>,
     /// `RTCRtpStreamStats.ssrc`.
-    #[serde(deserialize_with = "num")]
+    #[serde(deserialize_with = "num", skip_serializing_if = "Option::is_none")]
     pub ssrc: Option<f64>,
     /// `RTCRtpStreamStats.kind`.
-    #[serde(deserialize_with = "text")]
+    #[serde(deserialize_with = "text", skip_serializing_if = "Option::is_none")]
     pub kind: Option<String>,
     /// Legacy `mediaType`.
-    #[serde(deserialize_with = "text")]
+    #[serde(deserialize_with = "text", skip_serializing_if = "Option::is_none")]
     pub media_type: Option<String>,
     /// `RTCSentRtpStreamStats.bytesSent`.
-    #[serde(deserialize_with = "num")]
+    #[serde(deserialize_with = "num", skip_serializing_if = "Option::is_none")]
     pub bytes_sent: Option<f64>,
     /// `RTCSentRtpStreamStats.packetsSent`.
-    #[serde(deserialize_with = "num")]
+    #[serde(deserialize_with = "num", skip_serializing_if = "Option::is_none")]
     pub packets_sent: Option<f64>,
     /// `RTCOutboundRtpStreamStats.framesPerSecond`.
-    #[serde(deserialize_with = "num")]
+    #[serde(deserialize_with = "num", skip_serializing_if = "Option::is_none")]
     pub frames_per_second: Option<f64>,
     /// `RTCOutboundRtpStreamStats.frameWidth`.
-    #[serde(deserialize_with = "num")]
+    #[serde(deserialize_with = "num", skip_serializing_if = "Option::is_none")]
     pub frame_width: Option<f64>,
     /// `RTCOutboundRtpStreamStats.frameHeight`.
-    #[serde(deserialize_with = "num")]
+    #[serde(deserialize_with = "num", skip_serializing_if = "Option::is_none")]
     pub frame_height: Option<f64>,
     /// `RTCOutboundRtpStreamStats.qualityLimitationReason`.
-    #[serde(deserialize_with = "text")]
+    #[serde(deserialize_with = "text", skip_serializing_if = "Option::is_none")]
     pub quality_limitation_reason: Option<String>,
 }
 
@@ -131,16 +132,16 @@ pub struct OutboundRtp {
 #[serde(rename_all = "camelCase", default)]
 pub struct RemoteInboundRtp {
     /// `RTCStats.id`.
-    #[serde(deserialize_with = "text")]
+    #[serde(deserialize_with = "text", skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
     /// `RTCRtpStreamStats.kind`.
-    #[serde(deserialize_with = "text")]
+    #[serde(deserialize_with = "text", skip_serializing_if = "Option::is_none")]
     pub kind: Option<String>,
     /// `RTCRemoteInboundRtpStreamStats.roundTripTime`, seconds.
-    #[serde(deserialize_with = "num")]
+    #[serde(deserialize_with = "num", skip_serializing_if = "Option::is_none")]
     pub round_trip_time: Option<f64>,
     /// `RTCRemoteInboundRtpStreamStats.fractionLost`, 0..1.
-    #[serde(deserialize_with = "num")]
+    #[serde(deserialize_with = "num", skip_serializing_if = "Option::is_none")]
     pub fraction_lost: Option<f64>,
 }
 
@@ -149,34 +150,34 @@ pub struct RemoteInboundRtp {
 #[serde(rename_all = "camelCase", default)]
 pub struct CandidatePair {
     /// `RTCStats.id`.
-    #[serde(deserialize_with = "text")]
+    #[serde(deserialize_with = "text", skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
     /// `RTCIceCandidatePairStats.transportId`.
-    #[serde(deserialize_with = "text")]
+    #[serde(deserialize_with = "text", skip_serializing_if = "Option::is_none")]
     pub transport_id: Option<String>,
     /// `RTCIceCandidatePairStats.localCandidateId`.
-    #[serde(deserialize_with = "text")]
+    #[serde(deserialize_with = "text", skip_serializing_if = "Option::is_none")]
     pub local_candidate_id: Option<String>,
     /// `RTCIceCandidatePairStats.remoteCandidateId`.
-    #[serde(deserialize_with = "text")]
+    #[serde(deserialize_with = "text", skip_serializing_if = "Option::is_none")]
     pub remote_candidate_id: Option<String>,
     /// `RTCIceCandidatePairStats.state`.
-    #[serde(deserialize_with = "text")]
+    #[serde(deserialize_with = "text", skip_serializing_if = "Option::is_none")]
     pub state: Option<String>,
     /// `RTCIceCandidatePairStats.nominated`.
-    #[serde(deserialize_with = "flag")]
+    #[serde(deserialize_with = "flag", skip_serializing_if = "Option::is_none")]
     pub nominated: Option<bool>,
     /// Firefox's non-standard `selected`.
-    #[serde(deserialize_with = "flag")]
+    #[serde(deserialize_with = "flag", skip_serializing_if = "Option::is_none")]
     pub selected: Option<bool>,
     /// `RTCIceCandidatePairStats.currentRoundTripTime`, seconds.
-    #[serde(deserialize_with = "num")]
+    #[serde(deserialize_with = "num", skip_serializing_if = "Option::is_none")]
     pub current_round_trip_time: Option<f64>,
     /// `RTCIceCandidatePairStats.totalRoundTripTime`, seconds.
-    #[serde(deserialize_with = "num")]
+    #[serde(deserialize_with = "num", skip_serializing_if = "Option::is_none")]
     pub total_round_trip_time: Option<f64>,
     /// `RTCIceCandidatePairStats.responsesReceived`.
-    #[serde(deserialize_with = "num")]
+    #[serde(deserialize_with = "num", skip_serializing_if = "Option::is_none")]
     pub responses_received: Option<f64>,
 }
 
@@ -185,16 +186,16 @@ pub struct CandidatePair {
 #[serde(rename_all = "camelCase", default)]
 pub struct Candidate {
     /// `RTCStats.id`.
-    #[serde(deserialize_with = "text")]
+    #[serde(deserialize_with = "text", skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
     /// `RTCIceCandidateStats.candidateType`: host, srflx, prflx or relay.
-    #[serde(deserialize_with = "text")]
+    #[serde(deserialize_with = "text", skip_serializing_if = "Option::is_none")]
     pub candidate_type: Option<String>,
     /// `RTCIceCandidateStats.relayProtocol`: udp, tcp or tls (local relay candidates only).
-    #[serde(deserialize_with = "text")]
+    #[serde(deserialize_with = "text", skip_serializing_if = "Option::is_none")]
     pub relay_protocol: Option<String>,
     /// `RTCIceCandidateStats.url`: the STUN/TURN server the candidate came from.
-    #[serde(deserialize_with = "text")]
+    #[serde(deserialize_with = "text", skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
 }
 
@@ -203,10 +204,10 @@ pub struct Candidate {
 #[serde(rename_all = "camelCase", default)]
 pub struct Transport {
     /// `RTCStats.id`.
-    #[serde(deserialize_with = "text")]
+    #[serde(deserialize_with = "text", skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
     /// `RTCTransportStats.selectedCandidatePairId`.
-    #[serde(deserialize_with = "text")]
+    #[serde(deserialize_with = "text", skip_serializing_if = "Option::is_none")]
     pub selected_candidate_pair_id: Option<String>,
 }
 
@@ -225,6 +226,15 @@ impl RawReport {
 /// `Other`, never an error.
 pub fn parse_report(value: serde_json::Value) -> RawReport {
     serde_json::from_value(value).unwrap_or(RawReport::Other)
+}
+
+/// Deserialises a list of reports as [`parse_report`] reads each one, so that one malformed report
+/// never fails the message that carries it (for `#[serde(deserialize_with)]`).
+pub fn lenient_reports<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<RawReport>, D::Error> {
+    Ok(Vec::<serde_json::Value>::deserialize(d)?
+        .into_iter()
+        .map(parse_report)
+        .collect())
 }
 
 #[cfg(test)]

@@ -1,9 +1,11 @@
 //! In-browser cost of the processor per peer snapshot (20 Chrome-shaped reports), measured in headless Chromium in an extension page.
 //!
-//! The built extension's wasm export `bench_processor` replays consecutive `stats` messages
-//! (made here from shared/benches/chrome-snapshot.json, the snapshot the criterion benchmark
-//! uses) in `offscreen.html` opened as a tab, the same wasm the offscreen document runs, five
-//! times over. See BENCHMARKS.md for the numbers; `--nocapture` prints them.
+//! The built extension's wasm export `bench_processor` (only in a build with the `bench` feature,
+//! `VITALS_EXTENSION_FEATURES=bench scripts/build-extension`: scripts/test and
+//! scripts/bench-extension run this test on one) replays consecutive `stats` messages (made here
+//! from shared/benches/chrome-snapshot.json, the snapshot the criterion benchmark uses) in
+//! `offscreen.html` opened as a tab, the same wasm the offscreen document runs, five times over.
+//! See BENCHMARKS.md for the numbers; `--nocapture` prints them.
 
 use serde_json::{json, Value};
 use std::path::Path;
@@ -56,11 +58,11 @@ async fn processor_cost_per_snapshot_in_chromium() {
                 .iter()
                 .filter_map(|r| r["timestamp"].as_f64())
                 .fold(0.0, f64::max);
-            json!({"type": "stats", "tab": 1, "url": "https://meet.example.com/abc", "pc": "pc-1",
-                   "now_ms": now_ms, "reports": reports})
+            json!({"type": "stats", "tab": 1, "url": "https://meet.example.com/abc", "now_ms": now_ms,
+                   "items": [{"pc": "pc-1", "reports": reports}]})
         })
         .collect();
-    assert_eq!(messages[0]["reports"].as_array().unwrap().len(), 20);
+    assert_eq!(messages[0]["items"][0]["reports"].as_array().unwrap().len(), 20);
 
     let collector = Collector::start().await;
     let browser = Browser::start(&collector).await;

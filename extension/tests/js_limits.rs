@@ -1,0 +1,123 @@
+//! The limits the JavaScript files repeat (bridge.js, hook.js, sw.js) equal the ones in `vitals_shared::limits`, none is missing there, and their `source` is `messages::PageSource`.
+
+use vitals_shared::limits::*;
+
+const HOOK: &str = include_str!("../hook.js");
+const BRIDGE: &str = include_str!("../bridge.js");
+const SW: &str = include_str!("../sw.js");
+
+/// Every `const NAME = VALUE;` of a JS file (one per line, as the files write them), with the
+/// value's text.
+fn constants(js: &str) -> Vec<(&str, &str)> {
+    js.lines()
+        .filter_map(|line| {
+            let rest = line.trim_start().strip_prefix("const ")?;
+            let (name, value) = rest.split_once(" = ")?;
+            let value = value.split_once(';')?.0.trim();
+            name.chars()
+                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+                .then_some((name, value))
+        })
+        .collect()
+}
+
+fn number(file: &str, js: &str, name: &str) -> usize {
+    let found: Vec<&str> = constants(js)
+        .into_iter()
+        .filter(|(n, _)| *n == name)
+        .map(|(_, v)| v)
+        .collect();
+    let [value] = found[..] else {
+        panic!("{file}: expected one `const {name} = ...;`, found {found:?}")
+    };
+    value
+        .replace('_', "")
+        .parse()
+        .unwrap_or_else(|e| panic!("{file}: {name} = {value}: {e}"))
+}
+
+#[test]
+fn the_js_limits_are_the_shared_ones() {
+    let expected: &[(&str, &str, &str, usize)] = &[
+        ("hook.js", HOOK, "MAX_CONNECTIONS_PER_POLL", MAX_CONNECTIONS_PER_POLL),
+        (
+            "bridge.js",
+            BRIDGE,
+            "MAX_CONNECTIONS_PER_POLL",
+            MAX_CONNECTIONS_PER_POLL,
+        ),
+        (
+            "bridge.js",
+            BRIDGE,
+            "MAX_REPORTS_PER_CONNECTION",
+            MAX_REPORTS_PER_CONNECTION,
+        ),
+        ("bridge.js", BRIDGE, "MAX_REPORTS_PER_POLL", MAX_REPORTS_PER_POLL),
+        ("bridge.js", BRIDGE, "MAX_PC_ID_LEN", MAX_PC_ID_LEN),
+        ("bridge.js", BRIDGE, "MAX_TYPE_LEN", MAX_TYPE_LEN),
+        ("bridge.js", BRIDGE, "MAX_REPORT_MEMBERS", MAX_REPORT_MEMBERS),
+        ("bridge.js", BRIDGE, "MAX_MEMBER_NAME_LEN", MAX_MEMBER_NAME_LEN),
+        ("bridge.js", BRIDGE, "MAX_STRING_LEN", MAX_STRING_LEN),
+        ("bridge.js", BRIDGE, "MAX_MESSAGES_PER_SECOND", MAX_MESSAGES_PER_SECOND),
+        (
+            "bridge.js",
+            BRIDGE,
+            "MAX_CONNECTIONS_PER_FRAME",
+            MAX_CONNECTIONS_PER_FRAME,
+        ),
+        ("sw.js", SW, "MAX_BUFFERED_SNAPSHOTS", MAX_BUFFERED_SNAPSHOTS),
+    ];
+    for (file, js, name, value) in expected {
+        assert_eq!(
+            number(file, js, name),
+            *value,
+            "{file}: {name} differs from vitals_shared::limits"
+        );
+    }
+    // A limit added to a JS file alone would escape this test: every MAX_ constant is listed.
+    for (file, js) in [("hook.js", HOOK), ("bridge.js", BRIDGE), ("sw.js", SW)] {
+        for (name, _) in constants(js).into_iter().filter(|(n, _)| n.starts_with("MAX_")) {
+            assert!(
+                expected.iter().any(|(f, _, n, _)| *f == file && *n == name),
+                "{file}: {name} is not in vitals_shared::limits (or not in this test)"
+            );
+        }
+    }
+}
+
+#[test]
+fn the_bridge_checks_pc_ids_by_the_shared_rule() {
+    let (start, end) = (PC_ID_BYTES.start(), PC_ID_BYTES.end());
+    let pattern = format!(r"/^[\x{start:02x}-\x{end:02x}]+$/; // PC_ID_BYTES");
+    let line = BRIDGE.lines().find(|l| l.contains("const PC_ID = ")).unwrap();
+    assert!(
+        line.ends_with(&pattern),
+        "bridge.js: {line:?}, expected it to end with {pattern:?}"
+    );
+    // The length check around it uses the shared bound too (MAX_PC_ID_LEN, checked above).
+    assert!(BRIDGE.contains("pc.length <= MAX_PC_ID_LEN && PC_ID.test(pc)"));
+}
+
+#[test]
+fn the_constant_reader_reads_what_the_files_write() {
+    // Guards the reader itself: a file it read nothing from would pass the tests above.
+    let read = constants("  const MAX_A = 2_000; // note\nconst lower = 1;\n  const B = 'x';\nlet MAX_C = 3;");
+    assert_eq!(read, [("MAX_A", "2_000"), ("B", "'x'")]);
+    assert!(constants(BRIDGE).len() >= 12 && !constants(HOOK).is_empty() && !constants(SW).is_empty());
+}
+
+#[test]
+fn the_page_source_is_the_shared_one() {
+    // Not a limit, but the same kind of copy: the `source` member bridge.js stamps and sw.js
+    // routes on (`messages::PageSource`).
+    let source = serde_json::to_value(vitals_shared::messages::PageSource::Hook).unwrap();
+    let quoted = format!("'{}'", source.as_str().unwrap());
+    for (file, js) in [("bridge.js", BRIDGE), ("sw.js", SW)] {
+        let found: Vec<&str> = constants(js)
+            .into_iter()
+            .filter(|(n, _)| *n == "SOURCE")
+            .map(|(_, v)| v)
+            .collect();
+        assert_eq!(found, [quoted.as_str()], "{file}: SOURCE");
+    }
+}
