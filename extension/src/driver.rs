@@ -8,7 +8,7 @@ use crate::upload::{UploadResult, Uploads};
 use crate::upload_store::StoreOp;
 use std::collections::BTreeMap;
 use vitals_shared::limits::valid_pc_id;
-use vitals_shared::messages::{Badge, CollectorStatus, Settings, TabView, ToOffscreen};
+use vitals_shared::messages::{Badge, CollectorState, CollectorStatus, Settings, TabView, ToOffscreen};
 use vitals_shared::metrics::TabMetrics;
 use vitals_shared::privacy::meeting_id;
 use vitals_shared::processor::{Input, Output, Processor, STALE_PC_MS};
@@ -332,13 +332,13 @@ impl Driver {
     /// The collector connection as the popup shows it.
     pub fn status(&self) -> CollectorStatus {
         let state = match (self.sending(), self.last_ok) {
-            (false, _) => "off",
-            (true, None) => "connecting",
-            (true, Some(true)) => "connected",
-            (true, Some(false)) => "retrying",
+            (false, _) => CollectorState::Off,
+            (true, None) => CollectorState::Connecting,
+            (true, Some(true)) => CollectorState::Connected,
+            (true, Some(false)) => CollectorState::Retrying,
         };
         CollectorStatus {
-            state: state.to_string(),
+            state,
             queued: self.uploads.queued(),
             dropped: self.uploads.dropped(),
             sent: self.sent,

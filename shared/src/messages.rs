@@ -194,11 +194,46 @@ impl<'de> Deserialize<'de> for SitesMode {
     }
 }
 
+/// Where the connection to the collector stands.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CollectorState {
+    /// Sending is off (no collector configured, or turned off).
+    #[default]
+    Off,
+    /// Sending is on but no call runs (no offscreen document): queued events wait in storage.
+    Idle,
+    /// Sending is on and nothing was tried yet.
+    Connecting,
+    /// The last upload succeeded.
+    Connected,
+    /// The last upload failed; it is tried again.
+    Retrying,
+}
+
+impl CollectorState {
+    /// Lower-case name, as on the wire and in the popup's `data-state`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Off => "off",
+            Self::Idle => "idle",
+            Self::Connecting => "connecting",
+            Self::Connected => "connected",
+            Self::Retrying => "retrying",
+        }
+    }
+}
+
+impl PartialEq<&str> for CollectorState {
+    fn eq(&self, name: &&str) -> bool {
+        self.as_str() == *name
+    }
+}
+
 /// The collector connection as the popup shows it.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct CollectorStatus {
-    /// "off", "connected", "retrying".
-    pub state: String,
+    pub state: CollectorState,
     pub queued: usize,
     /// Events the upload queue's bound evicted before the collector had them.
     #[serde(default)]
@@ -476,7 +511,7 @@ mod tests {
                 tab: Some(1_234_567_890),
                 metrics: Some(metrics),
                 collector: CollectorStatus {
-                    state: "retrying".into(),
+                    state: CollectorState::Retrying,
                     queued: 3,
                     dropped: 0,
                     sent: 41,

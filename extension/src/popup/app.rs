@@ -11,7 +11,7 @@ use super::state::{Action, PopupState};
 use crate::driver::HISTORY_SAMPLES;
 use crate::{browser, offscreen_io, upload_store};
 use gloo_timers::callback::Interval;
-use vitals_shared::messages::{CollectorStatus, TabView};
+use vitals_shared::messages::{CollectorState, CollectorStatus, TabView};
 use yew::prelude::*;
 
 fn has_call(view: &TabView) -> bool {
@@ -55,7 +55,11 @@ async fn idle_status() -> CollectorStatus {
     let stored = offscreen_io::load();
     let (queued, dropped) = upload_store::waiting(stored.iter().map(|(k, v)| (k.as_str(), v.as_str())));
     CollectorStatus {
-        state: if sending { "idle" } else { "off" }.into(),
+        state: if sending {
+            CollectorState::Idle
+        } else {
+            CollectorState::Off
+        },
         queued,
         dropped,
         ..CollectorStatus::default()

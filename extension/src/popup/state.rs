@@ -1,7 +1,7 @@
 //! The popup's state and its reducer: what the offscreen document last said about the tab.
 
 use std::rc::Rc;
-use vitals_shared::messages::{CollectorStatus, HistorySample, TabView};
+use vitals_shared::messages::{CollectorState, CollectorStatus, HistorySample, TabView};
 use vitals_shared::metrics::TabMetrics;
 use yew::Reducible;
 
@@ -57,7 +57,7 @@ impl PopupState {
             .map(|v| v.collector.clone())
             .or_else(|| self.idle.clone())
             .unwrap_or_else(|| CollectorStatus {
-                state: "off".into(),
+                state: CollectorState::Off,
                 ..CollectorStatus::default()
             })
     }
@@ -110,7 +110,7 @@ mod tests {
                 ..TabMetrics::default()
             }),
             collector: CollectorStatus {
-                state: "connected".into(),
+                state: CollectorState::Connected,
                 ..CollectorStatus::default()
             },
             history: Vec::new(),
@@ -138,7 +138,7 @@ mod tests {
     #[test]
     fn without_a_document_the_stored_queue_is_shown_until_one_answers() {
         let idle = CollectorStatus {
-            state: "idle".into(),
+            state: CollectorState::Idle,
             queued: 3,
             dropped: 1,
             ..CollectorStatus::default()
