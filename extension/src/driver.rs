@@ -472,11 +472,12 @@ mod tests {
             panic!("no view")
         };
         let m = view.metrics.expect("metrics");
-        assert!((m.upload_kbps.unwrap() - 800.0).abs() < 1e-6);
-        assert!((m.download_kbps.unwrap() - 800.0).abs() < 1e-6);
-        assert_eq!(m.rtt_ms, Some(25.0));
-        assert!(m.using_relay);
-        assert_eq!(m.relay_protocol.as_deref(), Some("udp"));
+        let f = &m.figures;
+        assert!((f.upload_kbps.unwrap() - 800.0).abs() < 1e-6);
+        assert!((f.download_kbps.unwrap() - 800.0).abs() < 1e-6);
+        assert_eq!(f.rtt_ms, Some(25.0));
+        assert!(f.using_relay);
+        assert_eq!(f.relay_protocol.as_deref(), Some("udp"));
         assert_eq!(view.collector.state, "off");
     }
 
@@ -675,8 +676,8 @@ mod tests {
         let m = d.view(Some(2), now(2.0)).metrics.expect("metrics");
         let pcs: Vec<&str> = m.peers.iter().map(|p| p.pc.as_str()).collect();
         assert_eq!(pcs, ["a", "b"], "the connection with a bad id is left out");
-        assert!((m.upload_kbps.unwrap() - 800.0).abs() < 1e-6, "{m:?}");
-        assert!(m.using_relay);
+        assert!((m.figures.upload_kbps.unwrap() - 800.0).abs() < 1e-6, "{m:?}");
+        assert!(m.figures.using_relay);
     }
 
     #[test]
@@ -685,7 +686,7 @@ mod tests {
         assert_eq!(d.badge(6, now(1.0)), Badge::of(None));
         d.handle(stats(6, "a", 1.0, 100.0, "host"), now(1.0));
         d.handle(stats(6, "a", 2.0, 100.0, "host"), now(2.0));
-        let quality = d.view(Some(6), now(2.0)).metrics.and_then(|m| m.quality);
+        let quality = d.view(Some(6), now(2.0)).metrics.and_then(|m| m.figures.quality);
         assert_eq!(quality, Some(QualityClass::Excellent));
         assert_eq!(d.badge(6, now(2.0)).text, "4");
         let Some(Answer::Badge(badge)) = d.handle(ToOffscreen::GetBadge { tab: 6 }, now(2.0)) else {

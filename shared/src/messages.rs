@@ -131,7 +131,7 @@ impl Badge {
                 color: None,
             };
         };
-        let (text, color) = match metrics.quality {
+        let (text, color) = match metrics.figures.quality {
             Some(q) => (
                 q.bars().to_string(),
                 match q {
@@ -272,7 +272,7 @@ pub struct HistorySample {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::metrics::PeerMetrics;
+    use crate::metrics::{Figures, PeerMetrics};
     use crate::stats::{Candidate, CandidatePair, InboundRtp, OutboundRtp, RemoteInboundRtp, Transport};
     use serde::de::DeserializeOwned;
     use serde_json::{json, Value};
@@ -479,17 +479,19 @@ mod tests {
         }
         // Answers.
         let metrics = TabMetrics {
+            figures: Figures {
+                upload_kbps: Some(812.5),
+                download_kbps: Some(640.0),
+                rtt_ms: Some(29.0),
+                loss_pct: Some(0.1),
+                jitter_ms: Some(4.0),
+                using_relay: true,
+                relay_protocol: Some("udp".into()),
+                quality: Some(QualityClass::Good),
+                mos: Some(4.31),
+            },
             at_ms: 1_764_000_000_123.0,
-            upload_kbps: Some(812.5),
-            download_kbps: Some(640.0),
-            rtt_ms: Some(29.0),
-            loss_pct: Some(0.1),
-            jitter_ms: Some(4.0),
-            using_relay: true,
-            relay_protocol: Some("udp".into()),
             relay_server_url: Some("turn:turn.example.com:3478?transport=udp".into()),
-            quality: Some(QualityClass::Good),
-            mos: Some(4.31),
             peers: vec![PeerMetrics {
                 pc: "k3j9x2-1".into(),
                 at_ms: 1_764_000_000_123.0,
@@ -567,7 +569,10 @@ mod tests {
     #[test]
     fn the_badge_shows_the_quality_and_nothing_without_a_call() {
         let with = |quality, peers: usize| TabMetrics {
-            quality,
+            figures: Figures {
+                quality,
+                ..Figures::default()
+            },
             peers: vec![PeerMetrics::default(); peers],
             ..TabMetrics::default()
         };

@@ -73,23 +73,55 @@ impl PeerMetrics {
     }
 }
 
+/// The figures of a tab or of one connection at one time: the core of the tab aggregate and of
+/// every report sample.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Figures {
+    pub quality: Option<QualityClass>,
+    pub mos: Option<f64>,
+    pub upload_kbps: Option<f64>,
+    pub download_kbps: Option<f64>,
+    /// A connection's: the candidate pair's round trip, else RTCP's.
+    pub rtt_ms: Option<f64>,
+    /// A connection's: the worse of inbound and outbound loss.
+    pub loss_pct: Option<f64>,
+    pub jitter_ms: Option<f64>,
+    pub using_relay: bool,
+    /// "udp", "tcp" or "tls".
+    pub relay_protocol: Option<String>,
+}
+
+impl Figures {
+    /// One connection's figures over its latest interval.
+    pub fn of_peer(m: &PeerMetrics) -> Self {
+        Self {
+            quality: m.quality,
+            mos: m.mos,
+            upload_kbps: m.upload_kbps,
+            download_kbps: m.download_kbps,
+            rtt_ms: m.best_rtt_ms(),
+            loss_pct: m.loss_pct(),
+            jitter_ms: m.jitter_ms,
+            using_relay: m.relay.using_relay,
+            relay_protocol: m.relay.protocol.clone(),
+        }
+    }
+
+    /// Upload plus download (either alone when the other is unknown).
+    pub fn bitrate_kbps(&self) -> Option<f64> {
+        add_opt(self.upload_kbps, self.download_kbps)
+    }
+}
+
 /// The aggregate of a tab's peer connections for the latest interval.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct TabMetrics {
     pub at_ms: f64,
-    /// Sum over connections.
-    pub upload_kbps: Option<f64>,
-    pub download_kbps: Option<f64>,
-    /// Mean over connections that carry media.
-    pub rtt_ms: Option<f64>,
-    pub loss_pct: Option<f64>,
-    pub jitter_ms: Option<f64>,
-    /// Any connection relays.
-    pub using_relay: bool,
-    pub relay_protocol: Option<String>,
+    /// Bitrates summed over connections; RTT, loss and jitter the mean over connections that
+    /// carry media; relay when any connection relays.
+    #[serde(flatten)]
+    pub figures: Figures,
     pub relay_server_url: Option<String>,
-    pub quality: Option<QualityClass>,
-    pub mos: Option<f64>,
     /// The connections, each with its latest interval.
     pub peers: Vec<PeerMetrics>,
 }

@@ -7,7 +7,7 @@
 //! counter going backwards, a changed SSRC) gives no sample instead.
 
 use crate::emit::Emitter;
-use crate::metrics::{add_opt, max_opt, mean, PeerMetrics, RelayInfo, TabMetrics, VideoMetrics};
+use crate::metrics::{add_opt, max_opt, mean, Figures, PeerMetrics, RelayInfo, TabMetrics, VideoMetrics};
 use crate::quality::QualityClass;
 use crate::stats::{Candidate, CandidatePair, RawReport};
 use crate::wire::Event;
@@ -233,16 +233,18 @@ pub fn aggregate(at_ms: f64, peers: Vec<PeerMetrics>) -> TabMetrics {
     let (quality, mos) = QualityClass::assess(rtt_ms, loss_pct, jitter_ms);
     TabMetrics {
         at_ms,
-        upload_kbps: peers.iter().fold(None, |acc, p| add_opt(acc, p.upload_kbps)),
-        download_kbps: peers.iter().fold(None, |acc, p| add_opt(acc, p.download_kbps)),
-        rtt_ms,
-        loss_pct,
-        jitter_ms,
-        using_relay: relayed.is_some(),
-        relay_protocol: relayed.and_then(|p| p.relay.protocol.clone()),
+        figures: Figures {
+            upload_kbps: peers.iter().fold(None, |acc, p| add_opt(acc, p.upload_kbps)),
+            download_kbps: peers.iter().fold(None, |acc, p| add_opt(acc, p.download_kbps)),
+            rtt_ms,
+            loss_pct,
+            jitter_ms,
+            using_relay: relayed.is_some(),
+            relay_protocol: relayed.and_then(|p| p.relay.protocol.clone()),
+            quality,
+            mos,
+        },
         relay_server_url: relayed.and_then(|p| p.relay.server_url.clone()),
-        quality,
-        mos,
         peers,
     }
 }

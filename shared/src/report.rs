@@ -9,6 +9,7 @@ mod alerts;
 mod overview;
 mod recorder;
 
+pub use crate::metrics::Figures;
 pub use alerts::{alert_events, AlertEvent};
 pub use overview::{Overview, Stat};
 pub use recorder::CallRecorder;
@@ -16,7 +17,6 @@ pub use recorder::CallRecorder;
 use crate::alerts::AlertThresholds;
 use crate::metrics::{PeerMetrics, TabMetrics};
 use crate::privacy::{meeting_id, turn_server_name};
-use crate::quality::QualityClass;
 use serde::{Deserialize, Serialize};
 
 /// The `format` member of every report.
@@ -124,60 +124,6 @@ impl BrowserInfo {
     }
 }
 
-/// The figures of a tab or of one connection at one time: the core every report sample has.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Figures {
-    pub quality: Option<QualityClass>,
-    pub mos: Option<f64>,
-    pub upload_kbps: Option<f64>,
-    pub download_kbps: Option<f64>,
-    /// A connection's: the candidate pair's round trip, else RTCP's.
-    pub rtt_ms: Option<f64>,
-    /// A connection's: the worse of inbound and outbound loss.
-    pub loss_pct: Option<f64>,
-    pub jitter_ms: Option<f64>,
-    pub using_relay: bool,
-    /// "udp", "tcp" or "tls".
-    pub relay_protocol: Option<String>,
-}
-
-impl Figures {
-    /// A tab's aggregate figures.
-    pub fn of_tab(m: &TabMetrics) -> Self {
-        Self {
-            quality: m.quality,
-            mos: m.mos,
-            upload_kbps: m.upload_kbps,
-            download_kbps: m.download_kbps,
-            rtt_ms: m.rtt_ms,
-            loss_pct: m.loss_pct,
-            jitter_ms: m.jitter_ms,
-            using_relay: m.using_relay,
-            relay_protocol: m.relay_protocol.clone(),
-        }
-    }
-
-    /// One connection's figures over its latest interval.
-    pub fn of_peer(m: &PeerMetrics) -> Self {
-        Self {
-            quality: m.quality,
-            mos: m.mos,
-            upload_kbps: m.upload_kbps,
-            download_kbps: m.download_kbps,
-            rtt_ms: m.best_rtt_ms(),
-            loss_pct: m.loss_pct(),
-            jitter_ms: m.jitter_ms,
-            using_relay: m.relay.using_relay,
-            relay_protocol: m.relay.protocol.clone(),
-        }
-    }
-
-    /// Upload plus download (either alone when the other is unknown).
-    pub fn bitrate_kbps(&self) -> Option<f64> {
-        crate::metrics::add_opt(self.upload_kbps, self.download_kbps)
-    }
-}
-
 /// The tab's aggregate at one time.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct TabSample {
@@ -193,7 +139,7 @@ impl TabSample {
     pub fn from_metrics(m: &TabMetrics) -> Self {
         Self {
             at_ms: m.at_ms,
-            figures: Figures::of_tab(m),
+            figures: m.figures.clone(),
             connections: m.peers.len().try_into().unwrap_or(u32::MAX),
         }
     }
@@ -440,6 +386,7 @@ mod tests {
     use crate::alerts::{AlertKind, AlertState};
     use crate::metrics::RelayInfo;
     use crate::processor::{Input, Output, Processor};
+    use crate::quality::QualityClass;
     use crate::stats::parse_report;
     use serde_json::{json, Value};
     use std::path::Path;

@@ -30,7 +30,8 @@ fn round(x: Option<f64>, places: i32) -> Option<f64> {
 
 impl MetricsFields {
     /// The uploadable view of a tab's metrics, rounded so that noise does not count as change.
-    pub fn from_tab(tab: &TabMetrics) -> Self {
+    pub fn from_tab(m: &TabMetrics) -> Self {
+        let tab = &m.figures;
         Self {
             upload_kbps: round(tab.upload_kbps, 1),
             download_kbps: round(tab.download_kbps, 1),
@@ -41,7 +42,7 @@ impl MetricsFields {
             mos: round(tab.mos, 2),
             using_relay: Some(tab.using_relay),
             relay_protocol: tab.relay_protocol.clone().filter(|_| tab.using_relay),
-            relay_server: tab
+            relay_server: m
                 .relay_server_url
                 .as_deref()
                 .filter(|_| tab.using_relay)

@@ -79,7 +79,9 @@ pub fn app() -> Html {
         });
     }
     let body = match state.call() {
-        Some(call) => html! {
+        Some(tab) => {
+            let call = &tab.figures;
+            html! {
             <>
                 <QualityBars quality={call.quality} />
                 if call.using_relay {
@@ -93,10 +95,11 @@ pub fn app() -> Html {
                     <Sparkline id="spark-rtt" label="Round trip, last 60 s" capacity={HISTORY_SAMPLES}
                         values={state.history().iter().map(|s| s.rtt_ms).collect::<Vec<_>>()} />
                 </section>
-                <Peers peers={call.peers.clone()} />
+                <Peers peers={tab.peers.clone()} />
                 <ReportActions key={format!("{:?}", state.shown_tab())} tab={state.shown_tab()} />
             </>
-        },
+            }
+        }
         None if state.loaded => html! {
             <>
                 <p id="no-call" class="no-call">{ "No call in this tab." }</p>

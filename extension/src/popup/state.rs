@@ -99,13 +99,16 @@ impl Reducible for PopupState {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use vitals_shared::metrics::PeerMetrics;
+    use vitals_shared::metrics::{Figures, PeerMetrics};
 
     fn view_with_peers(n: usize) -> TabView {
         TabView {
             tab: Some(3),
             metrics: Some(TabMetrics {
-                upload_kbps: Some(500.0),
+                figures: Figures {
+                    upload_kbps: Some(500.0),
+                    ..Figures::default()
+                },
                 peers: vec![PeerMetrics::default(); n],
                 ..TabMetrics::default()
             }),
@@ -122,7 +125,7 @@ mod tests {
     fn an_answer_with_connections_is_a_call() {
         let s = Rc::new(PopupState::default()).reduce(Action::Received(Some(Box::new(view_with_peers(1)))));
         assert!(s.loaded);
-        assert_eq!(s.call().unwrap().upload_kbps, Some(500.0));
+        assert_eq!(s.call().unwrap().figures.upload_kbps, Some(500.0));
         assert_eq!(s.collector().state, "connected");
     }
 

@@ -158,8 +158,8 @@ fn tab_aggregates_connections_and_drops_closed_ones() {
         });
     }
     let tab = last.unwrap();
-    assert!((tab.upload_kbps.unwrap() - 2.0 * 110.0).abs() < 1e-9);
-    assert!(tab.using_relay);
+    assert!((tab.figures.upload_kbps.unwrap() - 2.0 * 110.0).abs() < 1e-9);
+    assert!(tab.figures.using_relay);
     assert_eq!(tab.peers.len(), 2);
     let out = run(&mut p, Input::Closed { pc: "b".into() });
     let tab = out.into_iter().find_map(|o| match o {
@@ -167,7 +167,7 @@ fn tab_aggregates_connections_and_drops_closed_ones() {
         _ => None,
     });
     let tab = tab.unwrap();
-    assert!(!tab.using_relay);
+    assert!(!tab.figures.using_relay);
     assert_eq!(tab.peers.len(), 1);
 }
 

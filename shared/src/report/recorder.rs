@@ -157,13 +157,17 @@ impl CallRecorder {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::metrics::Figures;
 
     fn tab(at_ms: f64, kbps: f64) -> TabMetrics {
         TabMetrics {
+            figures: Figures {
+                upload_kbps: Some(kbps),
+                download_kbps: Some(kbps),
+                rtt_ms: Some(20.0),
+                ..Figures::default()
+            },
             at_ms,
-            upload_kbps: Some(kbps),
-            download_kbps: Some(kbps),
-            rtt_ms: Some(20.0),
             ..TabMetrics::default()
         }
     }
