@@ -237,14 +237,6 @@ pub fn evaluate(
 mod tests {
     use super::*;
 
-    fn metrics(rtt_ms: Option<f64>, loss_pct: Option<f64>) -> MetricsView {
-        MetricsView {
-            rtt_ms,
-            loss_pct,
-            ..Default::default()
-        }
-    }
-
     #[test]
     fn raised_once_then_resolved_after_the_hold_and_raised_again() {
         let t = AlertThresholds::default();
@@ -258,7 +250,11 @@ mod tests {
             (12_000, 50.0),
             (13_000, 301.0),
         ] {
-            for tr in evaluate(&t, &mut active, &metrics(Some(rtt), None), at) {
+            let metrics = MetricsView {
+                rtt_ms: Some(rtt),
+                ..Default::default()
+            };
+            for tr in evaluate(&t, &mut active, &metrics, at) {
                 seen.push((at, tr.alert.kind, tr.state));
             }
         }
