@@ -14,6 +14,8 @@ mod secret;
 mod state;
 pub mod store;
 pub mod stream;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod turn;
 pub mod webhook;
 

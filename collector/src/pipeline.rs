@@ -21,12 +21,11 @@
 use crate::alerts::{self, AlertRecord, AlertThresholds};
 use crate::clock::now_ms;
 use crate::state::{AppState, Settings, Shared};
-use crate::store::StreamText;
 use crate::store::{
     events_in_seq_order, history_bucket, next_version, turn_bucket, unique_seqs, Commit, CommitOutcome, DueChange,
     IngestOutcome, ParticipantKey, Record, StoreError, Versioned, LIVE_INDEX_INTERVAL_MS,
 };
-use crate::stream::StreamMessage;
+use crate::stream::{StreamEvent, StreamMessage};
 use crate::turn;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -58,6 +57,18 @@ struct Planned {
     commit: Commit,
     /// Alerts raised or resolved by the commit.
     alerts: Vec<AlertRecord>,
+    /// What the admin stream gets when the commit succeeds, in order.
+    stream: Vec<Arc<StreamEvent>>,
+}
+
+impl Planned {
+    fn new(commit: Commit, alerts: Vec<AlertRecord>) -> Self {
+        Self {
+            commit,
+            alerts,
+            stream: Vec::new(),
+        }
+    }
 }
 
 /// When the sweeper should next look at `record`: its held stream update, its TURN cursor going
@@ -101,16 +112,21 @@ fn write_history(record: &mut Record, commit: &mut Commit, metrics: crate::store
 
 /// Sends the record's state to the admin stream now (and so to the history), closing the
 /// participant's window until `interval_ms` from `now_ms`.
-fn publish_state(record: &mut Record, commit: &mut Commit, key: &ParticipantKey, now_ms: u64, interval_ms: u64) {
+fn publish_state(
+    record: &mut Record,
+    commit: &mut Commit,
+    stream: &mut Vec<Arc<StreamEvent>>,
+    key: &ParticipantKey,
+    now_ms: u64,
+    interval_ms: u64,
+) {
     let participant = record.view(&key.participant_id);
-    commit.publish.push(
-        StreamMessage::Metrics {
-            meeting_id: &key.meeting_id,
-            participant: &participant,
-        }
-        .text(),
-    );
-    write_history(record, commit, participant.metrics);
+    let metrics = participant.metrics.clone();
+    stream.push(StreamEvent::new(StreamMessage::Metrics {
+        meeting_id: key.meeting_id.clone(),
+        participant,
+    }));
+    write_history(record, commit, metrics);
     record.gate.until = now_ms + interval_ms;
     record.gate.held = false;
 }
@@ -124,8 +140,10 @@ fn index_turn(record: &mut Record, commit: &mut Commit) {
     }
 }
 
-fn alert_texts(alerts: &[AlertRecord]) -> impl Iterator<Item = StreamText> + '_ {
-    alerts.iter().map(|alert| StreamMessage::Alert { alert }.text())
+fn alert_events(alerts: &[AlertRecord]) -> impl Iterator<Item = Arc<StreamEvent>> + '_ {
+    alerts
+        .iter()
+        .map(|alert| StreamEvent::new(StreamMessage::Alert { alert: alert.clone() }))
 }
 
 /// Resolves the record's alerts that are due at `now_ms` without a new event, the participant's
@@ -160,7 +178,7 @@ fn close_out(record: &mut Record, settings: &Settings, key: &ParticipantKey, now
         let metrics = record.metrics();
         write_history(record, &mut commit, metrics);
     }
-    Planned { commit, alerts }
+    Planned::new(commit, alerts)
 }
 
 /// Applies `batch` to the `loaded` record at `now_ms`; `Err` is the rate limit's wait.
@@ -174,16 +192,16 @@ fn plan_ingest(
 ) -> Result<(Planned, IngestOutcome), u64> {
     let stored = loaded.record.is_some();
     let mut record = loaded.record.unwrap_or_default();
-    let mut planned = Planned {
-        commit: Commit::new(
+    let mut planned = Planned::new(
+        Commit::new(
             key.clone(),
             loaded.version,
             next_version(loaded.version, now_ms),
             None,
             now_ms,
         ),
-        alerts: Vec::new(),
-    };
+        Vec::new(),
+    );
     if stored && record.expired(now_ms, live_ttl_ms) {
         // The participant is back after its live state expired: it starts over.
         let closed = close_out(&mut record, settings, key, now_ms);
@@ -213,6 +231,7 @@ fn plan_ingest(
     record.last_seen = record.last_seen.max(now_ms);
     let participant = record.view(&key.participant_id);
     let commit = &mut planned.commit;
+    let mut metrics_event = Vec::new();
     if !applied.is_empty() {
         let metrics = &participant.metrics;
         planned.alerts.extend(alerts::evaluate(
@@ -234,7 +253,14 @@ fn plan_ingest(
         // The admin stream (and the history): now, or when the participant's window ends (the
         // sweeper).
         if now_ms >= record.gate.until {
-            publish_state(&mut record, commit, key, now_ms, settings.metrics_interval_ms());
+            publish_state(
+                &mut record,
+                commit,
+                &mut metrics_event,
+                key,
+                now_ms,
+                settings.metrics_interval_ms(),
+            );
         } else {
             record.gate.held = true;
         }
@@ -247,11 +273,10 @@ fn plan_ingest(
     let due = next_due(&record, &settings.alerts, live_ttl_ms);
     commit.due = schedule(&mut record, due, false);
     commit.alerts.clone_from(&planned.alerts);
-    // Alerts first, then the metrics that raised them.
-    let metrics_text = std::mem::take(&mut commit.publish);
-    commit.publish.extend(alert_texts(&planned.alerts));
-    commit.publish.extend(metrics_text);
     commit.record = Some(record);
+    // Alerts first, then the metrics that raised them.
+    planned.stream.extend(alert_events(&planned.alerts));
+    planned.stream.extend(metrics_event);
     let outcome = IngestOutcome {
         accepted: unique_seqs(batch),
         applied,
@@ -272,10 +297,7 @@ fn plan_sweep(
         // The record is gone (expired in Redis): only its index entry is left.
         let mut commit = Commit::new(key.clone(), loaded.version, 0, None, now_ms);
         commit.due = DueChange::Clear;
-        return Some(Planned {
-            commit,
-            alerts: Vec::new(),
-        });
+        return Some(Planned::new(commit, Vec::new()));
     };
     if record.expired(now_ms, live_ttl_ms) {
         let mut planned = close_out(&mut record, settings, key, now_ms);
@@ -287,7 +309,7 @@ fn plan_sweep(
         };
         index_turn(&mut record, &mut planned.commit);
         planned.commit.alerts.clone_from(&planned.alerts);
-        planned.commit.publish.extend(alert_texts(&planned.alerts));
+        planned.stream.extend(alert_events(&planned.alerts));
         return Some(planned);
     }
     let expires_at = record.last_seen.saturating_add(live_ttl_ms);
@@ -300,16 +322,23 @@ fn plan_sweep(
         now_ms,
     );
     commit.relayed = turn::close_idle(&mut record.derived.relay, now_ms);
-    commit.publish.extend(alert_texts(&alerts));
+    let mut stream: Vec<_> = alert_events(&alerts).collect();
     if record.gate.held && now_ms >= record.gate.until {
-        publish_state(&mut record, &mut commit, key, now_ms, settings.metrics_interval_ms());
+        publish_state(
+            &mut record,
+            &mut commit,
+            &mut stream,
+            key,
+            now_ms,
+            settings.metrics_interval_ms(),
+        );
     }
     index_turn(&mut record, &mut commit);
     let due = next_due(&record, &settings.alerts, live_ttl_ms);
     commit.due = schedule(&mut record, due, true);
     if alerts.is_empty()
         && commit.relayed.is_none()
-        && commit.publish.is_empty()
+        && stream.is_empty()
         && commit.history.is_empty()
         && commit.due == DueChange::Keep
     {
@@ -317,7 +346,7 @@ fn plan_sweep(
     }
     commit.alerts.clone_from(&alerts);
     commit.record = Some(record);
-    Some(Planned { commit, alerts })
+    Some(Planned { commit, alerts, stream })
 }
 
 /// Commits what `plan` makes of the participant's record, again (with the record then stored)
@@ -336,13 +365,13 @@ async fn transact<T>(
         // Stream messages: published by the commit itself when the store is on the stream's
         // Redis (tagged, so that this process's admins get them at once after the commit and
         // not a second time from Redis), else published after it.
-        let texts = std::mem::take(&mut planned.commit.publish);
+        let events = std::mem::take(&mut planned.stream);
         let mut tagged = Vec::new();
         match state.publish_channel.as_deref() {
-            Some(channel) if !texts.is_empty() => {
+            Some(channel) if !events.is_empty() => {
                 planned.commit.publish_channel = Some(channel.to_owned());
-                for text in &texts {
-                    let (seq, text) = state.hub.tag(text);
+                for event in &events {
+                    let (seq, text) = state.hub.tag(event.text());
                     planned.commit.publish.push(text);
                     tagged.push(seq);
                 }
@@ -352,12 +381,12 @@ async fn transact<T>(
         match state.store.commit(planned.commit).await? {
             CommitOutcome::Committed => {
                 if tagged.is_empty() {
-                    for text in texts {
-                        state.hub.publish(text).await;
+                    for event in events {
+                        state.hub.publish(event).await;
                     }
                 } else {
-                    for (seq, text) in tagged.into_iter().zip(texts) {
-                        state.hub.deliver_once(seq, text);
+                    for (seq, event) in tagged.into_iter().zip(events) {
+                        state.hub.deliver_once(seq, event);
                     }
                 }
                 for alert in &planned.alerts {
@@ -500,8 +529,8 @@ mod tests {
         }
     }
 
-    fn metrics_of(text: &str) -> serde_json::Value {
-        serde_json::from_str(text).unwrap()
+    fn metrics_of(event: &StreamEvent) -> serde_json::Value {
+        serde_json::from_str(event.text()).unwrap()
     }
 
     #[tokio::test]

@@ -16,7 +16,7 @@
 
 use crate::alerts::AlertRecord;
 use crate::store::{ParticipantView, StreamText};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -34,23 +34,47 @@ const CHANNEL_CAPACITY: usize = 4096;
 const LOCAL_ALERTS_CAPACITY: usize = 1024;
 
 /// One stream message.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "lowercase")]
-pub enum StreamMessage<'a> {
+pub enum StreamMessage {
     /// An alert raised or resolved. Nested, because the record's own `type` is the alert kind.
-    Alert { alert: &'a AlertRecord },
+    Alert { alert: AlertRecord },
     /// A participant's merged metrics (with `participant_id`, `label`, `last_seen`, `last_seq`).
     Metrics {
-        meeting_id: &'a str,
+        meeting_id: String,
         #[serde(flatten)]
-        participant: &'a ParticipantView,
+        participant: ParticipantView,
     },
 }
 
-impl StreamMessage<'_> {
+/// A stream message as the hub carries it: typed, for receivers that translate it (Socket.IO),
+/// with its JSON text made once, for those that send it as it is (WebSockets, Redis). Shared, not
+/// copied, by every receiver.
+#[derive(Debug, PartialEq)]
+pub struct StreamEvent {
+    pub message: StreamMessage,
+    text: StreamText,
+}
+
+impl StreamEvent {
+    /// The event of `message`, serialized now.
+    pub fn new(message: StreamMessage) -> Arc<Self> {
+        let text = StreamText::from(serde_json::to_string(&message).expect("plain data always serializes"));
+        Arc::new(Self { message, text })
+    }
+
+    /// The event another process published as `text`; `None` for what is not a stream message.
+    pub fn parse(text: &str) -> Option<Arc<Self>> {
+        let message = serde_json::from_str(text).ok()?;
+        Some(Arc::new(Self {
+            message,
+            text: StreamText::from(text),
+        }))
+    }
+
     /// The message as sent.
-    pub fn text(&self) -> StreamText {
-        StreamText::from(serde_json::to_string(self).expect("plain data always serializes"))
+    pub fn text(&self) -> &StreamText {
+        &self.text
     }
 }
 
@@ -110,7 +134,7 @@ fn untag(payload: &str) -> Option<(u64, u64, &str)> {
 
 /// Per-process fan-out of stream messages.
 pub struct Hub {
-    sender: broadcast::Sender<StreamText>,
+    sender: broadcast::Sender<Arc<StreamEvent>>,
     redis: Option<RedisFanout>,
     claims: Arc<Claims>,
     /// Alerts raised or resolved by this process only (not those of other processes arriving
@@ -186,14 +210,14 @@ impl Hub {
     }
 
     /// A receiver of every message from now on.
-    pub fn subscribe(&self) -> broadcast::Receiver<StreamText> {
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<StreamEvent>> {
         self.sender.subscribe()
     }
 
-    /// Hands a serialized message to this process's admins (the feed point of any source).
-    pub fn deliver(&self, text: StreamText) {
+    /// Hands a message to this process's admins (the feed point of any source).
+    pub fn deliver(&self, event: Arc<StreamEvent>) {
         // No receiver (no admin connected) is not an error.
-        let _ = self.sender.send(text);
+        let _ = self.sender.send(event);
     }
 
     /// A receiver of the alerts raised or resolved by this process from now on (each alert
@@ -215,12 +239,12 @@ impl Hub {
     }
 
     /// Sends a message to every admin: here at once, and through Redis to every other process.
-    pub async fn publish(&self, text: StreamText) {
+    pub async fn publish(&self, event: Arc<StreamEvent>) {
         match &self.redis {
-            None => self.deliver(text),
+            None => self.deliver(event),
             Some(fanout) => {
-                let (seq, tagged) = self.tag(&text);
-                self.deliver_once(seq, text);
+                let (seq, tagged) = self.tag(event.text());
+                self.deliver_once(seq, event);
                 if let Err(error) = fanout.publish(&tagged).await {
                     tracing::warn!(%error, "stream: cannot publish to Redis");
                 }
@@ -239,9 +263,9 @@ impl Hub {
 
     /// Hands this process's tagged message `seq` to its admins unless the Redis subscriber
     /// brought it back first (and then forgets it when the subscriber does).
-    pub(crate) fn deliver_once(&self, seq: u64, text: StreamText) {
+    pub(crate) fn deliver_once(&self, seq: u64, event: Arc<StreamEvent>) {
         if self.claims.claim(seq) {
-            self.deliver(text);
+            self.deliver(event);
         }
     }
 }
@@ -289,7 +313,7 @@ impl RedisFanout {
 async fn subscribe_loop(
     client: redis::Client,
     channel: String,
-    sender: broadcast::Sender<StreamText>,
+    sender: broadcast::Sender<Arc<StreamEvent>>,
     claims: Arc<Claims>,
     ready: watch::Sender<bool>,
 ) {
@@ -315,7 +339,12 @@ async fn subscribe_loop(
                             Some((_, _, text)) => text,
                             None => payload,
                         };
-                        let _ = sender.send(StreamText::from(text));
+                        match StreamEvent::parse(text) {
+                            Some(event) => {
+                                let _ = sender.send(event);
+                            }
+                            None => tracing::debug!("stream: a message on the Redis channel is not a stream message"),
+                        }
                     }
                     ready.send_replace(false);
                     tracing::warn!("stream: Redis subscription ended; reconnecting");
@@ -354,17 +383,21 @@ mod tests {
     fn a_tagged_message_is_delivered_once_whichever_way_comes_first() {
         let hub = Hub::local();
         let mut messages = hub.subscribe();
-        let (first, tagged) = hub.tag(r#"{"type":"alert"}"#);
+        let event = StreamEvent::new(StreamMessage::Metrics {
+            meeting_id: "m".into(),
+            participant: participant(1, 40.0),
+        });
+        let (first, tagged) = hub.tag(event.text());
         let (origin, seq, text) = untag(&tagged).unwrap();
-        assert_eq!((origin, seq, text), (hub.claims.origin, first, r#"{"type":"alert"}"#));
+        assert_eq!((origin, seq, text), (hub.claims.origin, first, event.text().as_str()));
         // The committer first: the copy coming back from Redis is dropped.
-        hub.deliver_once(first, StreamText::from(text));
+        hub.deliver_once(first, StreamEvent::parse(text).unwrap());
         assert!(!hub.claims.claim(first));
         // Redis first: the committer does not deliver it again.
         let (second, _) = hub.tag("{}");
         assert!(hub.claims.claim(second));
-        hub.deliver_once(second, StreamText::from("{}"));
-        assert_eq!(messages.try_recv().unwrap().as_str(), r#"{"type":"alert"}"#);
+        hub.deliver_once(second, event.clone());
+        assert_eq!(messages.try_recv().unwrap(), event);
         assert!(messages.try_recv().is_err());
         assert!(hub.claims.delivered.lock().unwrap().is_empty(), "nothing left to match");
         // Plain JSON (untagged) passes as it is; another hub has another origin.
@@ -384,17 +417,26 @@ mod tests {
             message: "loss".into(),
             cost: None,
         };
-        let alert = json(&StreamMessage::Alert { alert: &record }.text());
+        let event = StreamEvent::new(StreamMessage::Alert { alert: record.clone() });
+        assert_eq!(
+            StreamEvent::parse(event.text()),
+            Some(event.clone()),
+            "read back as written"
+        );
+        let alert = json(event.text());
         assert_eq!(alert["type"], "alert");
         assert_eq!(alert["alert"], serde_json::to_value(&record).unwrap());
         let p = participant(3, 120.0);
-        let metrics = json(
-            &StreamMessage::Metrics {
-                meeting_id: "m",
-                participant: &p,
-            }
-            .text(),
+        let event = StreamEvent::new(StreamMessage::Metrics {
+            meeting_id: "m".into(),
+            participant: p,
+        });
+        assert_eq!(
+            StreamEvent::parse(event.text()),
+            Some(event.clone()),
+            "read back as written"
         );
+        let metrics = json(event.text());
         assert_eq!(metrics["type"], "metrics");
         assert_eq!(metrics["meeting_id"], "m");
         assert_eq!(metrics["participant_id"], "p");

@@ -2,7 +2,6 @@
 
 pub mod lab;
 pub mod proxy;
-pub mod redis;
 
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{json, Value};

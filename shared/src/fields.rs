@@ -5,7 +5,8 @@
 //! (every field present, null when unknown, for admin clients), [`FIELD_NAMES`] and
 //! [`FIELD_COUNT`], the delta and last-writer-wins merge rules, the range checks, and
 //! [`MetricsView::values`], which hands each field to exports (CSV) and other protocols
-//! (Socket.IO) by name. A new field is one line here.
+//! (Socket.IO) by name, [`MetricsFields::set_json`], which reads one field by name, and
+//! [`FIELD_INFO`], how the dashboard shows each field. A new field is one line here.
 
 use crate::quality::QualityClass;
 use serde::{Deserialize, Serialize};
@@ -63,6 +64,96 @@ impl AsFieldValue for QualityClass {
     }
 }
 
+/// What a JSON value for a field of this type must be, in words (for error messages).
+pub trait FieldType {
+    const EXPECTED: &'static str;
+}
+
+impl FieldType for f64 {
+    const EXPECTED: &'static str = "a number";
+}
+
+impl FieldType for bool {
+    const EXPECTED: &'static str = "true or false";
+}
+
+impl FieldType for String {
+    const EXPECTED: &'static str = "a string";
+}
+
+impl FieldType for QualityClass {
+    const EXPECTED: &'static str = "excellent, good, fair or poor";
+}
+
+/// How the dashboard draws a field's value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ShowKind {
+    /// A number with `decimals` digits after the point.
+    Number,
+    /// The quality class (a coloured cell; 1 poor to 4 excellent in a chart).
+    Quality,
+    /// The relay flag, shown with the relay details ("yes tcp turn.example.org" or "no").
+    Relay,
+    /// A relay detail: no column of its own, part of the relay cell.
+    Detail,
+}
+
+/// How the dashboard shows one field: served to it as JSON ([`FIELD_INFO`]), so its table and
+/// charts follow the declaration.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Show {
+    /// The column heading (and chart title); `None` for a field shown inside another's cell.
+    pub label: Option<&'static str>,
+    /// Position among the table's columns, left to right (0 for no column).
+    pub column: u8,
+    pub kind: ShowKind,
+    /// Digits after the decimal point.
+    pub decimals: u8,
+    /// The id of the history chart that draws the field (`figure[data-chart=...]`), if any.
+    pub chart: Option<&'static str>,
+}
+
+impl Show {
+    const fn number(column: u8, label: &'static str, decimals: u8, chart: Option<&'static str>) -> Self {
+        Self {
+            label: Some(label),
+            column,
+            kind: ShowKind::Number,
+            decimals,
+            chart,
+        }
+    }
+
+    const fn of(kind: ShowKind, column: u8, label: Option<&'static str>, chart: Option<&'static str>) -> Self {
+        Self {
+            label,
+            column,
+            kind,
+            decimals: 0,
+            chart,
+        }
+    }
+}
+
+/// A field's name and how the dashboard shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct FieldInfo {
+    pub name: &'static str,
+    #[serde(flatten)]
+    pub show: Show,
+}
+
+/// Why a field read by name ([`MetricsFields::set_json`]) was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SetFieldError {
+    #[error("no metric field is named {0}")]
+    Unknown(String),
+    /// The value has the wrong type; `expected` says what it must be.
+    #[error("{name} must be {expected}")]
+    WrongType { name: &'static str, expected: &'static str },
+}
+
 /// Why an ingested metric field was refused: the message names the field and the rule.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum FieldError {
@@ -115,7 +206,7 @@ impl Check {
 }
 
 macro_rules! metric_fields {
-    ($( $(#[doc = $doc:literal])* $name:ident : $ty:ty => $check:expr ),* $(,)?) => {
+    ($( $(#[doc = $doc:literal])* $name:ident : $ty:ty => $check:expr, $show:expr );* $(;)?) => {
         /// The metrics of a participant as they travel. In a delta event an absent field is
         /// unchanged; in a full event an absent field is unknown.
         #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -142,6 +233,8 @@ macro_rules! metric_fields {
         pub const FIELD_NAMES: [&str; FIELD_COUNT] = [$(stringify!($name)),*];
         /// How many metric fields there are.
         pub const FIELD_COUNT: usize = [$(stringify!($name)),*].len();
+        /// Every field with how the dashboard shows it, in [`FIELD_NAMES`] order.
+        pub const FIELD_INFO: [FieldInfo; FIELD_COUNT] = [$( FieldInfo { name: stringify!($name), show: $show } ),*];
 
         impl MetricsFields {
             /// The fields of `self` that differ from `before`.
@@ -183,6 +276,24 @@ macro_rules! metric_fields {
                 won
             }
 
+            /// Sets the field named `name` from a JSON value of its type (unchecked: see
+            /// [`validate`](Self::validate)).
+            pub fn set_json(&mut self, name: &str, value: &serde_json::Value) -> Result<(), SetFieldError> {
+                match name {
+                    $(
+                        stringify!($name) => {
+                            let parsed = <$ty>::deserialize(value).map_err(|_| SetFieldError::WrongType {
+                                name: stringify!($name),
+                                expected: <$ty as FieldType>::EXPECTED,
+                            })?;
+                            self.$name = Some(parsed);
+                            Ok(())
+                        }
+                    )*
+                    other => Err(SetFieldError::Unknown(other.to_owned())),
+                }
+            }
+
             /// Checks ranges and lengths; the error names the offending field.
             pub fn validate(&self) -> Result<(), FieldError> {
                 $(
@@ -216,18 +327,18 @@ macro_rules! metric_fields {
 }
 
 metric_fields! {
-    upload_kbps: f64 => Check::Range(10_000_000.0),
-    download_kbps: f64 => Check::Range(10_000_000.0),
-    rtt_ms: f64 => Check::Range(600_000.0),
-    loss_pct: f64 => Check::Range(100.0),
-    jitter_ms: f64 => Check::Range(600_000.0),
-    quality: QualityClass => Check::Any,
-    mos: f64 => Check::Range(5.0),
-    using_relay: bool => Check::Any,
+    upload_kbps: f64 => Check::Range(10_000_000.0), Show::number(3, "Upload kbps", 0, Some("upload"));
+    download_kbps: f64 => Check::Range(10_000_000.0), Show::number(4, "Download kbps", 0, Some("download"));
+    rtt_ms: f64 => Check::Range(600_000.0), Show::number(5, "RTT ms", 0, Some("rtt"));
+    loss_pct: f64 => Check::Range(100.0), Show::number(6, "Loss %", 1, Some("loss"));
+    jitter_ms: f64 => Check::Range(600_000.0), Show::number(7, "Jitter ms", 1, Some("jitter"));
+    quality: QualityClass => Check::Any, Show::of(ShowKind::Quality, 1, Some("Quality"), Some("quality"));
+    mos: f64 => Check::Range(5.0), Show::number(2, "MOS", 2, None);
+    using_relay: bool => Check::Any, Show::of(ShowKind::Relay, 8, Some("TURN relay"), None);
     /// "udp", "tcp" or "tls".
-    relay_protocol: String => Check::OneOf(&["udp", "tcp", "tls"]),
+    relay_protocol: String => Check::OneOf(&["udp", "tcp", "tls"]), Show::of(ShowKind::Detail, 0, None, None);
     /// The TURN server's host name, never an address (see `privacy::turn_server_name`).
-    relay_server: String => Check::MaxLen(MAX_ID_LEN),
+    relay_server: String => Check::MaxLen(MAX_ID_LEN), Show::of(ShowKind::Detail, 0, None, None);
 }
 
 impl MetricsFields {
@@ -312,6 +423,49 @@ mod tests {
         }
         .validate()
         .is_ok());
+    }
+
+    #[test]
+    fn set_json_reads_a_field_by_name_with_its_type() {
+        let mut m = MetricsFields::default();
+        m.set_json("rtt_ms", &serde_json::json!(42)).unwrap();
+        m.set_json("quality", &serde_json::json!("fair")).unwrap();
+        m.set_json("using_relay", &serde_json::json!(true)).unwrap();
+        assert_eq!(
+            (m.rtt_ms, m.quality, m.using_relay),
+            (Some(42.0), Some(QualityClass::Fair), Some(true))
+        );
+        let wrong = |name, value| m.clone().set_json(name, &value).unwrap_err().to_string();
+        assert_eq!(wrong("rtt_ms", serde_json::json!("42")), "rtt_ms must be a number");
+        assert_eq!(
+            wrong("quality", serde_json::json!("great")),
+            "quality must be excellent, good, fair or poor"
+        );
+        assert_eq!(
+            wrong("using_relay", serde_json::json!(1)),
+            "using_relay must be true or false"
+        );
+        assert_eq!(wrong("nope", serde_json::json!(1)), "no metric field is named nope");
+    }
+
+    #[test]
+    fn the_dashboard_columns_are_one_each_from_one_and_charts_unique() {
+        let mut columns: Vec<u8> = FIELD_INFO.iter().map(|f| f.show.column).filter(|c| *c > 0).collect();
+        columns.sort_unstable();
+        assert_eq!(columns, (1..=columns.len() as u8).collect::<Vec<_>>());
+        for info in FIELD_INFO {
+            assert_eq!(info.show.label.is_some(), info.show.column > 0, "{}", info.name);
+        }
+        let charts: std::collections::BTreeSet<_> = FIELD_INFO.iter().filter_map(|f| f.show.chart).collect();
+        assert_eq!(
+            charts.len(),
+            FIELD_INFO.iter().filter(|f| f.show.chart.is_some()).count()
+        );
+        let json = serde_json::to_value(FIELD_INFO[2]).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"name": "rtt_ms", "label": "RTT ms", "column": 5, "kind": "number", "decimals": 0, "chart": "rtt"})
+        );
     }
 
     #[test]

@@ -7,7 +7,9 @@ use serde::{Deserialize, Serialize};
 /// Most events in one ingest batch.
 pub const MAX_EVENTS_PER_BATCH: usize = 100;
 
-pub use crate::fields::{FieldError, MetricsFields, MetricsView, FIELD_COUNT, FIELD_NAMES, MAX_ID_LEN};
+pub use crate::fields::{
+    FieldError, FieldInfo, MetricsFields, MetricsView, SetFieldError, FIELD_COUNT, FIELD_INFO, FIELD_NAMES, MAX_ID_LEN,
+};
 
 /// One event to the collector.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

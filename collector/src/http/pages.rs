@@ -8,8 +8,18 @@ use axum::http::header;
 use axum::response::{Html, IntoResponse};
 use axum::routing::get;
 use axum::{Json, Router};
+use std::sync::LazyLock;
+use vitals_shared::wire::FIELD_INFO;
 
 const DASHBOARD_HTML: &str = include_str!("../../static/dashboard.html");
+
+/// The dashboard with the metric fields it shows (`FIELD_INFO`) filled in, made once.
+static DASHBOARD: LazyLock<String> = LazyLock::new(|| {
+    let fields = serde_json::to_string(&FIELD_INFO).expect("plain data always serializes");
+    // In a <script> element, so "</" must not appear in the JSON (it does not: names and labels
+    // are the declaration's own words); escaped anyway.
+    DASHBOARD_HTML.replacen("__VITALS_FIELDS__", &fields.replace("</", "<\\/"), 1)
+});
 const DEMO_HTML: &str = include_str!("../../static/demo.html");
 
 /// The pages and the health routes.
@@ -43,11 +53,25 @@ async fn healthz() -> &'static str {
 }
 
 async fn dashboard() -> Html<&'static str> {
-    Html(DASHBOARD_HTML)
+    Html(DASHBOARD.as_str())
 }
 
 async fn demo() -> Html<&'static str> {
     Html(DEMO_HTML)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_dashboard_carries_the_field_declaration() {
+        let page = super::DASHBOARD.as_str();
+        assert!(!page.contains("__VITALS_FIELDS__"));
+        let start = page.find(r#"<script type="application/json" id="fields">"#).unwrap();
+        let json = &page[start..][page[start..].find('>').unwrap() + 1..];
+        let json = &json[..json.find("</script>").unwrap()];
+        let fields: serde_json::Value = serde_json::from_str(json).unwrap();
+        assert_eq!(fields, serde_json::to_value(super::FIELD_INFO).unwrap());
+    }
 }
 
 pub(super) async fn not_found() -> impl IntoResponse {

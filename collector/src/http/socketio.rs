@@ -29,8 +29,10 @@
 //!   every collector process sharing the Redis published, under the same 2 s limit.
 
 use super::auth::{self, Admin, Ingest};
+use crate::alerts::AlertState;
 use crate::clock::now_ms;
 use crate::state::AppState;
+use crate::stream::{StreamEvent, StreamMessage};
 use axum::http::{header, Method};
 use axum::Router;
 use serde_json::{json, Map, Value};
@@ -41,9 +43,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use tokio::sync::broadcast;
 use tower_http::cors::{Any, CorsLayer};
+use vitals_shared::fields::FieldValue;
 use vitals_shared::wire::Event;
-use vitals_shared::wire::{IngestBatch, MetricsFields, MAX_ID_LEN};
-use vitals_shared::QualityClass;
+use vitals_shared::wire::{IngestBatch, MetricsFields, SetFieldError, MAX_ID_LEN};
 
 /// The namespace of the call-metrics protocol.
 pub const NAMESPACE: &str = "/meeting-metrics";
@@ -260,46 +262,24 @@ fn parse_metrics(data: &Value, user: &str, seq: impl FnOnce(Option<u64>) -> u64)
 
 fn parse_fields(metrics: &Map<String, Value>) -> Result<MetricsFields, String> {
     let mut fields = MetricsFields::default();
-    for &(socket, _) in NUMBER_FIELDS {
-        let value = match metrics.get(socket) {
-            None | Some(Value::Null) => continue,
-            Some(Value::Number(n)) => n.as_f64(),
-            Some(_) => None,
-        };
-        let Some(value) = value else {
-            return Err(format!("metrics.{socket} must be a number"));
-        };
-        let slot = match socket {
-            "uploadBitrate" => &mut fields.upload_kbps,
-            "downloadBitrate" => &mut fields.download_kbps,
-            "latency" => &mut fields.rtt_ms,
-            _ => &mut fields.loss_pct,
-        };
-        *slot = Some(value);
-    }
-    match metrics.get("quality") {
-        None | Some(Value::Null) => {}
-        Some(value) => {
-            fields.quality = Some(
-                serde_json::from_value::<QualityClass>(value.clone())
-                    .map_err(|_| "metrics.quality must be excellent, good, fair or poor".to_owned())?,
-            );
+    for (socket, collector) in SOCKET_NAMES {
+        match metrics.get(socket) {
+            None | Some(Value::Null) => {}
+            Some(value) => fields.set_json(collector, value).map_err(|error| match error {
+                SetFieldError::WrongType { expected, .. } => format!("metrics.{socket} must be {expected}"),
+                other => other.to_string(),
+            })?,
         }
-    }
-    match metrics.get("usingRelay") {
-        None | Some(Value::Null) => {}
-        Some(Value::Bool(relay)) => fields.using_relay = Some(*relay),
-        Some(_) => return Err("metrics.usingRelay must be true or false".into()),
     }
     Ok(fields)
 }
 
 /// Translates the admin stream into the admin room's events until the hub goes away.
-async fn forward(io: SocketIo, mut messages: broadcast::Receiver<crate::store::StreamText>) {
+async fn forward(io: SocketIo, mut messages: broadcast::Receiver<Arc<StreamEvent>>) {
     loop {
         match messages.recv().await {
-            Ok(text) => {
-                let Some((event, payload)) = translate(&text) else {
+            Ok(message) => {
+                let Some((event, payload)) = translate(&message.message) else {
                     continue;
                 };
                 let Some(namespace) = io.of(NAMESPACE) else {
@@ -319,56 +299,69 @@ async fn forward(io: SocketIo, mut messages: broadcast::Receiver<crate::store::S
 
 /// One admin stream message as a Socket.IO event; `None` for what the protocol has no event for
 /// (a resolved alert).
-fn translate(text: &str) -> Option<(&'static str, Value)> {
-    let message: Value = serde_json::from_str(text).ok()?;
-    match message.get("type")?.as_str()? {
-        "alert" => {
-            let alert = message.get("alert")?;
-            if alert.get("state")?.as_str()? != "raised" {
+fn translate(message: &StreamMessage) -> Option<(&'static str, Value)> {
+    match message {
+        StreamMessage::Alert { alert } => {
+            if alert.state != AlertState::Raised {
                 return None;
             }
             let mut entry = json!({
-                "type": alert.get("type")?,
-                "severity": alert.get("severity")?,
-                "message": alert.get("message")?,
+                "type": alert.kind,
+                "severity": alert.severity,
+                "message": alert.message,
             });
-            if let Some(cost) = alert.get("cost").filter(|c| !c.is_null()) {
-                entry["cost"] = cost.clone();
+            if let Some(cost) = &alert.cost {
+                entry["cost"] = json!(cost);
             }
             Some((
                 "meeting:alerts",
                 json!({
-                    "meetingId": alert.get("meeting_id")?,
-                    "userId": alert.get("participant_id")?,
+                    "meetingId": alert.meeting_id,
+                    "userId": alert.participant_id,
                     "alerts": [entry],
-                    "timestamp": alert.get("at")?,
+                    "timestamp": alert.at,
                 }),
             ))
         }
-        "metrics" => {
+        StreamMessage::Metrics {
+            meeting_id,
+            participant,
+        } => {
+            let values = participant.metrics.values();
             let mut metrics = Map::new();
             for (socket, collector) in SOCKET_NAMES {
-                if let Some(value) = message.get(collector).filter(|v| !v.is_null()) {
-                    metrics.insert(socket.to_owned(), value.clone());
+                let value = values.iter().find(|(name, _)| *name == collector).and_then(|(_, v)| *v);
+                if let Some(value) = value {
+                    metrics.insert(socket.to_owned(), field_json(value));
                 }
             }
             Some((
                 "meeting:metrics:update",
                 json!({
-                    "meetingId": message.get("meeting_id")?,
-                    "userId": message.get("participant_id")?,
+                    "meetingId": meeting_id,
+                    "userId": participant.participant_id,
                     "metrics": metrics,
-                    "timestamp": message.get("last_seen")?,
+                    "timestamp": participant.last_seen,
                 }),
             ))
         }
-        _ => None,
+    }
+}
+
+/// A field's value as JSON, as the collector's own API writes it.
+fn field_json(value: FieldValue<'_>) -> Value {
+    match value {
+        FieldValue::Number(x) => json!(x),
+        FieldValue::Bool(b) => json!(b),
+        FieldValue::Text(s) => json!(s),
+        FieldValue::Quality(q) => json!(q),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use vitals_shared::QualityClass;
 
     #[test]
     fn socket_names_are_collector_fields() {
@@ -429,6 +422,10 @@ mod tests {
         let b = batch(json!({"meetingId": "m", "metrics": {"packetLoss": 101}})).unwrap();
         let error = socket_names(&crate::http::ingest::validate(&b).unwrap_err());
         assert!(error.contains("metrics.packetLoss"), "{error}");
+    }
+
+    fn translate(text: &str) -> Option<(&'static str, Value)> {
+        super::translate(&StreamEvent::parse(text).expect("a stream message").message)
     }
 
     #[test]

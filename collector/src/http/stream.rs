@@ -2,12 +2,13 @@
 
 use super::auth::StreamToken;
 use crate::state::AppState;
-use crate::store::StreamText;
+use crate::stream::StreamEvent;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
 use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
+use std::sync::Arc;
 use tokio::sync::broadcast;
 
 /// The stream route.
@@ -22,12 +23,12 @@ async fn handler(State(state): State<AppState>, _token: StreamToken, upgrade: We
     upgrade.on_upgrade(move |socket| forward(socket, messages))
 }
 
-async fn forward(mut socket: WebSocket, mut messages: broadcast::Receiver<StreamText>) {
+async fn forward(mut socket: WebSocket, mut messages: broadcast::Receiver<Arc<StreamEvent>>) {
     loop {
         tokio::select! {
             message = messages.recv() => match message {
-                Ok(text) => {
-                    if socket.send(Message::Text(text.as_str().into())).await.is_err() {
+                Ok(event) => {
+                    if socket.send(Message::Text(event.text().as_str().into())).await.is_err() {
                         return;
                     }
                 }

@@ -71,7 +71,7 @@ pub struct IngestOutcome {
 }
 
 /// One participant as the admin API shows it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ParticipantView {
     pub participant_id: String,
     pub label: Option<String>,

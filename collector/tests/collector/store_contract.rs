@@ -931,11 +931,11 @@ async fn alerts_resolve_without_a_new_event(backend: &Backend) {
     while stream.try_recv().is_ok() {}
     assert_eq!(process.state.sweep(t0 + 1_999).await.unwrap(), 0);
     assert_eq!(process.state.sweep(t0 + 2_000).await.unwrap(), 1);
-    let held: serde_json::Value = serde_json::from_str(stream.try_recv().unwrap().as_str()).unwrap();
+    let held: serde_json::Value = serde_json::from_str(stream.try_recv().unwrap().text().as_str()).unwrap();
     assert_eq!((&held["type"], &held["rtt_ms"]), (&"metrics".into(), &50.0.into()));
     assert_eq!(process.state.sweep(t0 + 10_999).await.unwrap(), 0);
     assert_eq!(process.state.sweep(t0 + 11_000).await.unwrap(), 1);
-    let message: serde_json::Value = serde_json::from_str(stream.try_recv().unwrap().as_str()).unwrap();
+    let message: serde_json::Value = serde_json::from_str(stream.try_recv().unwrap().text().as_str()).unwrap();
     assert_eq!(
         (
             &message["alert"]["type"],

@@ -19,8 +19,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::AbortHandle;
 use vitals_collector::store::LIVE_TTL_MS;
+use vitals_collector::testing::TestRedis;
 use vitals_collector::{AppState, Secret};
-use vitals_e2e::redis::TestRedis;
 use vitals_e2e::{Browser, Collector, ADMIN_TOKEN, INGEST_KEY};
 
 /// How long the extension's side may take to react (Chromium on two busy cores is slow; a

@@ -1,16 +1,24 @@
-//! A real Redis for the browser tests that run the collector over the Redis store.
+//! Test support (feature `testing`): a real Redis per test, for this crate's tests and the e2e crate's.
 //!
 //! Redis comes from `VITALS_TEST_REDIS_URL` when set (each test then uses its own key prefix);
 //! otherwise each test starts its own `redis-server` on a free loopback port and stops it when
-//! done, so the tests never skip silently. The collector's own tests have the same helper in
-//! collector/tests/collector/support.rs (imports point from here to the collector, never back,
-//! so the two cannot share it).
+//! done, so `cargo test` alone runs the Redis tests and they never skip silently.
 
-use crate::free_port;
-use std::process::{Child, Command, Stdio};
+use crate::store::{RedisOptions, RedisStore};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
-use vitals_collector::store::{RedisOptions, RedisStore};
+
+/// Why a Redis did not become ready.
+#[derive(Debug, thiserror::Error)]
+enum NotReady {
+    #[error("not a Redis URL: {0}")]
+    Url(#[from] redis::RedisError),
+    #[error("redis-server exited: {0}")]
+    Exited(ExitStatus),
+    #[error("no Redis answered at {0}")]
+    NoAnswer(String),
+}
 
 /// A Redis for one test: either the external one, or a `redis-server` this test owns.
 pub struct TestRedis {
@@ -29,6 +37,14 @@ impl Drop for TestRedis {
     }
 }
 
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 fn unique_prefix() -> String {
     static COUNTER: AtomicU32 = AtomicU32::new(0);
     let nanos = std::time::SystemTime::now()
@@ -43,8 +59,8 @@ fn unique_prefix() -> String {
 }
 
 /// Waits until a Redis at `url` answers PING.
-async fn wait_ready(url: &str, server: &mut Option<Child>) -> Result<(), String> {
-    let client = redis::Client::open(url).map_err(|e| e.to_string())?;
+async fn wait_ready(url: &str, server: &mut Option<Child>) -> Result<(), NotReady> {
+    let client = redis::Client::open(url)?;
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         if let Ok(mut connection) = client.get_multiplexed_async_connection().await {
@@ -54,11 +70,11 @@ async fn wait_ready(url: &str, server: &mut Option<Child>) -> Result<(), String>
         }
         if let Some(child) = server {
             if let Ok(Some(status)) = child.try_wait() {
-                return Err(format!("redis-server exited: {status}"));
+                return Err(NotReady::Exited(status));
             }
         }
         if Instant::now() > deadline {
-            return Err(format!("no Redis answered at {url}"));
+            return Err(NotReady::NoAnswer(url.to_owned()));
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -78,7 +94,7 @@ impl TestRedis {
             };
         }
         // The free port can be taken between probing and binding; try a few.
-        let mut last_error = String::new();
+        let mut last_error = None;
         for _ in 0..5 {
             let port = free_port();
             let child = Command::new("redis-server")
@@ -97,23 +113,38 @@ impl TestRedis {
             };
             match wait_ready(&redis.url.clone(), &mut redis.server).await {
                 Ok(()) => return redis,
-                Err(e) => last_error = e,
+                Err(e) => last_error = Some(e),
             }
         }
-        panic!("could not start redis-server: {last_error}");
+        panic!("could not start redis-server: {}", last_error.expect("tried"));
     }
 
-    /// The Redis store over this server, under this test's key prefix, with live state kept for
-    /// `live_ttl_ms`.
     pub fn store(&self, live_ttl_ms: u64) -> RedisStore {
+        self.store_with_retention(live_ttl_ms, RedisOptions::default().retention_ms)
+    }
+
+    /// A store that keeps history, alerts and TURN usage for `retention_ms`.
+    pub fn store_with_retention(&self, live_ttl_ms: u64, retention_ms: u64) -> RedisStore {
         RedisStore::new(
             &self.url,
             RedisOptions {
                 key_prefix: self.key_prefix.clone(),
                 live_ttl_ms,
+                retention_ms,
                 ..RedisOptions::default()
             },
         )
         .expect("Redis store")
+    }
+
+    /// Stops the server this test owns (to test an unreachable store).
+    pub fn stop(&mut self) {
+        let server = self.server.as_mut().expect("only an owned redis-server can be stopped");
+        let _ = server.kill();
+        let _ = server.wait();
+    }
+
+    pub fn owns_server(&self) -> bool {
+        self.server.is_some()
     }
 }
