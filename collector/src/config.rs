@@ -90,15 +90,15 @@ pub struct ServeArgs {
 #[derive(Debug, Clone, PartialEq)]
 pub struct SeverityList(pub Vec<crate::alerts::Severity>);
 
-fn severities(text: &str) -> Result<SeverityList, String> {
+fn severities(text: &str) -> Result<SeverityList, crate::webhook::WebhookError> {
     crate::webhook::parse_severities(text).map(SeverityList)
 }
 
 /// A finite number from 0 up.
-fn non_negative(text: &str) -> Result<f64, String> {
+fn non_negative(text: &str) -> Result<f64, ConfigError> {
     match text.trim().parse::<f64>() {
         Ok(value) if value.is_finite() && value >= 0.0 => Ok(value),
-        _ => Err(format!("{text:?} is not a number from 0 up")),
+        _ => Err(ConfigError::NotNonNegative(text.to_owned())),
     }
 }
 
@@ -107,6 +107,10 @@ fn non_negative(text: &str) -> Result<f64, String> {
 pub enum ConfigError {
     #[error("{0} is not set: give it as --{1} or in the environment (scripts/run generates one)")]
     MissingSecret(&'static str, &'static str),
+    #[error("{0:?} is not a number from 0 up")]
+    NotNonNegative(String),
+    #[error(transparent)]
+    Webhook(#[from] crate::webhook::WebhookError),
 }
 
 impl ServeArgs {
@@ -140,7 +144,7 @@ impl ServeArgs {
     }
 
     /// The webhook notifier, if a URL is set.
-    pub fn webhook(&self) -> Result<Option<crate::webhook::Webhook>, String> {
+    pub fn webhook(&self) -> Result<Option<crate::webhook::Webhook>, crate::webhook::WebhookError> {
         self.webhook_url
             .as_ref()
             .map(|url| crate::webhook::Webhook::new(url.expose(), self.webhook_severities.0.clone()))

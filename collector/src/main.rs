@@ -6,7 +6,7 @@ use clap::Parser;
 use std::process::ExitCode;
 use std::sync::Arc;
 use tracing_subscriber::EnvFilter;
-use vitals_collector::config::{Cli, Command, ServeArgs};
+use vitals_collector::config::{Cli, Command, ConfigError, ServeArgs};
 use vitals_collector::store::{MemoryStore, RedisOptions, RedisStore, Store, LIVE_TTL_MS};
 use vitals_collector::stream::RedisFanout;
 use vitals_collector::AppState;
@@ -41,8 +41,28 @@ fn analyze_command(file: &std::path::Path) -> ExitCode {
     }
 }
 
-async fn serve(args: ServeArgs) -> Result<(), String> {
-    let (ingest_key, admin_token) = args.secrets().map_err(|e| e.to_string())?;
+/// Why the collector could not start or stopped serving.
+#[derive(Debug, thiserror::Error)]
+enum ServeError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Webhook(#[from] vitals_collector::webhook::WebhookError),
+    #[error(transparent)]
+    Store(#[from] vitals_collector::store::StoreError),
+    #[error("Redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    #[error("cannot listen on {address}: {source}")]
+    Listen {
+        address: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("server error: {0}")]
+    Server(#[source] std::io::Error),
+}
+
+async fn serve(args: ServeArgs) -> Result<(), ServeError> {
+    let (ingest_key, admin_token) = args.secrets()?;
     let webhook = args.webhook()?;
     let store: Arc<dyn Store> = match &args.redis_url {
         Some(url) => {
@@ -50,7 +70,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
                 retention_ms: args.retention_ms(),
                 ..RedisOptions::default()
             };
-            let store = RedisStore::new(url.expose(), options).map_err(|e| e.to_string())?;
+            let store = RedisStore::new(url.expose(), options)?;
             // Not fatal: ingest answers 503 until Redis is reachable, and the client retries.
             match store.ping().await {
                 Ok(()) => tracing::info!("store: Redis"),
@@ -65,12 +85,15 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     };
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
-        .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
+        .map_err(|source| ServeError::Listen {
+            address: args.listen,
+            source,
+        })?;
     tracing::info!("listening on http://{}", args.listen);
     let mut state = AppState::new(store, ingest_key, admin_token).with_settings(args.settings());
     if let Some(url) = &args.redis_url {
         // Admins connected to any process sharing this Redis see every alert and update.
-        let fanout = RedisFanout::new(url.expose(), &RedisOptions::default().key_prefix).map_err(|e| e.to_string())?;
+        let fanout = RedisFanout::new(url.expose(), &RedisOptions::default().key_prefix)?;
         state = state.with_stream_fanout(fanout);
     }
     if let Some(webhook) = webhook {
@@ -79,7 +102,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     }
     vitals_collector::serve_with_shutdown(listener, state, shutdown_signal())
         .await
-        .map_err(|e| format!("server error: {e}"))
+        .map_err(ServeError::Server)
 }
 
 /// Completes on Ctrl-C or SIGTERM, so in-flight requests finish before the process exits.

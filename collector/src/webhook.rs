@@ -44,38 +44,53 @@ impl std::fmt::Debug for Webhook {
     }
 }
 
+/// Why a webhook setting was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum WebhookError {
+    #[error("{0:?} is not a severity (info, warning or critical)")]
+    NotASeverity(String),
+    #[error("no severity given (info, warning or critical)")]
+    NoSeverity,
+    #[error("the webhook URL is not a URL")]
+    NotAUrl,
+    #[error("the webhook URL must be an http:// or https:// URL")]
+    NotHttp,
+    #[error("cannot start the webhook's HTTP client: {0}")]
+    Client(#[source] reqwest::Error),
+}
+
 /// Parses `critical,warning`-style lists (case-insensitive, blanks ignored); at least one.
-pub fn parse_severities(text: &str) -> Result<Vec<Severity>, String> {
+pub fn parse_severities(text: &str) -> Result<Vec<Severity>, WebhookError> {
     let mut severities = Vec::new();
     for name in text.split(',').map(str::trim).filter(|name| !name.is_empty()) {
         let severity = match name.to_ascii_lowercase().as_str() {
             "info" => Severity::Info,
             "warning" => Severity::Warning,
             "critical" => Severity::Critical,
-            _ => return Err(format!("{name:?} is not a severity (info, warning or critical)")),
+            _ => return Err(WebhookError::NotASeverity(name.to_owned())),
         };
         if !severities.contains(&severity) {
             severities.push(severity);
         }
     }
     if severities.is_empty() {
-        return Err("no severity given (info, warning or critical)".into());
+        return Err(WebhookError::NoSeverity);
     }
     Ok(severities)
 }
 
 impl Webhook {
     /// Posts raised alerts of `severities` to `url` (http or https).
-    pub fn new(url: &str, severities: Vec<Severity>) -> Result<Self, String> {
-        let url = Url::parse(url).map_err(|_| "the webhook URL is not a URL".to_owned())?;
+    pub fn new(url: &str, severities: Vec<Severity>) -> Result<Self, WebhookError> {
+        let url = Url::parse(url).map_err(|_| WebhookError::NotAUrl)?;
         if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
-            return Err("the webhook URL must be an http:// or https:// URL".into());
+            return Err(WebhookError::NotHttp);
         }
         let client = Client::builder()
             .timeout(ATTEMPT_TIMEOUT)
             .user_agent("call-vitals-collector")
             .build()
-            .map_err(|error| format!("cannot start the webhook's HTTP client: {error}"))?;
+            .map_err(WebhookError::Client)?;
         Ok(Self {
             url,
             client,

@@ -37,10 +37,32 @@ pub fn now_ms() -> f64 {
     js_sys::Date::now()
 }
 
-fn to_js<T: Serialize>(value: &T) -> Result<JsValue, String> {
+/// Why a call to the browser failed: the message is the browser's (or the converter's).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BrowserError {
+    /// A browser API threw or its promise was rejected.
+    #[error("{0}")]
+    Api(String),
+    /// A value could not be converted to or from JavaScript.
+    #[error("{0}")]
+    Convert(String),
+}
+
+impl BrowserError {
+    /// The error a browser API threw or rejected with (its `message`, or the thrown string).
+    pub fn api(e: &JsValue) -> Self {
+        Self::Api(
+            e.as_string()
+                .or_else(|| js_sys::Reflect::get(e, &"message".into()).ok()?.as_string())
+                .unwrap_or_else(|| "unknown error".to_string()),
+        )
+    }
+}
+
+fn to_js<T: Serialize>(value: &T) -> Result<JsValue, BrowserError> {
     value
         .serialize(&serde_wasm_bindgen::Serializer::json_compatible())
-        .map_err(|e| e.to_string())
+        .map_err(|e| BrowserError::Convert(e.to_string()))
 }
 
 /// Converts a message from JavaScript; `None` for anything that is not a well-formed `T`.
@@ -53,13 +75,11 @@ pub fn answer<T: Serialize>(value: &T) -> JsValue {
     to_js(value).unwrap_or(JsValue::UNDEFINED)
 }
 
-fn js_error(e: JsValue) -> String {
-    e.as_string()
-        .or_else(|| js_sys::Reflect::get(&e, &"message".into()).ok()?.as_string())
-        .unwrap_or_else(|| "unknown error".to_string())
+fn js_error(e: JsValue) -> BrowserError {
+    BrowserError::api(&e)
 }
 
-async fn await_promise(p: Result<js_sys::Promise, JsValue>) -> Result<JsValue, String> {
+async fn await_promise(p: Result<js_sys::Promise, JsValue>) -> Result<JsValue, BrowserError> {
     JsFuture::from(p.map_err(js_error)?).await.map_err(js_error)
 }
 
@@ -116,20 +136,20 @@ pub async fn own_tab_id() -> Option<i64> {
 
 /// Asks the offscreen document for a tab's view. `Ok(None)` when nobody answered (no
 /// offscreen document: no call anywhere).
-pub async fn get_tab(tab: Option<i64>) -> Result<Option<TabView>, String> {
+pub async fn get_tab(tab: Option<i64>) -> Result<Option<TabView>, BrowserError> {
     ask_offscreen(&ToOffscreen::GetTab { tab }).await
 }
 
 /// Sends `message` to the offscreen document and reads its answer as a `T`. `Ok(None)` when
 /// nobody answered, the answer was null or it was not a `T`.
-pub async fn ask_offscreen<T: DeserializeOwned>(message: &ToOffscreen) -> Result<Option<T>, String> {
+pub async fn ask_offscreen<T: DeserializeOwned>(message: &ToOffscreen) -> Result<Option<T>, BrowserError> {
     let message = to_js(message)?;
     js_sys::Reflect::set(&message, &"target".into(), &"offscreen".into()).map_err(js_error)?;
     match await_promise(runtime_send_message(&message)).await {
         Ok(answer) if answer.is_undefined() || answer.is_null() => Ok(None),
         Ok(answer) => Ok(from_js(answer)),
         // No receiver, or a receiver that did not answer: no offscreen document yet.
-        Err(e) if e.contains("Receiving end") || e.contains("port closed") => Ok(None),
+        Err(BrowserError::Api(e)) if e.contains("Receiving end") || e.contains("port closed") => Ok(None),
         Err(e) => Err(e),
     }
 }
@@ -139,7 +159,7 @@ pub async fn ask_offscreen<T: DeserializeOwned>(message: &ToOffscreen) -> Result
 const NOT_SYNCED: &str = "install_id";
 
 /// The effective settings: the build's defaults (`defaults.json`) overlaid by the user's.
-pub async fn load_settings() -> Result<Settings, String> {
+pub async fn load_settings() -> Result<Settings, BrowserError> {
     let mut merged = match Request::get("defaults.json").send().await {
         Ok(r) if r.ok() => r.json::<serde_json::Value>().await.unwrap_or_default(),
         _ => serde_json::Value::Null,
@@ -154,12 +174,12 @@ pub async fn load_settings() -> Result<Settings, String> {
             m.insert(k.clone(), v.clone());
         }
     }
-    serde_json::from_value(merged).map_err(|e| e.to_string())
+    serde_json::from_value(merged).map_err(|e| BrowserError::Convert(e.to_string()))
 }
 
 /// Saves the user's settings to `chrome.storage.sync` (the service worker passes them on).
-pub async fn save_settings(settings: &Settings) -> Result<(), String> {
-    let mut items = serde_json::to_value(settings).map_err(|e| e.to_string())?;
+pub async fn save_settings(settings: &Settings) -> Result<(), BrowserError> {
+    let mut items = serde_json::to_value(settings).map_err(|e| BrowserError::Convert(e.to_string()))?;
     if let Some(map) = items.as_object_mut() {
         map.remove(NOT_SYNCED);
     }
@@ -168,20 +188,20 @@ pub async fn save_settings(settings: &Settings) -> Result<(), String> {
 
 /// Requests the host permission for a collector origin pattern (e.g. `https://c.example.com/*`).
 /// Returns whether it is granted.
-pub async fn request_host_permission(origin_pattern: &str) -> Result<bool, String> {
+pub async fn request_host_permission(origin_pattern: &str) -> Result<bool, BrowserError> {
     let permissions = to_js(&serde_json::json!({"origins": [origin_pattern]}))?;
     Ok(await_promise(permissions_request(&permissions)).await?.as_bool() == Some(true))
 }
 
 /// Whether the extension holds host permissions for every one of `origin_patterns`.
-pub async fn has_host_permissions(origin_patterns: &[&str]) -> Result<bool, String> {
+pub async fn has_host_permissions(origin_patterns: &[&str]) -> Result<bool, BrowserError> {
     let permissions = to_js(&serde_json::json!({"origins": origin_patterns}))?;
     Ok(await_promise(permissions_contains(&permissions)).await?.as_bool() == Some(true))
 }
 
 /// Calls `changed` whenever the extension's permissions change (granted in a prompt or in
 /// chrome://extensions, or withdrawn). Called once per page: the listener lives as long as it.
-pub fn on_permissions_changed(changed: impl Fn() + 'static) -> Result<(), String> {
+pub fn on_permissions_changed(changed: impl Fn() + 'static) -> Result<(), BrowserError> {
     let listener = Closure::<dyn Fn()>::new(changed).into_js_value();
     let listener: &js_sys::Function = listener.unchecked_ref();
     permissions_on_added(listener).map_err(js_error)?;

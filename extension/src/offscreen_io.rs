@@ -58,11 +58,11 @@ pub fn load() -> Vec<(String, String)> {
 
 /// Applies the queue's changes in order. Returns the first failure (a full quota, taken by
 /// something else of this origin): an entry that could not be written lives only in memory.
-pub fn apply(ops: Vec<StoreOp>) -> Result<(), String> {
+pub fn apply(ops: Vec<StoreOp>) -> Result<(), StorageError> {
     if ops.is_empty() {
         return Ok(());
     }
-    let storage = storage().ok_or("no localStorage")?;
+    let storage = storage().ok_or(StorageError::NoStorage)?;
     let mut first_error = None;
     for op in ops {
         let result = match &op {
@@ -70,10 +70,20 @@ pub fn apply(ops: Vec<StoreOp>) -> Result<(), String> {
             StoreOp::Remove(key) => storage.remove_item(key),
         };
         if let (Err(e), None) = (result, &first_error) {
-            first_error = Some(format!("{e:?}"));
+            first_error = Some(StorageError::Write(format!("{e:?}")));
         }
     }
     first_error.map_or(Ok(()), Err)
+}
+
+/// Why the upload queue could not be stored.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StorageError {
+    #[error("no localStorage")]
+    NoStorage,
+    /// `setItem` or `removeItem` threw (a full quota): what it threw.
+    #[error("{0}")]
+    Write(String),
 }
 
 /// Tells the service worker that no tab has a call and nothing waits for upload

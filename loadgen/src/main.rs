@@ -371,9 +371,9 @@ struct Target {
 }
 
 impl Target {
-    fn new(addr: SocketAddr, ingest_key: &str) -> Result<Self, String> {
+    fn new(addr: SocketAddr, ingest_key: &str) -> Result<Self, Error> {
         if ingest_key.bytes().any(|b| b.is_ascii_control()) {
-            return Err("the ingest key is not a valid header value".into());
+            return Err(Error::Usage("the ingest key is not a valid header value".into()));
         }
         let head = format!(
             "POST /api/v1/ingest HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {ingest_key}\r\n\
@@ -397,12 +397,22 @@ struct Connection {
 }
 
 /// Why a response could not be read; the connection is dropped and opened again.
-type Broken = String;
+#[derive(Debug, thiserror::Error)]
+enum Broken {
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    #[error("connection closed by the collector")]
+    Closed,
+    #[error("bad response: {0}")]
+    Parse(#[from] httparse::Error),
+    #[error("bad response: {0}")]
+    Framing(&'static str),
+}
 
 impl Connection {
     async fn open(addr: SocketAddr) -> Result<Self, Broken> {
-        let stream = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
-        stream.set_nodelay(true).map_err(|e| e.to_string())?;
+        let stream = TcpStream::connect(addr).await?;
+        stream.set_nodelay(true)?;
         Ok(Self {
             stream,
             input: Vec::with_capacity(4096),
@@ -415,20 +425,20 @@ impl Connection {
             self.input.reserve(4096);
         }
         match self.stream.read_buf(&mut self.input).await {
-            Ok(0) => Err("connection closed by the collector".into()),
+            Ok(0) => Err(Broken::Closed),
             Ok(_) => Ok(()),
-            Err(error) => Err(error.to_string()),
+            Err(error) => Err(error.into()),
         }
     }
 
     /// Sends `request` and reads the whole response: its status, and whether the connection
     /// stays open.
     async fn exchange(&mut self, request: &[u8]) -> Result<(u16, bool), Broken> {
-        self.stream.write_all(request).await.map_err(|e| e.to_string())?;
+        self.stream.write_all(request).await?;
         let (status, head_len, framing, keep_alive) = loop {
             let mut headers = [httparse::EMPTY_HEADER; 24];
             let mut response = httparse::Response::new(&mut headers);
-            match response.parse(&self.input).map_err(|e| e.to_string())? {
+            match response.parse(&self.input)? {
                 httparse::Status::Complete(head_len) => {
                     let status = response.code.unwrap_or(0);
                     let mut framing = Framing::UntilClose;
@@ -438,7 +448,7 @@ impl Connection {
                             let length = std::str::from_utf8(header.value)
                                 .ok()
                                 .and_then(|v| v.trim().parse().ok());
-                            framing = Framing::Length(length.ok_or("bad Content-Length")?);
+                            framing = Framing::Length(length.ok_or(Broken::Framing("bad Content-Length"))?);
                         } else if header.name.eq_ignore_ascii_case("transfer-encoding") {
                             framing = Framing::Chunked;
                         } else if header.name.eq_ignore_ascii_case("connection") {
@@ -458,7 +468,7 @@ impl Connection {
                 head_len + length
             }
             Framing::Chunked => self.chunked_end(head_len).await?,
-            Framing::UntilClose => return Err("a response without length".into()),
+            Framing::UntilClose => return Err(Broken::Framing("a response without length")),
         };
         self.input.drain(..end);
         Ok((status, keep_alive))
@@ -473,9 +483,10 @@ impl Connection {
                 }
                 self.fill().await?;
             };
-            let size_text = std::str::from_utf8(&self.input[at..line_end]).map_err(|e| e.to_string())?;
+            let bad_size = || Broken::Framing("bad chunk size");
+            let size_text = std::str::from_utf8(&self.input[at..line_end]).map_err(|_| bad_size())?;
             let size_text = size_text.split(';').next().unwrap_or("").trim();
-            let size = usize::from_str_radix(size_text, 16).map_err(|_| "bad chunk size")?;
+            let size = usize::from_str_radix(size_text, 16).map_err(|_| bad_size())?;
             at = line_end + 2;
             if size == 0 {
                 // No trailers from the collector: the body ends with an empty line.
@@ -692,13 +703,13 @@ async fn spawn_stream_reader(
     url: String,
     alerts: Arc<Alerts>,
     stop: Arc<tokio::sync::Notify>,
-) -> Result<tokio::sync::oneshot::Receiver<(u64, u64)>, String> {
+) -> Result<tokio::sync::oneshot::Receiver<(u64, u64)>, Error> {
     let (opened_tx, opened_rx) = tokio::sync::oneshot::channel();
     let (done_tx, done_rx) = tokio::sync::oneshot::channel();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| format!("cannot start the admin stream's runtime: {e}"))?;
+        .map_err(|e| Error::Start("the admin stream's runtime", e))?;
     std::thread::Builder::new()
         .name("admin-stream".into())
         .spawn(move || {
@@ -709,15 +720,13 @@ async fn spawn_stream_reader(
                         let _ = done_tx.send(read_stream(socket, alerts, stop).await);
                     }
                     Err(error) => {
-                        let _ = opened_tx.send(Err(format!("cannot open the admin stream: {error}")));
+                        let _ = opened_tx.send(Err(Error::Stream(error)));
                     }
                 }
             })
         })
-        .map_err(|e| format!("cannot start the admin stream's thread: {e}"))?;
-    opened_rx
-        .await
-        .map_err(|_| "the admin stream's thread stopped".to_owned())??;
+        .map_err(|e| Error::Start("the admin stream's thread", e))?;
+    opened_rx.await.map_err(|_| Error::StreamStopped)??;
     Ok(done_rx)
 }
 
@@ -756,40 +765,45 @@ fn percentile(sorted: &[u64], p: f64) -> f64 {
 }
 
 /// `http://IP:PORT` (or `localhost:PORT`) with a loopback IP.
-fn loopback_addr(url: &str) -> Result<SocketAddr, String> {
+fn loopback_addr(url: &str) -> Result<SocketAddr, Error> {
     let rest = url
         .strip_prefix("http://")
-        .ok_or("the URL must start with http://")?
+        .ok_or(Error::Usage("the URL must start with http://".into()))?
         .trim_end_matches('/');
     let rest = match rest.strip_prefix("localhost:") {
         Some(port) => format!("127.0.0.1:{port}"),
         None => rest.to_owned(),
     };
-    let addr: SocketAddr = rest.parse().map_err(|_| format!("{url}: expected http://IP:PORT"))?;
+    let addr: SocketAddr = rest
+        .parse()
+        .map_err(|_| Error::Usage(format!("{url}: expected http://IP:PORT")))?;
     if !addr.ip().is_loopback() {
-        return Err(format!("{url}: only loopback targets are allowed"));
+        return Err(Error::Usage(format!("{url}: only loopback targets are allowed")));
     }
     Ok(addr)
 }
 
-fn validate(args: &Args) -> Result<(), String> {
+fn validate(args: &Args) -> Result<(), Error> {
+    let usage = |message: &str| Err(Error::Usage(message.to_owned()));
     if !(args.duration > 0.0 && args.duration <= MAX_DURATION_SECS) {
-        return Err(format!("--duration must be over 0 and at most {MAX_DURATION_SECS} s"));
+        return Err(Error::Usage(format!(
+            "--duration must be over 0 and at most {MAX_DURATION_SECS} s"
+        )));
     }
     if !(args.rate.is_finite() && args.rate >= 0.0) {
-        return Err("--rate must be 0 (as fast as possible) or a positive number".into());
+        return usage("--rate must be 0 (as fast as possible) or a positive number");
     }
     if !(args.rss_every.is_finite() && args.rss_every >= 0.1) {
-        return Err("--rss-every must be at least 0.1 s".into());
+        return usage("--rss-every must be at least 0.1 s");
     }
     if args.participants == 0 || args.meetings == 0 || args.concurrency == 0 {
-        return Err("--participants, --meetings and --concurrency must be at least 1".into());
+        return usage("--participants, --meetings and --concurrency must be at least 1");
     }
     if args.concurrency > 4096 {
-        return Err("--concurrency is at most 4096".into());
+        return usage("--concurrency is at most 4096");
     }
     if !(0.0..=1.0).contains(&args.episode_chance) {
-        return Err("--episode-chance must be from 0 to 1".into());
+        return usage("--episode-chance must be from 0 to 1");
     }
     Ok(())
 }
@@ -805,7 +819,23 @@ async fn main() -> std::process::ExitCode {
     }
 }
 
-async fn run(mut args: Args) -> Result<(), String> {
+/// Why the load generator stopped.
+#[derive(Debug, thiserror::Error)]
+enum Error {
+    /// Options or a target it does not take.
+    #[error("{0}")]
+    Usage(String),
+    #[error("cannot start {0}: {1}")]
+    Start(&'static str, #[source] std::io::Error),
+    #[error("cannot open the admin stream: {0}")]
+    Stream(#[source] tokio_tungstenite::tungstenite::Error),
+    #[error("the admin stream's thread stopped")]
+    StreamStopped,
+    #[error("a worker failed: {0}")]
+    Worker(#[from] tokio::task::JoinError),
+}
+
+async fn run(mut args: Args) -> Result<(), Error> {
     validate(&args)?;
     let addr = loopback_addr(&args.url)?;
     args.concurrency = args.concurrency.min(args.participants);
@@ -911,7 +941,7 @@ async fn run(mut args: Args) -> Result<(), String> {
         .collect();
     let mut total = WorkerStats::default();
     for handle in workers {
-        let stats = handle.await.map_err(|e| format!("a worker failed: {e}"))?;
+        let stats = handle.await?;
         total.latencies_us.extend(stats.latencies_us);
         for (code, count) in stats.statuses {
             *total.statuses.entry(code).or_default() += count;

@@ -15,7 +15,7 @@ use axum::{Json, Router};
 use std::convert::Infallible;
 use std::time::Instant;
 use tower_http::cors::{Any, CorsLayer};
-use vitals_shared::wire::{IngestAck, IngestBatch};
+use vitals_shared::wire::{IngestAck, IngestBatch, InvalidBatch};
 
 /// Largest ingest body accepted. A full batch of 100 events with every field is about 25 KiB.
 pub const INGEST_BODY_LIMIT_BYTES: usize = 64 * 1024;
@@ -87,7 +87,7 @@ pub(super) async fn direct_ingest(
 
 /// Validates and ingests a parsed batch (both ingest paths: the direct one and the router's).
 async fn ingest_batch(state: &AppState, batch: &IngestBatch) -> Result<IngestAck, ApiError> {
-    validate(batch).map_err(ApiError::BadRequest)?;
+    validate(batch).map_err(|refused| ApiError::BadRequest(refused.to_string()))?;
     let outcome = state.ingest(batch, now_ms()).await?;
     Ok(IngestAck {
         accepted: outcome.accepted,
@@ -132,11 +132,20 @@ fn finish_direct(state: &AppState, mut response: Response, started: Instant) -> 
     response
 }
 
+/// Why a batch was refused before it reached the pipeline.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub(super) enum Refused {
+    #[error(transparent)]
+    Invalid(#[from] InvalidBatch),
+    #[error("event {0}: seq must be from 1 to {MAX_SEQ}")]
+    Seq(u64),
+}
+
 /// `IngestBatch::validate` plus what the stores need: sequence numbers from 1 to `MAX_SEQ`.
-pub(super) fn validate(batch: &IngestBatch) -> Result<(), String> {
-    batch.validate().map_err(|invalid| invalid.to_string())?;
+pub(super) fn validate(batch: &IngestBatch) -> Result<(), Refused> {
+    batch.validate()?;
     if let Some(event) = batch.events.iter().find(|e| e.seq == 0 || e.seq > MAX_SEQ) {
-        return Err(format!("event {}: seq must be from 1 to {MAX_SEQ}", event.seq));
+        return Err(Refused::Seq(event.seq));
     }
     Ok(())
 }

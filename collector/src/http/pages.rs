@@ -60,6 +60,13 @@ async fn demo() -> Html<&'static str> {
     Html(DEMO_HTML)
 }
 
+pub(super) async fn not_found() -> impl IntoResponse {
+    (
+        axum::http::StatusCode::NOT_FOUND,
+        Json(serde_json::json!({ "error": "no such route" })),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -72,11 +79,4 @@ mod tests {
         let fields: serde_json::Value = serde_json::from_str(json).unwrap();
         assert_eq!(fields, serde_json::to_value(super::FIELD_INFO).unwrap());
     }
-}
-
-pub(super) async fn not_found() -> impl IntoResponse {
-    (
-        axum::http::StatusCode::NOT_FOUND,
-        Json(serde_json::json!({ "error": "no such route" })),
-    )
 }

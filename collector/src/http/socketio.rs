@@ -158,7 +158,8 @@ fn on_connect(state: AppState, socket: SocketRef, auth: Value) {
                     Ok(applied) => {
                         let _ = ack.send(&json!({ "ok": true, "applied": applied }));
                     }
-                    Err(message) => {
+                    Err(error) => {
+                        let message = error.to_string();
                         let _ = socket.emit("error", &json!({ "event": "meeting:metrics", "message": message }));
                         let _ = ack.send(&json!({ "ok": false, "error": message }));
                     }
@@ -189,8 +190,35 @@ fn on_connect(state: AppState, socket: SocketRef, auth: Value) {
     });
 }
 
+/// Why a `meeting:metrics` emit was refused: its text is what the client is told.
+#[derive(Debug, thiserror::Error)]
+enum EmitError {
+    #[error("data must be an object {{meetingId, metrics, timestamp}}")]
+    NotAnObject,
+    #[error("meetingId must be a string of 1 to {MAX_ID_LEN} bytes")]
+    MeetingId,
+    #[error("metrics must be an object")]
+    NotMetrics,
+    #[error("metrics.{socket} must be {expected}")]
+    FieldType {
+        socket: &'static str,
+        expected: &'static str,
+    },
+    #[error("timestamp must be ms since the Unix epoch")]
+    TimestampRange,
+    #[error("timestamp must be a number (ms since the Unix epoch)")]
+    TimestampType,
+    /// Refused by the ingest checks; the text uses the protocol's names.
+    #[error("{0}")]
+    Invalid(String),
+    #[error("too many events; retry after {0} s")]
+    RateLimited(u64),
+    #[error(transparent)]
+    Failed(#[from] super::error::ApiError),
+}
+
 /// Validates and ingests one `meeting:metrics` emit; true when it applied something new.
-async fn on_metrics(state: &AppState, user: &str, last_seq: &AtomicU64, data: &Value) -> Result<bool, String> {
+async fn on_metrics(state: &AppState, user: &str, last_seq: &AtomicU64, data: &Value) -> Result<bool, EmitError> {
     let now = now_ms();
     let batch = parse_metrics(data, user, |stamp| match stamp {
         Some(seq) => {
@@ -206,12 +234,10 @@ async fn on_metrics(state: &AppState, user: &str, last_seq: &AtomicU64, data: &V
             previous.max(now.saturating_sub(1)) + 1
         }
     })?;
-    super::ingest::validate(&batch).map_err(|message| socket_names(&message))?;
+    super::ingest::validate(&batch).map_err(|refused| EmitError::Invalid(socket_names(&refused.to_string())))?;
     let outcome = state.ingest(&batch, now).await.map_err(|error| match error {
-        crate::IngestError::RateLimited { retry_after_secs } => {
-            format!("too many events; retry after {retry_after_secs} s")
-        }
-        other => super::error::ApiError::from(other).to_string(),
+        crate::IngestError::RateLimited { retry_after_secs } => EmitError::RateLimited(retry_after_secs),
+        other => super::error::ApiError::from(other).into(),
     })?;
     Ok(!outcome.applied.is_empty())
 }
@@ -227,25 +253,23 @@ fn socket_names(message: &str) -> String {
 
 /// `{meetingId, metrics, timestamp}` as a one-event batch of `user`. `seq` turns the timestamp
 /// (ms, if given) into the event's sequence number.
-fn parse_metrics(data: &Value, user: &str, seq: impl FnOnce(Option<u64>) -> u64) -> Result<IngestBatch, String> {
-    let object = data
-        .as_object()
-        .ok_or("data must be an object {meetingId, metrics, timestamp}")?;
+fn parse_metrics(data: &Value, user: &str, seq: impl FnOnce(Option<u64>) -> u64) -> Result<IngestBatch, EmitError> {
+    let object = data.as_object().ok_or(EmitError::NotAnObject)?;
     let meeting_id = match object.get("meetingId") {
         Some(Value::String(id)) if !id.is_empty() && id.len() <= MAX_ID_LEN => id.clone(),
-        _ => return Err(format!("meetingId must be a string of 1 to {MAX_ID_LEN} bytes")),
+        _ => return Err(EmitError::MeetingId),
     };
     let metrics = match object.get("metrics") {
         Some(Value::Object(metrics)) => parse_fields(metrics)?,
-        _ => return Err("metrics must be an object".into()),
+        _ => return Err(EmitError::NotMetrics),
     };
     let (stamp, ts_ms) = match object.get("timestamp") {
         None | Some(Value::Null) => (None, now_ms() as f64),
         Some(Value::Number(n)) => match n.as_f64() {
             Some(ms) if ms.is_finite() && ms >= 1.0 && ms <= crate::store::MAX_SEQ as f64 => (Some(ms as u64), ms),
-            _ => return Err("timestamp must be ms since the Unix epoch".into()),
+            _ => return Err(EmitError::TimestampRange),
         },
-        Some(_) => return Err("timestamp must be a number (ms since the Unix epoch)".into()),
+        Some(_) => return Err(EmitError::TimestampType),
     };
     Ok(IngestBatch {
         meeting_id,
@@ -260,14 +284,15 @@ fn parse_metrics(data: &Value, user: &str, seq: impl FnOnce(Option<u64>) -> u64)
     })
 }
 
-fn parse_fields(metrics: &Map<String, Value>) -> Result<MetricsFields, String> {
+fn parse_fields(metrics: &Map<String, Value>) -> Result<MetricsFields, EmitError> {
     let mut fields = MetricsFields::default();
     for (socket, collector) in SOCKET_NAMES {
         match metrics.get(socket) {
             None | Some(Value::Null) => {}
             Some(value) => fields.set_json(collector, value).map_err(|error| match error {
-                SetFieldError::WrongType { expected, .. } => format!("metrics.{socket} must be {expected}"),
-                other => other.to_string(),
+                SetFieldError::WrongType { expected, .. } => EmitError::FieldType { socket, expected },
+                // Not reached: every name in SOCKET_NAMES is a field (tested).
+                unknown @ SetFieldError::Unknown(_) => EmitError::Invalid(unknown.to_string()),
             })?,
         }
     }
@@ -370,7 +395,7 @@ mod tests {
         }
     }
 
-    fn batch(data: Value) -> Result<IngestBatch, String> {
+    fn batch(data: Value) -> Result<IngestBatch, EmitError> {
         parse_metrics(&data, "u", |stamp| stamp.unwrap_or(7))
     }
 
@@ -416,11 +441,11 @@ mod tests {
             ),
             (json!({"meetingId": "m", "metrics": {}, "timestamp": -1}), "timestamp"),
         ] {
-            let error = batch(data).unwrap_err();
+            let error = batch(data).unwrap_err().to_string();
             assert!(error.contains(expected), "{error}");
         }
         let b = batch(json!({"meetingId": "m", "metrics": {"packetLoss": 101}})).unwrap();
-        let error = socket_names(&crate::http::ingest::validate(&b).unwrap_err());
+        let error = socket_names(&crate::http::ingest::validate(&b).unwrap_err().to_string());
         assert!(error.contains("metrics.packetLoss"), "{error}");
     }
 

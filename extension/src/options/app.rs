@@ -21,7 +21,7 @@ fn save(settings: Settings, permission: Option<String>, dispatch: UseReducerDisp
     wasm_bindgen_futures::spawn_local(async move {
         dispatch.dispatch(match browser::save_settings(&settings).await {
             Ok(()) => Action::Saved,
-            Err(e) => Action::Failed(e),
+            Err(e) => Action::Failed(e.to_string()),
         });
     });
 }
@@ -64,7 +64,7 @@ pub fn app() -> Html {
             wasm_bindgen_futures::spawn_local(async move {
                 dispatch.dispatch(match browser::load_settings().await {
                     Ok(s) => Action::Loaded(s),
-                    Err(e) => Action::Failed(e),
+                    Err(e) => Action::Failed(e.to_string()),
                 });
             });
         });
@@ -118,7 +118,7 @@ pub fn app() -> Html {
                     });
                     save(settings, permission, dispatch);
                 }
-                Err(e) => dispatch.dispatch(Action::Failed(e)),
+                Err(e) => dispatch.dispatch(Action::Failed(e.to_string())),
             }
         })
     };

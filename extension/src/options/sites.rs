@@ -6,23 +6,57 @@ const SYNC_ITEM_BYTES: usize = 8192;
 const MAX_HOST_LEN: usize = 253;
 const MAX_LABEL_LEN: usize = 63;
 
+/// Why a typed site cannot be measured: in words a user can act on.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SiteError {
+    #[error("the entry is empty")]
+    Empty,
+    #[error("“{0}”: only http and https pages can be measured (leave out the scheme for both)")]
+    Scheme(String),
+    #[error("“{0}”: leave out the user name and password")]
+    UserInfo(String),
+    #[error("“{entry}”: {problem}")]
+    Host { entry: String, problem: HostError },
+}
+
+/// What is wrong with the host (and port) part of a typed site.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum HostError {
+    #[error("an IPv6 address needs its closing ]")]
+    UnclosedIpv6,
+    #[error("the port must be a number from 1 to 65535 (every port of the host is covered anyway)")]
+    Port,
+    #[error("there is no host name")]
+    NoHost,
+    #[error("“*” would mean every site: choose “All sites” instead")]
+    EverySite,
+    #[error("not a valid IPv6 address")]
+    Ipv6,
+    #[error("write an international name in its ASCII form (xn--…), as the address bar shows it")]
+    NotAscii,
+    #[error("a * may only stand for subdomains, as in *.example.org")]
+    Wildcard,
+    #[error("a host name has at most {MAX_HOST_LEN} characters")]
+    TooLong,
+    #[error("not a valid host name (letters, digits and hyphens, in dot-separated parts)")]
+    Name,
+}
+
 /// The Chrome match pattern for one site a user typed: `*://host/*` (http and https), or
 /// `http://host/*` / `https://host/*` when a scheme is given. `*.example.org` covers
 /// example.org and every subdomain. A pasted URL keeps only its scheme and host: Chrome's
 /// content-script patterns take no port (the pattern covers every port) and, with
 /// `matchOriginAsFallback`, no path but `/*`.
-pub fn normalize(input: &str) -> Result<String, String> {
+pub fn normalize(input: &str) -> Result<String, SiteError> {
     let entry = input.trim();
     if entry.is_empty() {
-        return Err("the entry is empty".into());
+        return Err(SiteError::Empty);
     }
     let (scheme, rest) = match entry.split_once("://") {
         Some((scheme, rest)) => {
             let scheme = scheme.to_ascii_lowercase();
             if !matches!(scheme.as_str(), "http" | "https" | "*") {
-                return Err(format!(
-                    "“{entry}”: only http and https pages can be measured (leave out the scheme for both)"
-                ));
+                return Err(SiteError::Scheme(entry.to_owned()));
             }
             (scheme, rest)
         }
@@ -30,20 +64,24 @@ pub fn normalize(input: &str) -> Result<String, String> {
     };
     let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
     if authority.contains('@') {
-        return Err(format!("“{entry}”: leave out the user name and password"));
+        return Err(SiteError::UserInfo(entry.to_owned()));
     }
-    let host = strip_port(authority).map_err(|e| format!("“{entry}”: {e}"))?;
+    let in_entry = |problem| SiteError::Host {
+        entry: entry.to_owned(),
+        problem,
+    };
+    let host = strip_port(authority).map_err(in_entry)?;
     let host = host.strip_suffix('.').unwrap_or(host).to_ascii_lowercase();
-    check_host(&host).map_err(|e| format!("“{entry}”: {e}"))?;
+    check_host(&host).map_err(in_entry)?;
     Ok(format!("{scheme}://{host}/*"))
 }
 
 /// The host of `host[:port]` or `[v6][:port]`; a port is checked and dropped.
-fn strip_port(authority: &str) -> Result<&str, String> {
+fn strip_port(authority: &str) -> Result<&str, HostError> {
     let (host, port) = if authority.starts_with('[') {
         match authority.find(']') {
             Some(end) => (&authority[..=end], &authority[end + 1..]),
-            None => return Err("an IPv6 address needs its closing ]".into()),
+            None => return Err(HostError::UnclosedIpv6),
         }
     } else {
         match authority.find(':') {
@@ -54,35 +92,31 @@ fn strip_port(authority: &str) -> Result<&str, String> {
     match port.strip_prefix(':') {
         None if port.is_empty() => Ok(host),
         Some(p) if p.parse::<u16>().is_ok_and(|p| p > 0) => Ok(host),
-        _ => Err("the port must be a number from 1 to 65535 (every port of the host is covered anyway)".into()),
+        _ => Err(HostError::Port),
     }
 }
 
-fn check_host(host: &str) -> Result<(), String> {
+fn check_host(host: &str) -> Result<(), HostError> {
     if host.is_empty() {
-        return Err("there is no host name".into());
+        return Err(HostError::NoHost);
     }
     if host == "*" {
-        return Err("“*” would mean every site: choose “All sites” instead".into());
+        return Err(HostError::EverySite);
     }
     if let Some(v6) = host.strip_prefix('[') {
         let inner = v6.strip_suffix(']').unwrap_or_default();
         let ok = inner.contains(':') && inner.chars().all(|c| c.is_ascii_hexdigit() || c == ':' || c == '.');
-        return if ok {
-            Ok(())
-        } else {
-            Err("not a valid IPv6 address".into())
-        };
+        return if ok { Ok(()) } else { Err(HostError::Ipv6) };
     }
     if !host.is_ascii() {
-        return Err("write an international name in its ASCII form (xn--…), as the address bar shows it".into());
+        return Err(HostError::NotAscii);
     }
     let name = host.strip_prefix("*.").unwrap_or(host);
     if name.contains('*') {
-        return Err("a * may only stand for subdomains, as in *.example.org".into());
+        return Err(HostError::Wildcard);
     }
     if name.len() > MAX_HOST_LEN {
-        return Err(format!("a host name has at most {MAX_HOST_LEN} characters"));
+        return Err(HostError::TooLong);
     }
     for label in name.split('.') {
         let valid = !label.is_empty()
@@ -93,7 +127,7 @@ fn check_host(host: &str) -> Result<(), String> {
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
         if !valid {
-            return Err("not a valid host name (letters, digits and hyphens, in dot-separated parts)".into());
+            return Err(HostError::Name);
         }
     }
     Ok(())
@@ -147,7 +181,7 @@ mod tests {
 
     #[test]
     fn invalid_entries_get_an_error_naming_the_entry_and_the_fix() {
-        let err = |s: &str| normalize(s).unwrap_err();
+        let err = |s: &str| normalize(s).unwrap_err().to_string();
         assert!(err("").contains("empty"));
         assert!(err("ftp://files.example.com").contains("only http and https"));
         assert!(err("file:///home/me").contains("only http and https"));

@@ -1,6 +1,6 @@
 //! The options form's state and reducer, and the host-permission pattern of a collector URL.
 
-use super::sites;
+use super::sites::{self, SiteError};
 use std::rc::Rc;
 use vitals_shared::messages::{Settings, SitesMode};
 use yew::Reducible;
@@ -72,7 +72,7 @@ pub struct OptionsState {
 
 /// Adds the entries of `input` to `list` (normalised, without duplicates). Returns the
 /// entries that are not valid, joined by spaces, and the first one's error.
-fn absorb(list: &mut Vec<String>, input: &str) -> Option<(String, String)> {
+fn absorb(list: &mut Vec<String>, input: &str) -> Option<(String, SiteError)> {
     let mut rejected: Vec<&str> = Vec::new();
     let mut first_error = None;
     for entry in sites::entries(input) {
@@ -93,22 +93,47 @@ fn absorb(list: &mut Vec<String>, input: &str) -> Option<(String, String)> {
 
 const TOO_LONG: &str = "the site list is too long for Chrome's synced settings (8 KB): remove some sites";
 
+/// Why the form's settings cannot be saved: in words a user can act on.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SaveError {
+    #[error(transparent)]
+    Site(#[from] SiteError),
+    /// A stored site that is not valid (shown as the list shows it).
+    #[error("“{0}” is not a valid site: remove it")]
+    StoredSite(String),
+    #[error("{TOO_LONG}")]
+    TooLong,
+    #[error("add at least one site to “Only these sites”, or choose “All sites”")]
+    NoSite,
+    #[error(transparent)]
+    Collector(#[from] CollectorUrlError),
+}
+
+/// Why a collector URL cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CollectorUrlError {
+    #[error("the collector URL must start with http:// or https://")]
+    Scheme,
+    #[error("collector URL {0}")]
+    Site(SiteError),
+}
+
 impl OptionsState {
     /// The settings to save: the form's, with the site input's entries added, or the reason
     /// they cannot be saved (nothing in the form changes then).
-    pub fn to_save(&self) -> Result<Settings, String> {
+    pub fn to_save(&self) -> Result<Settings, SaveError> {
         let mut settings = self.settings.clone();
         if let Some((_, e)) = absorb(&mut settings.sites, &self.site_input) {
-            return Err(e);
+            return Err(e.into());
         }
         if let Some(bad) = settings.sites.iter().find(|p| sites::normalize(p).as_ref() != Ok(*p)) {
-            return Err(format!("“{}” is not a valid site: remove it", sites::display(bad)));
+            return Err(SaveError::StoredSite(sites::display(bad)));
         }
         if !sites::fits_sync_storage(&settings.sites) {
-            return Err(TOO_LONG.into());
+            return Err(SaveError::TooLong);
         }
         if settings.sites_mode == SitesMode::Allow && settings.sites.is_empty() {
-            return Err("add at least one site to “Only these sites”, or choose “All sites”".into());
+            return Err(SaveError::NoSite);
         }
         if !settings.collector_url.trim().is_empty() {
             origin_pattern(&settings.collector_url)?;
@@ -155,7 +180,7 @@ impl Reducible for OptionsState {
                 if sites::fits_sync_storage(&list) {
                     next.settings.sites = list;
                     (next.site_input, next.site_error) = match outcome {
-                        Some((rest, e)) => (rest, Some(e)),
+                        Some((rest, e)) => (rest, Some(e.to_string())),
                         None => (String::new(), None),
                     };
                 } else {
@@ -203,15 +228,15 @@ impl Reducible for OptionsState {
 
 /// The host-permission pattern for a collector URL (`https://c.example.com/*`: every port of
 /// the host), or an error a user can act on.
-pub fn origin_pattern(collector_url: &str) -> Result<String, String> {
+pub fn origin_pattern(collector_url: &str) -> Result<String, CollectorUrlError> {
     let url = collector_url.trim();
     let web = url
         .split_once("://")
         .is_some_and(|(scheme, _)| scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https"));
     if !web {
-        return Err("the collector URL must start with http:// or https://".into());
+        return Err(CollectorUrlError::Scheme);
     }
-    sites::normalize(url).map_err(|e| format!("collector URL {e}"))
+    sites::normalize(url).map_err(CollectorUrlError::Site)
 }
 
 #[cfg(test)]
@@ -274,16 +299,16 @@ mod tests {
     #[test]
     fn to_save_adds_the_pending_input_and_refuses_what_cannot_work() {
         let s = Rc::new(OptionsState::default()).reduce(Action::SetSitesMode(SitesMode::Allow));
-        assert!(s.to_save().unwrap_err().contains("at least one site"));
+        assert!(s.to_save().unwrap_err().to_string().contains("at least one site"));
         let s = s.reduce(Action::EditSiteInput("localhost".into()));
         assert_eq!(s.to_save().unwrap().sites, ["*://localhost/*"]);
         let bad = s.clone().reduce(Action::EditSiteInput("localhost ftp://x".into()));
-        assert!(bad.to_save().unwrap_err().contains("only http and https"));
+        assert!(bad.to_save().unwrap_err().to_string().contains("only http and https"));
         assert_eq!(bad.site_input, "localhost ftp://x", "a refused save changes nothing");
         let deny_empty = Rc::new(OptionsState::default()).reduce(Action::SetSitesMode(SitesMode::Deny));
         assert!(deny_empty.to_save().is_ok(), "an empty deny list means every site");
         let url = s.reduce(Action::Edit(Field::CollectorUrl, "127.0.0.1:7878".into()));
-        assert!(url.to_save().unwrap_err().contains("http://"));
+        assert!(url.to_save().unwrap_err().to_string().contains("http://"));
         // A stored entry that is not a normalised pattern (written by another version).
         let loaded = Rc::new(OptionsState::default()).reduce(Action::Loaded(Settings {
             sites: vec!["*://ok.example.com/*".into(), "meet.*.com".into()],
@@ -292,6 +317,7 @@ mod tests {
         assert!(loaded
             .to_save()
             .unwrap_err()
+            .to_string()
             .contains("“meet.*.com” is not a valid site"));
     }
 

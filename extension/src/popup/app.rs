@@ -41,7 +41,7 @@ async fn fetch(dispatch: UseReducerDispatcher<PopupState>) {
     dispatch.dispatch(match answer {
         Ok(None) => Action::NoDocument(idle_status().await),
         Ok(view) => Action::Received(view.map(Box::new)),
-        Err(e) => Action::Failed(e),
+        Err(e) => Action::Failed(e.to_string()),
     });
 }
 

@@ -1,6 +1,6 @@
 //! The browser calls behind "Download report" and "Copy summary": the report from the offscreen document, browser and extension version, a Blob download, the clipboard.
 
-use crate::browser;
+use crate::browser::{self, BrowserError};
 use vitals_shared::messages::ToOffscreen;
 use vitals_shared::report::{BrandVersion, BrowserInfo, Report};
 use wasm_bindgen::prelude::*;
@@ -29,10 +29,17 @@ extern "C" {
     fn select(this: &Selectable);
 }
 
-fn message_of(e: &JsValue) -> String {
-    e.as_string()
-        .or_else(|| js_sys::Reflect::get(e, &"message".into()).ok()?.as_string())
-        .unwrap_or_else(|| "unknown error".to_string())
+/// Why a report could not be fetched, saved or copied: in words for the popup.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ExportError {
+    #[error("Nothing has been recorded for this tab yet.")]
+    NothingRecorded,
+    #[error(transparent)]
+    Browser(#[from] BrowserError),
+}
+
+fn message_of(e: &JsValue) -> BrowserError {
+    BrowserError::api(e)
 }
 
 fn member(value: &JsValue, name: &str) -> JsValue {
@@ -40,10 +47,10 @@ fn member(value: &JsValue, name: &str) -> JsValue {
 }
 
 /// The report of `tab` with the browser and extension version filled in.
-pub async fn fetch_report(tab: Option<i64>) -> Result<Report, String> {
+pub async fn fetch_report(tab: Option<i64>) -> Result<Report, ExportError> {
     let mut report = browser::ask_offscreen::<Report>(&ToOffscreen::GetReport { tab })
         .await?
-        .ok_or_else(|| "Nothing has been recorded for this tab yet.".to_string())?;
+        .ok_or(ExportError::NothingRecorded)?;
     report.browser = browser_info().await;
     report.extension_version = get_manifest()
         .ok()
@@ -84,8 +91,8 @@ async fn browser_info() -> BrowserInfo {
 
 /// Saves `report` as a JSON file through an `<a download>` on a Blob (no extra permission);
 /// returns the file name.
-pub fn download(report: &Report) -> Result<String, String> {
-    let json = serde_json::to_string_pretty(report).map_err(|e| e.to_string())?;
+pub fn download(report: &Report) -> Result<String, BrowserError> {
+    let json = serde_json::to_string_pretty(report).map_err(|e| BrowserError::Convert(e.to_string()))?;
     let file = report.file_name();
     let options = js_sys::Object::new();
     js_sys::Reflect::set(&options, &"type".into(), &"application/json".into()).map_err(|e| message_of(&e))?;
@@ -107,7 +114,7 @@ pub fn download(report: &Report) -> Result<String, String> {
 }
 
 /// Puts `text` on the clipboard; `Err` with the browser's reason when it is refused.
-pub async fn copy_to_clipboard(text: &str) -> Result<(), String> {
+pub async fn copy_to_clipboard(text: &str) -> Result<(), BrowserError> {
     let promise = clipboard_write_text(text).map_err(|e| message_of(&e))?;
     JsFuture::from(promise).await.map(|_| ()).map_err(|e| message_of(&e))
 }

@@ -14,7 +14,7 @@ pub struct ReportActionsProps {
 async fn run(task: Task, tab: Option<i64>, dispatch: UseReducerDispatcher<ExportState>) {
     let report = match export::fetch_report(tab).await {
         Ok(r) => r,
-        Err(e) => return dispatch.dispatch(ExportAction::Failed(e)),
+        Err(e) => return dispatch.dispatch(ExportAction::Failed(e.to_string())),
     };
     dispatch.dispatch(match task {
         Task::Download => match export::download(&report) {
