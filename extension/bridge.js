@@ -13,13 +13,28 @@
   const MAX_TYPE_LEN = 32;
   const MAX_REPORT_MEMBERS = 40;
   const MAX_MEMBER_NAME_LEN = 64;
+  const MAX_NESTED_MEMBERS = 8;
   const MAX_STRING_LEN = 256;
   const MAX_MESSAGES_PER_SECOND = 200;
   const MAX_CONNECTIONS_PER_FRAME = 256;
 
   const validId = (pc) => typeof pc === 'string' && pc.length > 0 && pc.length <= MAX_PC_ID_LEN && PC_ID.test(pc);
 
-  // A copy holding only short strings, finite numbers and booleans: nothing else is trusted.
+  // A copy of a small object of finite numbers (qualityLimitationDurations), or undefined.
+  const numbers = (v) => {
+    if (Array.isArray(v)) return undefined;
+    const keys = Object.keys(v);
+    if (keys.length > MAX_NESTED_MEMBERS) return undefined;
+    const out = {};
+    for (const k of keys) {
+      if (k.length > MAX_MEMBER_NAME_LEN || typeof v[k] !== 'number' || !Number.isFinite(v[k])) return undefined;
+      out[k] = v[k];
+    }
+    return out;
+  };
+
+  // A copy holding only short strings, finite numbers, booleans and small objects of numbers:
+  // nothing else is trusted.
   const clean = (r) => {
     if (!r || typeof r !== 'object' || Array.isArray(r) || typeof r.type !== 'string' || r.type.length > MAX_TYPE_LEN) return null;
     const keys = Object.keys(r);
@@ -30,6 +45,10 @@
       if (k.length > MAX_MEMBER_NAME_LEN) continue;
       if ((typeof v === 'string' && v.length <= MAX_STRING_LEN) || typeof v === 'boolean'
         || (typeof v === 'number' && Number.isFinite(v))) out[k] = v;
+      else if (v && typeof v === 'object') {
+        const n = numbers(v);
+        if (n) out[k] = n;
+      }
     }
     return out;
   };

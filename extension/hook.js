@@ -25,15 +25,28 @@
   const FIELDS = createNull();
   const RTP = ['id', 'timestamp', 'ssrc', 'kind', 'mediaType'];
   FIELDS['inbound-rtp'] = [...RTP, 'bytesReceived', 'packetsReceived', 'packetsLost', 'jitter',
-    'framesPerSecond', 'frameWidth', 'frameHeight', 'freezeCount'];
+    'framesPerSecond', 'frameWidth', 'frameHeight', 'freezeCount', 'totalFreezesDuration',
+    'framesReceived', 'framesDecoded', 'framesDropped', 'totalDecodeTime', 'jitterBufferDelay',
+    'jitterBufferEmittedCount', 'nackCount', 'pliCount', 'firCount', 'totalSamplesReceived',
+    'concealedSamples', 'silentConcealedSamples', 'insertedSamplesForDeceleration',
+    'removedSamplesForAcceleration'];
   FIELDS['outbound-rtp'] = [...RTP, 'bytesSent', 'packetsSent', 'framesPerSecond', 'frameWidth',
-    'frameHeight', 'qualityLimitationReason'];
+    'frameHeight', 'qualityLimitationReason', 'qualityLimitationDurations', 'rid', 'active',
+    'targetBitrate', 'retransmittedBytesSent', 'framesEncoded', 'totalEncodeTime', 'nackCount',
+    'pliCount', 'firCount', 'mediaSourceId'];
   FIELDS['remote-inbound-rtp'] = ['id', 'kind', 'roundTripTime', 'fractionLost'];
+  FIELDS['media-source'] = ['id', 'kind', 'width', 'height', 'framesPerSecond', 'audioLevel',
+    'totalAudioEnergy', 'totalSamplesDuration'];
   FIELDS['candidate-pair'] = ['id', 'transportId', 'localCandidateId', 'remoteCandidateId', 'state',
-    'nominated', 'selected', 'currentRoundTripTime', 'totalRoundTripTime', 'responsesReceived'];
+    'nominated', 'selected', 'currentRoundTripTime', 'totalRoundTripTime', 'responsesReceived',
+    'availableOutgoingBitrate', 'availableIncomingBitrate'];
   FIELDS['local-candidate'] = ['id', 'candidateType', 'relayProtocol', 'url'];
   FIELDS['remote-candidate'] = ['id', 'candidateType'];
-  FIELDS.transport = ['id', 'selectedCandidatePairId'];
+  FIELDS.transport = ['id', 'selectedCandidatePairId', 'selectedCandidatePairChanges',
+    'iceLocalUsernameFragment', 'iceState'];
+  // Not a getStats report: the connection's own state at poll time, read by the hook and sent
+  // as one more report (shared/src/stats.rs PeerConnection).
+  const PEER_CONNECTION = 'peer-connection';
 
   // wrapper -> native, for the patched Function.prototype.toString of every realm.
   const natives = new WeakMapCtor();
@@ -92,6 +105,7 @@
   TARGETED['inbound-rtp'] = true;
   TARGETED['outbound-rtp'] = true;
   TARGETED['remote-inbound-rtp'] = true;
+  TARGETED['media-source'] = true;
   TARGETED.transport = true;
 
   const fullScan = (entry, report, size) => {
@@ -165,6 +179,15 @@
     if ((r.waiting -= 1) === 0) flush(r);
   };
 
+  // The connection's states when the poll starts, as a report of type PEER_CONNECTION.
+  const stateOf = (kit, pc) => {
+    const state = createNull();
+    state.type = PEER_CONNECTION;
+    if (kit.connectionState) state.connectionState = apply(kit.connectionState, pc, []);
+    if (kit.iceConnectionState) state.iceConnectionState = apply(kit.iceConnectionState, pc, []);
+    return state;
+  };
+
   const poll = () => {
     if (round) flush(round);
     const r = { items: [], waiting: 1, sent: false };
@@ -182,11 +205,14 @@
           entry.busy = false;
           settle(r, item);
         };
+        const state = stateOf(entry.kit, pc);
         const promise = apply(entry.kit.getStats, pc, []);
         apply(entry.kit.then, promise, [(report) => {
           let item = null;
           try {
-            item = { pc: entry.id, reports: trim(entry, report) };
+            const reports = trim(entry, report);
+            reports[reports.length] = state;
+            item = { pc: entry.id, reports };
           } catch (_) { /* never an unhandled rejection the page could see */ }
           try { done(item); } catch (_) { /* the same */ }
         }, () => { try { done(null); } catch (_) { /* the same */ } }]);
@@ -227,6 +253,12 @@
     return wrapper;
   };
 
+  // The native getter of `obj[key]`, or null where the browser has none.
+  const getter = (obj, key) => {
+    const desc = getOwnPropertyDescriptor(obj, key);
+    return desc && typeof desc.get === 'function' ? desc.get : null;
+  };
+
   // Patches one window (this one or a same-origin child) in its own realm.
   const install = (win) => {
     const Native = win.RTCPeerConnection;
@@ -234,6 +266,8 @@
     const kit = {
       getStats: Native.prototype.getStats,
       signalingState: getOwnPropertyDescriptor(Native.prototype, 'signalingState').get,
+      connectionState: getter(Native.prototype, 'connectionState'),
+      iceConnectionState: getter(Native.prototype, 'iceConnectionState'),
       forEach: win.RTCStatsReport.prototype.forEach,
       get: win.RTCStatsReport.prototype.get,
       size: getOwnPropertyDescriptor(win.RTCStatsReport.prototype, 'size').get,

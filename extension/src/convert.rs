@@ -123,6 +123,8 @@ pub fn report_from_js(report: JsValue) -> RawReport {
         Some("inbound-rtp") => from_value(report).map(RawReport::InboundRtp),
         Some("outbound-rtp") => from_value(report).map(RawReport::OutboundRtp),
         Some("remote-inbound-rtp") => from_value(report).map(RawReport::RemoteInboundRtp),
+        Some("media-source") => from_value(report).map(RawReport::MediaSource),
+        Some("peer-connection") => from_value(report).map(RawReport::PeerConnection),
         Some("candidate-pair") => from_value(report).map(RawReport::CandidatePair),
         Some("local-candidate") => from_value(report).map(RawReport::LocalCandidate),
         Some("remote-candidate") => from_value(report).map(RawReport::RemoteCandidate),

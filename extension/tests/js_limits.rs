@@ -1,4 +1,4 @@
-//! The limits the JavaScript files repeat (bridge.js, hook.js, sw.js) equal the ones in `vitals_shared::limits`, none is missing there, and their `source` is `messages::PageSource`.
+//! The limits the JavaScript files repeat (bridge.js, hook.js, sw.js) equal the ones in `vitals_shared::limits`, none is missing there, their `source` is `messages::PageSource`, and the members the hook copies are those `vitals_shared::stats` reads.
 
 use vitals_shared::limits::*;
 
@@ -57,6 +57,7 @@ fn the_js_limits_are_the_shared_ones() {
         ("bridge.js", BRIDGE, "MAX_TYPE_LEN", MAX_TYPE_LEN),
         ("bridge.js", BRIDGE, "MAX_REPORT_MEMBERS", MAX_REPORT_MEMBERS),
         ("bridge.js", BRIDGE, "MAX_MEMBER_NAME_LEN", MAX_MEMBER_NAME_LEN),
+        ("bridge.js", BRIDGE, "MAX_NESTED_MEMBERS", MAX_NESTED_MEMBERS),
         ("bridge.js", BRIDGE, "MAX_STRING_LEN", MAX_STRING_LEN),
         ("bridge.js", BRIDGE, "MAX_MESSAGES_PER_SECOND", MAX_MESSAGES_PER_SECOND),
         (
@@ -120,4 +121,51 @@ fn the_page_source_is_the_shared_one() {
             .collect();
         assert_eq!(found, [quoted.as_str()], "{file}: SOURCE");
     }
+}
+
+/// The hook's `FIELDS`: each `FIELDS['type'] = [...]` (or `FIELDS.type = [...]`) statement, with
+/// `...RTP` spread out, as (type, members).
+fn hook_fields() -> Vec<(String, Vec<String>)> {
+    let quoted = |text: &str| -> Vec<String> { text.split('\'').skip(1).step_by(2).map(str::to_owned).collect() };
+    let rtp_line = HOOK
+        .lines()
+        .find(|l| l.trim_start().starts_with("const RTP = ["))
+        .expect("const RTP");
+    let rtp = quoted(rtp_line);
+    let mut out = Vec::new();
+    let mut rest = HOOK;
+    while let Some(at) = rest.find("\n  FIELDS") {
+        rest = &rest[at + 9..];
+        let statement = &rest[..rest.find("];").expect("a FIELDS statement ends with ];")];
+        let (target, list) = statement.split_once(" = [").expect("FIELDS[...] = [");
+        let kind = target
+            .trim_start_matches(['[', '.', '\''])
+            .trim_end_matches([']', '\''])
+            .to_owned();
+        let mut members = if list.contains("...RTP") {
+            rtp.clone()
+        } else {
+            Vec::new()
+        };
+        members.extend(quoted(list.split_once("...RTP").map_or(list, |(_, after)| after)));
+        out.push((kind, members));
+    }
+    out
+}
+
+#[test]
+fn the_hook_copies_exactly_the_members_the_processor_reads() {
+    use vitals_shared::stats::{PeerConnection, REPORT_MEMBERS};
+    let fields = hook_fields();
+    let types: Vec<&str> = fields.iter().map(|(t, _)| t.as_str()).collect();
+    let expected: Vec<&str> = REPORT_MEMBERS.iter().map(|(t, _)| *t).collect();
+    assert_eq!(types, expected, "hook.js FIELDS types");
+    for ((kind, members), (_, read)) in fields.iter().zip(REPORT_MEMBERS) {
+        assert_eq!(members, read, "hook.js FIELDS['{kind}']");
+    }
+    // The connection's own states, which the hook reads from the connection itself.
+    for member in PeerConnection::MEMBERS {
+        assert!(HOOK.contains(&format!("state.{member} = ")), "hook.js sets {member}");
+    }
+    assert!(HOOK.contains("const PEER_CONNECTION = 'peer-connection';"));
 }

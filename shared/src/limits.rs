@@ -26,8 +26,11 @@ pub const PC_ID_BYTES: RangeInclusive<u8> = 0x21..=0x7e;
 /// has 19), in UTF-16 units.
 pub const MAX_TYPE_LEN: usize = 32;
 /// Most members in one report; a report with more is dropped by `bridge.js` (the hook's trimmed
-/// reports have at most 14).
+/// reports have at most 30: `InboundRtp::MEMBERS` and the type).
 pub const MAX_REPORT_MEMBERS: usize = 40;
+/// Most members of an object-valued report member (`qualityLimitationDurations` has four);
+/// `bridge.js` leaves out a larger object, or one with anything but finite numbers.
+pub const MAX_NESTED_MEMBERS: usize = 8;
 /// Longest member name `bridge.js` keeps, in UTF-16 units; longer ones are left out.
 pub const MAX_MEMBER_NAME_LEN: usize = 64;
 /// Longest string member `bridge.js` keeps, in UTF-16 units; longer ones are left out.

@@ -273,7 +273,9 @@ pub struct HistorySample {
 mod tests {
     use super::*;
     use crate::metrics::{Figures, PeerMetrics};
-    use crate::stats::{Candidate, CandidatePair, InboundRtp, OutboundRtp, RemoteInboundRtp, Transport};
+    use crate::stats::{
+        Candidate, CandidatePair, InboundRtp, OutboundRtp, RemoteCandidate, RemoteInboundRtp, Transport,
+    };
     use serde::de::DeserializeOwned;
     use serde_json::{json, Value};
     use std::collections::BTreeSet;
@@ -389,6 +391,7 @@ mod tests {
                     RawReport::Transport(Transport {
                         id: s("T01"),
                         selected_candidate_pair_id: s("CPa1b2c3d4_e5f6a7b8"),
+                        ..Default::default()
                     }),
                     RawReport::CandidatePair(CandidatePair {
                         id: s("CPa1b2c3d4_e5f6a7b8"),
@@ -408,10 +411,9 @@ mod tests {
                         relay_protocol: s("udp"),
                         url: s("turn:turn.example.com:3478?transport=udp"),
                     }),
-                    RawReport::RemoteCandidate(Candidate {
+                    RawReport::RemoteCandidate(RemoteCandidate {
                         id: s("Ie5f6a7b8"),
                         candidate_type: s("host"),
-                        ..Candidate::default()
                     }),
                 ],
             },
@@ -420,6 +422,7 @@ mod tests {
                 reports: vec![RawReport::Transport(Transport {
                     id: s("T01"),
                     selected_candidate_pair_id: None,
+                    ..Default::default()
                 })],
             },
         ]
@@ -560,7 +563,8 @@ mod tests {
                 RawReport::OutboundRtp(OutboundRtp::default()),
                 RawReport::Transport(Transport {
                     id: Some("T".into()),
-                    selected_candidate_pair_id: Some("CP".into())
+                    selected_candidate_pair_id: Some("CP".into()),
+                    ..Default::default()
                 }),
             ]
         );

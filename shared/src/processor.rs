@@ -9,7 +9,7 @@
 use crate::emit::Emitter;
 use crate::metrics::{add_opt, max_opt, mean, Figures, PeerMetrics, RelayInfo, TabMetrics, VideoMetrics};
 use crate::quality::QualityClass;
-use crate::stats::{Candidate, CandidatePair, RawReport};
+use crate::stats::{Candidate, CandidatePair, RawReport, RemoteCandidate};
 use crate::wire::Event;
 use crate::wire::MetricsFields;
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -268,7 +268,7 @@ fn compute(now_ms: f64, pc: &str, reports: &[RawReport], prev: Option<&Baseline>
     let (mut lost_sum, mut recv_sum, mut loss_streams) = (0.0, 0.0, 0usize);
     let mut pairs: HashMap<&str, &CandidatePair> = HashMap::new();
     let mut locals: HashMap<&str, &Candidate> = HashMap::new();
-    let mut remotes: HashMap<&str, &Candidate> = HashMap::new();
+    let mut remotes: HashMap<&str, &RemoteCandidate> = HashMap::new();
     let mut selected_ids: Vec<&str> = Vec::new();
     let mut rtcp_rtts = Vec::new();
     let mut fractions_lost = Vec::new();
@@ -387,7 +387,7 @@ fn compute(now_ms: f64, pc: &str, reports: &[RawReport], prev: Option<&Baseline>
                     selected_ids.push(id);
                 }
             }
-            RawReport::Other => {}
+            RawReport::MediaSource(_) | RawReport::PeerConnection(_) | RawReport::Other => {}
         }
     }
 

@@ -4,7 +4,9 @@
 //! untrusted, so a missing or mistyped member must never fail the whole snapshot. Serialised,
 //! a report holds only the members it has, as the hook sends them (`messages::PcStats`).
 
+use crate::limits::MAX_NESTED_MEMBERS;
 use serde::{Deserialize, Deserializer, Serialize};
+use std::collections::BTreeMap;
 
 /// One report of an `RTCStatsReport`, tagged by its `type` member.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -13,203 +15,291 @@ pub enum RawReport {
     InboundRtp(InboundRtp),
     OutboundRtp(OutboundRtp),
     RemoteInboundRtp(RemoteInboundRtp),
+    MediaSource(MediaSource),
     CandidatePair(CandidatePair),
     LocalCandidate(Candidate),
-    RemoteCandidate(Candidate),
+    RemoteCandidate(RemoteCandidate),
     Transport(Transport),
-    /// Any other report type (codec, media-source, certificate, ...): ignored.
+    /// Not a getStats report: the connection's states at poll time, added by the hook.
+    PeerConnection(PeerConnection),
+    /// Any other report type (codec, certificate, ...): ignored.
     #[serde(other)]
     Other,
 }
 
-/// Lenient number: a non-number (or a non-finite one) reads as absent instead of failing.
-fn num<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
-    let v = Option::<serde_json::Value>::deserialize(d)?;
-    Ok(v.and_then(|v| v.as_f64()).filter(|x| x.is_finite()))
+/// What a member can be read as, leniently: a value of another JSON type (or a non-finite
+/// number) reads as absent instead of failing the report.
+pub trait Lenient: Sized {
+    fn from_json(value: serde_json::Value) -> Option<Self>;
 }
 
-/// Lenient string: a non-string reads as absent.
-fn text<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
-    let v = Option::<serde_json::Value>::deserialize(d)?;
-    Ok(match v {
-        Some(serde_json::Value::String(s)) => Some(s),
-        _ => None,
-    })
+impl Lenient for f64 {
+    fn from_json(value: serde_json::Value) -> Option<Self> {
+        value.as_f64().filter(|x| x.is_finite())
+    }
 }
 
-/// Lenient boolean: a non-boolean reads as absent.
-fn flag<'de, D: Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
-    let v = Option::<serde_json::Value>::deserialize(d)?;
-    Ok(v.and_then(|v| v.as_bool()))
+impl Lenient for String {
+    fn from_json(value: serde_json::Value) -> Option<Self> {
+        match value {
+            serde_json::Value::String(s) => Some(s),
+            _ => None,
+        }
+    }
 }
 
-/// `RTCInboundRtpStreamStats`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", default)]
-pub struct InboundRtp {
-    /// `RTCStats.id`.
-    #[serde(deserialize_with = "text", skip_serializing_if = "Option::is_none")]
-    pub id: Option<String>,
-    /// `RTCStats.timestamp`, ms.
-    #[serde(deserialize_with = "num", skip_serializing_if = "Option::is_none")]
-    pub timestamp: Option<f64>,
-    /// `RTCRtpStreamStats.ssrc`.
-    #[serde(deserialize_with = "num", skip_serializing_if = "Option::is_none")]
-    pub ssrc: Option<f64>,
-    /// `RTCRtpStreamStats.kind`: "audio" or "video".
-    #[serde(deserialize_with = "text", skip_serializing_if = "Option::is_none")]
-    pub kind: Option<String>,
-    /// Legacy `mediaType`, used when `kind` is missing.
-    #[serde(deserialize_with = "text", skip_serializing_if = "Option::is_none")]
-    pub media_type: Option<String>,
-    /// `RTCInboundRtpStreamStats.bytesReceived`.
-    #[serde(deserialize_with = "num", skip_serializing_if = "Option::is_none")]
-    pub bytes_received: Option<f64>,
-    /// `RTCReceivedRtpStreamStats.packetsReceived`.
-    #[serde(deserialize_with = "num", skip_serializing_if = "Option::is_none")]
-    pub packets_received: Option<f64>,
-    /// `RTCReceivedRtpStreamStats.packetsLost` (may decrease: duplicates are subtracted).
-    #[serde(deserialize_with = "num", skip_serializing_if = "Option::is_none")]
-    pub packets_lost: Option<f64>,
-    /// `RTCReceivedRtpStreamStats.jitter`, seconds.
-    #[serde(deserialize_with = "num", skip_serializing_if = "Option::is_none")]
-    pub jitter: Option<f64>,
-    /// `RTCInboundRtpStreamStats.framesPerSecond`.
-    #[serde(deserialize_with = "num", skip_serializing_if = "Option::is_none")]
-    pub frames_per_second: Option<f64>,
-    /// `RTCInboundRtpStreamStats.frameWidth`.
-    #[serde(deserialize_with = "num", skip_serializing_if = "Option::is_none")]
-    pub frame_width: Option<f64>,
-    /// `RTCInboundRtpStreamStats.frameHeight`.
-    #[serde(deserialize_with = "num", skip_serializing_if = "Option::is_none")]
-    pub frame_height: Option<f64>,
-    /// `RTCInboundRtpStreamStats.freezeCount`.
-    #[serde(deserialize_with = "num", skip_serializing_if = "Option::is_none")]
-    pub freeze_count: Option<f64>,
+impl Lenient for bool {
+    fn from_json(value: serde_json::Value) -> Option<Self> {
+        value.as_bool()
+    }
 }
 
-/// `RTCOutboundRtpStreamStats`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", default)]
-pub struct OutboundRtp {
-    /// `RTCStats.id`.
-    #[serde(deserialize_with = "text", skip_serializing_if = "Option::is_none")]
-    pub id: Option<String>,
-    /// `RTCStats.timestamp`, ms.
-    #[serde(deserialize_with = "num", skip_serializing_if = "Option::is_none")]
-    pub timestamp: Option<f64>,
-    /// `RTCRtpStreamStats.ssrc`.
-    #[serde(deserialize_with = "num", skip_serializing_if = "Option::is_none")]
-    pub ssrc: Option<f64>,
-    /// `RTCRtpStreamStats.kind`.
-    #[serde(deserialize_with = "text", skip_serializing_if = "Option::is_none")]
-    pub kind: Option<String>,
-    /// Legacy `mediaType`.
-    #[serde(deserialize_with = "text", skip_serializing_if = "Option::is_none")]
-    pub media_type: Option<String>,
-    /// `RTCSentRtpStreamStats.bytesSent`.
-    #[serde(deserialize_with = "num", skip_serializing_if = "Option::is_none")]
-    pub bytes_sent: Option<f64>,
-    /// `RTCSentRtpStreamStats.packetsSent`.
-    #[serde(deserialize_with = "num", skip_serializing_if = "Option::is_none")]
-    pub packets_sent: Option<f64>,
-    /// `RTCOutboundRtpStreamStats.framesPerSecond`.
-    #[serde(deserialize_with = "num", skip_serializing_if = "Option::is_none")]
-    pub frames_per_second: Option<f64>,
-    /// `RTCOutboundRtpStreamStats.frameWidth`.
-    #[serde(deserialize_with = "num", skip_serializing_if = "Option::is_none")]
-    pub frame_width: Option<f64>,
-    /// `RTCOutboundRtpStreamStats.frameHeight`.
-    #[serde(deserialize_with = "num", skip_serializing_if = "Option::is_none")]
-    pub frame_height: Option<f64>,
-    /// `RTCOutboundRtpStreamStats.qualityLimitationReason`.
-    #[serde(deserialize_with = "text", skip_serializing_if = "Option::is_none")]
-    pub quality_limitation_reason: Option<String>,
+/// `qualityLimitationDurations`: seconds per reason (`none`, `cpu`, `bandwidth`, `other`).
+pub type Durations = BTreeMap<String, f64>;
+
+impl Lenient for Durations {
+    /// An object of at most [`MAX_NESTED_MEMBERS`] finite, non-negative numbers; other members
+    /// are left out.
+    fn from_json(value: serde_json::Value) -> Option<Self> {
+        let serde_json::Value::Object(object) = value else {
+            return None;
+        };
+        if object.len() > MAX_NESTED_MEMBERS {
+            return None;
+        }
+        Some(
+            object
+                .into_iter()
+                .filter_map(|(k, v)| Some((k, v.as_f64().filter(|x| x.is_finite() && *x >= 0.0)?)))
+                .collect(),
+        )
+    }
 }
 
-/// `RTCRemoteInboundRtpStreamStats`: what the remote end reports about our outbound stream.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", default)]
-pub struct RemoteInboundRtp {
-    /// `RTCStats.id`.
-    #[serde(deserialize_with = "text", skip_serializing_if = "Option::is_none")]
-    pub id: Option<String>,
-    /// `RTCRtpStreamStats.kind`.
-    #[serde(deserialize_with = "text", skip_serializing_if = "Option::is_none")]
-    pub kind: Option<String>,
-    /// `RTCRemoteInboundRtpStreamStats.roundTripTime`, seconds.
-    #[serde(deserialize_with = "num", skip_serializing_if = "Option::is_none")]
-    pub round_trip_time: Option<f64>,
-    /// `RTCRemoteInboundRtpStreamStats.fractionLost`, 0..1.
-    #[serde(deserialize_with = "num", skip_serializing_if = "Option::is_none")]
-    pub fraction_lost: Option<f64>,
+fn lenient<'de, D: Deserializer<'de>, T: Lenient>(d: D) -> Result<Option<T>, D::Error> {
+    Ok(Option::<serde_json::Value>::deserialize(d)?.and_then(T::from_json))
 }
 
-/// `RTCIceCandidatePairStats`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", default)]
-pub struct CandidatePair {
-    /// `RTCStats.id`.
-    #[serde(deserialize_with = "text", skip_serializing_if = "Option::is_none")]
-    pub id: Option<String>,
-    /// `RTCIceCandidatePairStats.transportId`.
-    #[serde(deserialize_with = "text", skip_serializing_if = "Option::is_none")]
-    pub transport_id: Option<String>,
-    /// `RTCIceCandidatePairStats.localCandidateId`.
-    #[serde(deserialize_with = "text", skip_serializing_if = "Option::is_none")]
-    pub local_candidate_id: Option<String>,
-    /// `RTCIceCandidatePairStats.remoteCandidateId`.
-    #[serde(deserialize_with = "text", skip_serializing_if = "Option::is_none")]
-    pub remote_candidate_id: Option<String>,
-    /// `RTCIceCandidatePairStats.state`.
-    #[serde(deserialize_with = "text", skip_serializing_if = "Option::is_none")]
-    pub state: Option<String>,
-    /// `RTCIceCandidatePairStats.nominated`.
-    #[serde(deserialize_with = "flag", skip_serializing_if = "Option::is_none")]
-    pub nominated: Option<bool>,
-    /// Firefox's non-standard `selected`.
-    #[serde(deserialize_with = "flag", skip_serializing_if = "Option::is_none")]
-    pub selected: Option<bool>,
-    /// `RTCIceCandidatePairStats.currentRoundTripTime`, seconds.
-    #[serde(deserialize_with = "num", skip_serializing_if = "Option::is_none")]
-    pub current_round_trip_time: Option<f64>,
-    /// `RTCIceCandidatePairStats.totalRoundTripTime`, seconds.
-    #[serde(deserialize_with = "num", skip_serializing_if = "Option::is_none")]
-    pub total_round_trip_time: Option<f64>,
-    /// `RTCIceCandidatePairStats.responsesReceived`.
-    #[serde(deserialize_with = "num", skip_serializing_if = "Option::is_none")]
-    pub responses_received: Option<f64>,
+/// Declares one report type: its struct (every member optional and read leniently, serialised
+/// with only the members it has) and [`MEMBERS`](InboundRtp::MEMBERS), the getStats names the
+/// hook copies (`hook.js` `FIELDS`, checked by `extension/tests/js_limits.rs`).
+macro_rules! stats_report {
+    ($(#[doc = $sdoc:literal])* $name:ident { $( $(#[doc = $doc:literal])* $field:ident : $ty:ty = $js:literal, )* }) => {
+        $(#[doc = $sdoc])*
+        #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+        #[serde(default)]
+        pub struct $name {
+            $(
+                $(#[doc = $doc])*
+                #[serde(rename = $js, deserialize_with = "lenient", skip_serializing_if = "Option::is_none")]
+                pub $field: Option<$ty>,
+            )*
+        }
+
+        impl $name {
+            /// The members read, as getStats names them.
+            pub const MEMBERS: &'static [&'static str] = &[$($js),*];
+        }
+    };
 }
 
-/// `RTCIceCandidateStats` (both `local-candidate` and `remote-candidate`).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", default)]
-pub struct Candidate {
-    /// `RTCStats.id`.
-    #[serde(deserialize_with = "text", skip_serializing_if = "Option::is_none")]
-    pub id: Option<String>,
-    /// `RTCIceCandidateStats.candidateType`: host, srflx, prflx or relay.
-    #[serde(deserialize_with = "text", skip_serializing_if = "Option::is_none")]
-    pub candidate_type: Option<String>,
-    /// `RTCIceCandidateStats.relayProtocol`: udp, tcp or tls (local relay candidates only).
-    #[serde(deserialize_with = "text", skip_serializing_if = "Option::is_none")]
-    pub relay_protocol: Option<String>,
-    /// `RTCIceCandidateStats.url`: the STUN/TURN server the candidate came from.
-    #[serde(deserialize_with = "text", skip_serializing_if = "Option::is_none")]
-    pub url: Option<String>,
+stats_report! {
+    /// `RTCInboundRtpStreamStats`.
+    InboundRtp {
+        /// `RTCStats.id`.
+        id: String = "id",
+        /// `RTCStats.timestamp`, ms.
+        timestamp: f64 = "timestamp",
+        ssrc: f64 = "ssrc",
+        /// "audio" or "video".
+        kind: String = "kind",
+        /// Legacy `mediaType`, used when `kind` is missing.
+        media_type: String = "mediaType",
+        bytes_received: f64 = "bytesReceived",
+        packets_received: f64 = "packetsReceived",
+        /// May decrease: duplicates are subtracted.
+        packets_lost: f64 = "packetsLost",
+        /// Seconds.
+        jitter: f64 = "jitter",
+        frames_per_second: f64 = "framesPerSecond",
+        frame_width: f64 = "frameWidth",
+        frame_height: f64 = "frameHeight",
+        freeze_count: f64 = "freezeCount",
+        /// Seconds.
+        total_freezes_duration: f64 = "totalFreezesDuration",
+        frames_received: f64 = "framesReceived",
+        frames_decoded: f64 = "framesDecoded",
+        frames_dropped: f64 = "framesDropped",
+        /// Seconds.
+        total_decode_time: f64 = "totalDecodeTime",
+        /// Seconds, summed over emitted samples or frames.
+        jitter_buffer_delay: f64 = "jitterBufferDelay",
+        jitter_buffer_emitted_count: f64 = "jitterBufferEmittedCount",
+        nack_count: f64 = "nackCount",
+        pli_count: f64 = "pliCount",
+        fir_count: f64 = "firCount",
+        total_samples_received: f64 = "totalSamplesReceived",
+        concealed_samples: f64 = "concealedSamples",
+        silent_concealed_samples: f64 = "silentConcealedSamples",
+        inserted_samples_for_deceleration: f64 = "insertedSamplesForDeceleration",
+        removed_samples_for_acceleration: f64 = "removedSamplesForAcceleration",
+    }
 }
 
-/// `RTCTransportStats`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", default)]
-pub struct Transport {
-    /// `RTCStats.id`.
-    #[serde(deserialize_with = "text", skip_serializing_if = "Option::is_none")]
-    pub id: Option<String>,
-    /// `RTCTransportStats.selectedCandidatePairId`.
-    #[serde(deserialize_with = "text", skip_serializing_if = "Option::is_none")]
-    pub selected_candidate_pair_id: Option<String>,
+stats_report! {
+    /// `RTCOutboundRtpStreamStats`.
+    OutboundRtp {
+        /// `RTCStats.id`.
+        id: String = "id",
+        /// `RTCStats.timestamp`, ms.
+        timestamp: f64 = "timestamp",
+        ssrc: f64 = "ssrc",
+        kind: String = "kind",
+        /// Legacy `mediaType`.
+        media_type: String = "mediaType",
+        bytes_sent: f64 = "bytesSent",
+        packets_sent: f64 = "packetsSent",
+        frames_per_second: f64 = "framesPerSecond",
+        frame_width: f64 = "frameWidth",
+        frame_height: f64 = "frameHeight",
+        /// none, cpu, bandwidth or other.
+        quality_limitation_reason: String = "qualityLimitationReason",
+        /// Seconds per reason, since the stream started.
+        quality_limitation_durations: Durations = "qualityLimitationDurations",
+        /// The simulcast layer's id (`rid`); absent without simulcast.
+        rid: String = "rid",
+        /// Whether the layer is sent (`RTCRtpEncodingParameters.active`).
+        active: bool = "active",
+        /// The encoder's target, bits per second.
+        target_bitrate: f64 = "targetBitrate",
+        retransmitted_bytes_sent: f64 = "retransmittedBytesSent",
+        frames_encoded: f64 = "framesEncoded",
+        /// Seconds.
+        total_encode_time: f64 = "totalEncodeTime",
+        nack_count: f64 = "nackCount",
+        pli_count: f64 = "pliCount",
+        fir_count: f64 = "firCount",
+        /// The `media-source` report of the track sent.
+        media_source_id: String = "mediaSourceId",
+    }
 }
+
+stats_report! {
+    /// `RTCRemoteInboundRtpStreamStats`: what the remote end reports about our outbound stream.
+    RemoteInboundRtp {
+        /// `RTCStats.id`.
+        id: String = "id",
+        kind: String = "kind",
+        /// Seconds.
+        round_trip_time: f64 = "roundTripTime",
+        /// 0..1.
+        fraction_lost: f64 = "fractionLost",
+    }
+}
+
+stats_report! {
+    /// `RTCAudioSourceStats` / `RTCVideoSourceStats` (`media-source`): the track as captured.
+    MediaSource {
+        /// `RTCStats.id`.
+        id: String = "id",
+        kind: String = "kind",
+        width: f64 = "width",
+        height: f64 = "height",
+        frames_per_second: f64 = "framesPerSecond",
+        /// 0..1, now.
+        audio_level: f64 = "audioLevel",
+        total_audio_energy: f64 = "totalAudioEnergy",
+        /// Seconds.
+        total_samples_duration: f64 = "totalSamplesDuration",
+    }
+}
+
+stats_report! {
+    /// `RTCIceCandidatePairStats`.
+    CandidatePair {
+        /// `RTCStats.id`.
+        id: String = "id",
+        transport_id: String = "transportId",
+        local_candidate_id: String = "localCandidateId",
+        remote_candidate_id: String = "remoteCandidateId",
+        state: String = "state",
+        nominated: bool = "nominated",
+        /// Firefox's non-standard `selected`.
+        selected: bool = "selected",
+        /// Seconds.
+        current_round_trip_time: f64 = "currentRoundTripTime",
+        /// Seconds.
+        total_round_trip_time: f64 = "totalRoundTripTime",
+        responses_received: f64 = "responsesReceived",
+        /// The congestion controller's estimate, bits per second.
+        available_outgoing_bitrate: f64 = "availableOutgoingBitrate",
+        /// Bits per second, where the browser reports it.
+        available_incoming_bitrate: f64 = "availableIncomingBitrate",
+    }
+}
+
+stats_report! {
+    /// `RTCIceCandidateStats` of a `remote-candidate`: its type only (the relay details are the
+    /// local candidate's).
+    RemoteCandidate {
+        /// `RTCStats.id`.
+        id: String = "id",
+        /// host, srflx, prflx or relay.
+        candidate_type: String = "candidateType",
+    }
+}
+
+stats_report! {
+    /// `RTCIceCandidateStats` of a `local-candidate`.
+    Candidate {
+        /// `RTCStats.id`.
+        id: String = "id",
+        /// host, srflx, prflx or relay.
+        candidate_type: String = "candidateType",
+        /// udp, tcp or tls (local relay candidates only).
+        relay_protocol: String = "relayProtocol",
+        /// The STUN/TURN server the candidate came from.
+        url: String = "url",
+    }
+}
+
+stats_report! {
+    /// `RTCTransportStats`.
+    Transport {
+        /// `RTCStats.id`.
+        id: String = "id",
+        selected_candidate_pair_id: String = "selectedCandidatePairId",
+        /// How often the selected pair changed.
+        selected_candidate_pair_changes: f64 = "selectedCandidatePairChanges",
+        /// Changes with each ICE restart (read, never passed on: it is compared, not stored).
+        ice_local_username_fragment: String = "iceLocalUsernameFragment",
+        /// new, checking, connected, completed, disconnected, failed or closed.
+        ice_state: String = "iceState",
+    }
+}
+
+stats_report! {
+    /// The connection's `connectionState` and `iceConnectionState` when the hook polled it (the
+    /// hook adds this report to each snapshot; a getStats `peer-connection` report is not read).
+    PeerConnection {
+        /// new, connecting, connected, disconnected, failed or closed.
+        connection_state: String = "connectionState",
+        /// new, checking, connected, completed, disconnected, failed or closed.
+        ice_connection_state: String = "iceConnectionState",
+    }
+}
+
+/// The members read of each getStats report type, as getStats names types and members.
+pub const REPORT_MEMBERS: [(&str, &[&str]); 8] = [
+    ("inbound-rtp", InboundRtp::MEMBERS),
+    ("outbound-rtp", OutboundRtp::MEMBERS),
+    ("remote-inbound-rtp", RemoteInboundRtp::MEMBERS),
+    ("media-source", MediaSource::MEMBERS),
+    ("candidate-pair", CandidatePair::MEMBERS),
+    ("local-candidate", Candidate::MEMBERS),
+    ("remote-candidate", RemoteCandidate::MEMBERS),
+    ("transport", Transport::MEMBERS),
+];
 
 impl RawReport {
     /// The report's `timestamp`, ms, where its type carries one the processor reads.
@@ -258,6 +348,47 @@ mod tests {
             }
             other => panic!("expected outbound-rtp, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn a_trimmed_report_fits_the_bridge_limit() {
+        for (kind, members) in REPORT_MEMBERS {
+            // The hook's copy holds these and `type`.
+            assert!(members.len() < crate::limits::MAX_REPORT_MEMBERS, "{kind}");
+            let unique: std::collections::BTreeSet<_> = members.iter().collect();
+            assert_eq!(unique.len(), members.len(), "{kind}");
+        }
+    }
+
+    #[test]
+    fn quality_limitation_durations_are_an_object_of_seconds() {
+        let r = parse_report(json!({
+            "type": "outbound-rtp", "id": "O1",
+            "qualityLimitationDurations": {"none": 1.5, "cpu": 0.25, "bandwidth": -1, "other": "x"}
+        }));
+        let RawReport::OutboundRtp(o) = r else {
+            panic!("not outbound-rtp")
+        };
+        let durations = o.quality_limitation_durations.unwrap();
+        assert_eq!(durations.get("none"), Some(&1.5));
+        assert_eq!(durations.get("cpu"), Some(&0.25));
+        assert_eq!(durations.len(), 2, "a negative or non-number reason is left out");
+        let big: serde_json::Map<String, serde_json::Value> = (0..=crate::limits::MAX_NESTED_MEMBERS)
+            .map(|i| (format!("r{i}"), json!(1)))
+            .collect();
+        let RawReport::OutboundRtp(o) =
+            parse_report(json!({"type": "outbound-rtp", "qualityLimitationDurations": big}))
+        else {
+            panic!("not outbound-rtp")
+        };
+        assert_eq!(o.quality_limitation_durations, None);
+        // Serialised with the getStats names, only what it has.
+        let text = serde_json::to_value(RawReport::OutboundRtp(OutboundRtp {
+            target_bitrate: Some(3e5),
+            ..Default::default()
+        }))
+        .unwrap();
+        assert_eq!(text, json!({"type": "outbound-rtp", "targetBitrate": 300000.0}));
     }
 
     #[test]

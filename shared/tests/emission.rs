@@ -503,6 +503,7 @@ fn reports(t_s: f64, kbps: f64, rtt_s: f64, lost: f64, relay: bool) -> Vec<RawRe
         RawReport::Transport(Transport {
             id: Some("T1".into()),
             selected_candidate_pair_id: Some("CP1".into()),
+            ..Default::default()
         }),
         RawReport::CandidatePair(CandidatePair {
             id: Some("CP1".into()),
