@@ -504,6 +504,12 @@ mod tests {
                 rtt_ms: Some(29.0),
                 carries_media: true,
                 quality: Some(QualityClass::Good),
+                connection: crate::metrics::ConnectionInfo {
+                    state: Some("connected".into()),
+                    ice_state: Some("connected".into()),
+                    since_response_ms: Some(1000.0),
+                    ..Default::default()
+                },
                 ..PeerMetrics::default()
             }],
         };

@@ -15,16 +15,110 @@ pub struct RelayInfo {
     pub server_url: Option<String>,
 }
 
-/// Video figures of one direction, from the largest active stream.
+/// Shares of an interval that sent video was limited by each cause (0..1, from
+/// `qualityLimitationDurations` deltas).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct VideoMetrics {
+pub struct LimitationShares {
+    pub cpu: f64,
+    pub bandwidth: f64,
+    pub other: f64,
+}
+
+/// One simulcast layer (one outbound video stream) over the interval.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Layer {
+    /// The layer's `rid`; `None` without simulcast.
+    pub rid: Option<String>,
+    /// Whether the sender sends it (`active`; assumed when the browser does not say).
+    pub active: bool,
+    pub kbps: Option<f64>,
+    pub target_kbps: Option<f64>,
+    pub width: Option<u32>,
+    pub height: Option<u32>,
+    pub fps: Option<f64>,
+}
+
+/// Sent video of one interval: the figures of the largest layer sent, and every layer.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SentVideo {
     pub fps: Option<f64>,
     pub width: Option<u32>,
     pub height: Option<u32>,
-    /// Freezes (`freezeCount`) that started during the interval, received video only.
-    pub freezes: Option<u32>,
-    /// `qualityLimitationReason` of sent video: none, cpu, bandwidth or other.
+    /// `qualityLimitationReason` now: none, cpu, bandwidth or other.
     pub quality_limitation: Option<String>,
+    /// What share of the interval the encoder was held back, by cause.
+    pub limited: Option<LimitationShares>,
+    /// The track as captured (`media-source`).
+    pub captured_width: Option<u32>,
+    pub captured_height: Option<u32>,
+    pub captured_fps: Option<f64>,
+    /// Encode time per frame over the interval, ms.
+    pub encode_ms_per_frame: Option<f64>,
+    /// Retransmitted share of the bytes sent (all video layers), %.
+    pub retransmitted_pct: Option<f64>,
+    /// Requests the far end sent in the interval (all video layers).
+    pub nacks_received: Option<u32>,
+    pub plis_received: Option<u32>,
+    pub firs_received: Option<u32>,
+    pub layers: Vec<Layer>,
+}
+
+/// Received video of one interval, from the largest stream.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ReceivedVideo {
+    pub fps: Option<f64>,
+    pub width: Option<u32>,
+    pub height: Option<u32>,
+    /// Freezes (`freezeCount`) that started during the interval.
+    pub freezes: Option<u32>,
+    /// Frozen time in the interval (`totalFreezesDuration`), ms.
+    pub frozen_ms: Option<f64>,
+    pub frames_dropped: Option<u32>,
+    /// Decode time per frame over the interval, ms.
+    pub decode_ms_per_frame: Option<f64>,
+    /// Jitter-buffer delay per frame emitted in the interval, ms.
+    pub jitter_buffer_ms: Option<f64>,
+    /// Requests this end sent in the interval.
+    pub nacks_sent: Option<u32>,
+    pub plis_sent: Option<u32>,
+}
+
+/// Received audio of one interval (all audio streams together).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ReceivedAudio {
+    /// Concealed share of the samples received, silent concealment left out, %.
+    pub concealed_pct: Option<f64>,
+    /// Concealed samples that were silence anyway, % of the samples received.
+    pub silent_concealed_pct: Option<f64>,
+    /// Jitter-buffer delay per sample emitted, ms.
+    pub jitter_buffer_ms: Option<f64>,
+    /// Samples removed to catch up (acceleration), % of the samples received.
+    pub accelerated_pct: Option<f64>,
+    /// Samples inserted to slow down (deceleration), % of the samples received.
+    pub decelerated_pct: Option<f64>,
+}
+
+/// Sent audio of one interval.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SentAudio {
+    /// The captured level over the interval, 0..1 (root mean square, from
+    /// `totalAudioEnergy` / `totalSamplesDuration`); else `audioLevel` now.
+    pub level: Option<f64>,
+}
+
+/// The connection's health as the hook and the transport report it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ConnectionInfo {
+    /// `connectionState` at the poll: new, connecting, connected, disconnected, failed, closed.
+    pub state: Option<String>,
+    /// `iceConnectionState` at the poll.
+    pub ice_state: Option<String>,
+    /// ICE restarts seen since the connection was first polled.
+    pub ice_restarts: u32,
+    /// Selected-pair changes in the interval.
+    pub pair_switches: u32,
+    /// Time since the selected pair last answered a connectivity (consent) check, ms.
+    pub since_response_ms: Option<f64>,
 }
 
 /// Metrics of one peer connection over one interval (two consecutive snapshots).
@@ -53,8 +147,16 @@ pub struct PeerMetrics {
     /// Worst inbound jitter, ms.
     pub jitter_ms: Option<f64>,
     pub relay: RelayInfo,
-    pub video_in: Option<VideoMetrics>,
-    pub video_out: Option<VideoMetrics>,
+    /// The congestion controller's estimate of the selected pair, kbps.
+    pub available_out_kbps: Option<f64>,
+    pub available_in_kbps: Option<f64>,
+    /// The encoders' targets, summed over the streams sent, kbps.
+    pub target_kbps: Option<f64>,
+    pub video_in: Option<ReceivedVideo>,
+    pub video_out: Option<SentVideo>,
+    pub audio_in: Option<ReceivedAudio>,
+    pub audio_out: Option<SentAudio>,
+    pub connection: ConnectionInfo,
     /// The connection sends or receives RTP media (data-channel-only ones do not).
     pub carries_media: bool,
     pub quality: Option<QualityClass>,

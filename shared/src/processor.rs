@@ -7,9 +7,9 @@
 //! counter going backwards, a changed SSRC) gives no sample instead.
 
 use crate::emit::Emitter;
-use crate::metrics::{add_opt, max_opt, mean, Figures, PeerMetrics, RelayInfo, TabMetrics, VideoMetrics};
+use crate::metrics::{add_opt, max_opt, mean, ConnectionInfo, Figures, PeerMetrics, RelayInfo, TabMetrics};
 use crate::quality::QualityClass;
-use crate::stats::{Candidate, CandidatePair, RawReport, RemoteCandidate};
+use crate::stats::{Candidate, CandidatePair, InboundRtp, MediaSource, OutboundRtp, RawReport, RemoteCandidate};
 use crate::wire::Event;
 use crate::wire::MetricsFields;
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -74,6 +74,23 @@ struct Baseline {
     outbound: HashMap<String, Counter>,
     inbound: HashMap<String, Counter>,
     pairs: HashMap<String, PairCounter>,
+    /// The streams' and sources' reports, for the media figures' deltas.
+    out_reports: HashMap<String, OutboundRtp>,
+    in_reports: HashMap<String, InboundRtp>,
+    sources: HashMap<String, MediaSource>,
+    transports: HashMap<String, TransportSeen>,
+    /// When each selected pair last answered a check: (responses then, time ms).
+    answered: HashMap<String, (f64, f64)>,
+    /// ICE restarts since the connection was first polled.
+    ice_restarts: u32,
+}
+
+/// What the previous snapshot said of a transport.
+#[derive(Debug, Clone, Default)]
+struct TransportSeen {
+    ufrag: Option<String>,
+    pair_changes: Option<f64>,
+    selected: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -83,7 +100,6 @@ struct Counter {
     bytes: f64,
     packets: Option<f64>,
     lost: Option<f64>,
-    freezes: Option<f64>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -91,6 +107,8 @@ struct PairCounter {
     total_rtt_s: f64,
     responses: f64,
 }
+
+mod media;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Kind {
@@ -272,8 +290,11 @@ fn compute(now_ms: f64, pc: &str, reports: &[RawReport], prev: Option<&Baseline>
     let mut selected_ids: Vec<&str> = Vec::new();
     let mut rtcp_rtts = Vec::new();
     let mut fractions_lost = Vec::new();
-    let mut best_in_video: Option<(f64, VideoMetrics)> = None;
-    let mut best_out_video: Option<(f64, VideoMetrics)> = None;
+    let mut outs: Vec<media::Out<'_>> = Vec::new();
+    let mut ins: Vec<media::In<'_>> = Vec::new();
+    let mut sources: HashMap<&str, &MediaSource> = HashMap::new();
+    let mut transports: Vec<&crate::stats::Transport> = Vec::new();
+    base.ice_restarts = prev.map_or(0, |p| p.ice_restarts);
 
     for report in reports {
         match report {
@@ -287,27 +308,22 @@ fn compute(now_ms: f64, pc: &str, reports: &[RawReport], prev: Option<&Baseline>
                     bytes,
                     packets: o.packets_sent,
                     lost: None,
-                    freezes: None,
                 };
                 m.carries_media = true;
                 let kind = kind_of(&o.kind, &o.media_type);
-                if let Some(kbps) = rate_kbps(prev.and_then(|p| p.outbound.get(id)), &c) {
+                let kbps = rate_kbps(prev.and_then(|p| p.outbound.get(id)), &c);
+                if let Some(kbps) = kbps {
                     up.add(kind, kbps);
                 }
                 base.outbound.insert(id.clone(), c);
-                if kind == Kind::Video {
-                    let area = o.frame_width.unwrap_or(0.0) * o.frame_height.unwrap_or(0.0);
-                    if best_out_video.as_ref().is_none_or(|(a, _)| area > *a) {
-                        let v = VideoMetrics {
-                            fps: o.frames_per_second,
-                            width: positive_u32(o.frame_width),
-                            height: positive_u32(o.frame_height),
-                            freezes: None,
-                            quality_limitation: o.quality_limitation_reason.clone(),
-                        };
-                        best_out_video = Some((area, v));
-                    }
-                }
+                let before = prev.and_then(|p| p.out_reports.get(id)).filter(|b| b.ssrc == o.ssrc);
+                outs.push(media::Out {
+                    now: o,
+                    prev: before,
+                    kind,
+                    kbps,
+                });
+                base.out_reports.insert(id.clone(), o.clone());
             }
             RawReport::InboundRtp(i) => {
                 let (Some(id), Some(bytes)) = (&i.id, i.bytes_received) else {
@@ -319,7 +335,6 @@ fn compute(now_ms: f64, pc: &str, reports: &[RawReport], prev: Option<&Baseline>
                     bytes,
                     packets: i.packets_received,
                     lost: i.packets_lost,
-                    freezes: i.freeze_count,
                 };
                 m.carries_media = true;
                 let kind = kind_of(&i.kind, &i.media_type);
@@ -340,24 +355,24 @@ fn compute(now_ms: f64, pc: &str, reports: &[RawReport], prev: Option<&Baseline>
                 if let Some(j) = i.jitter.filter(|j| *j >= 0.0) {
                     m.jitter_ms = max_opt(m.jitter_ms, Some(j * 1000.0));
                 }
-                if kind == Kind::Video {
-                    let area = i.frame_width.unwrap_or(0.0) * i.frame_height.unwrap_or(0.0);
-                    if best_in_video.as_ref().is_none_or(|(a, _)| area > *a) {
-                        let freezes = before
-                            .filter(|p| p.ssrc == c.ssrc)
-                            .and_then(|p| Some(c.freezes? - p.freezes?))
-                            .filter(|d| *d >= 0.0);
-                        let v = VideoMetrics {
-                            fps: i.frames_per_second,
-                            width: positive_u32(i.frame_width),
-                            height: positive_u32(i.frame_height),
-                            freezes: positive_u32(freezes),
-                            quality_limitation: None,
-                        };
-                        best_in_video = Some((area, v));
-                    }
-                }
                 base.inbound.insert(id.clone(), c);
+                let before = prev.and_then(|p| p.in_reports.get(id)).filter(|b| b.ssrc == i.ssrc);
+                ins.push(media::In {
+                    now: i,
+                    prev: before,
+                    kind,
+                });
+                base.in_reports.insert(id.clone(), i.clone());
+            }
+            RawReport::MediaSource(source) => {
+                if let Some(id) = &source.id {
+                    sources.insert(id, source);
+                    base.sources.insert(id.clone(), source.clone());
+                }
+            }
+            RawReport::PeerConnection(state) => {
+                m.connection.state.clone_from(&state.connection_state);
+                m.connection.ice_state.clone_from(&state.ice_connection_state);
             }
             RawReport::RemoteInboundRtp(r) => {
                 if let Some(rtt) = r.round_trip_time.filter(|v| *v >= 0.0) {
@@ -386,8 +401,9 @@ fn compute(now_ms: f64, pc: &str, reports: &[RawReport], prev: Option<&Baseline>
                 if let Some(id) = &t.selected_candidate_pair_id {
                     selected_ids.push(id);
                 }
+                transports.push(t);
             }
-            RawReport::MediaSource(_) | RawReport::PeerConnection(_) | RawReport::Other => {}
+            RawReport::Other => {}
         }
     }
 
@@ -420,6 +436,17 @@ fn compute(now_ms: f64, pc: &str, reports: &[RawReport], prev: Option<&Baseline>
         if let Some(rtt) = interval_rtt.or(pair.current_round_trip_time.filter(|v| *v >= 0.0).map(|s| s * 1000.0)) {
             pair_rtts.push(rtt);
         }
+        if let Some(resp) = pair.responses_received {
+            let answered_at = match prev.and_then(|p| p.answered.get(id)) {
+                Some(&(before, at)) if resp <= before => at,
+                _ => now_ms,
+            };
+            base.answered.insert(id.to_string(), (resp, answered_at));
+            m.connection.since_response_ms = max_opt(m.connection.since_response_ms, Some(now_ms - answered_at));
+        }
+        let kbps = |bps: Option<f64>| bps.filter(|b| *b >= 0.0).map(|b| b / 1000.0);
+        m.available_out_kbps = max_opt(m.available_out_kbps, kbps(pair.available_outgoing_bitrate));
+        m.available_in_kbps = max_opt(m.available_in_kbps, kbps(pair.available_incoming_bitrate));
         if let (Some(total), Some(resp)) = (pair.total_rtt_s(), pair.responses_received) {
             base.pairs.insert(
                 id.to_string(),
@@ -449,8 +476,12 @@ fn compute(now_ms: f64, pc: &str, reports: &[RawReport], prev: Option<&Baseline>
     m.loss_in_pct = (loss_streams > 0 && lost_sum + recv_sum > 0.0).then(|| lost_sum / (lost_sum + recv_sum) * 100.0);
     (m.upload_kbps, m.upload_audio_kbps, m.upload_video_kbps) = (up.total, up.audio, up.video);
     (m.download_kbps, m.download_audio_kbps, m.download_video_kbps) = (down.total, down.audio, down.video);
-    m.video_in = best_in_video.map(|(_, v)| v);
-    m.video_out = best_out_video.map(|(_, v)| v);
+    m.video_in = media::received_video(&ins);
+    m.video_out = media::sent_video(&outs, &sources);
+    m.audio_in = media::received_audio(&ins);
+    m.audio_out = media::sent_audio(&outs, &sources, prev.map(|p| &p.sources));
+    m.target_kbps = media::target_kbps(&outs);
+    link_changes(&mut m.connection, &mut base, &transports, prev);
     (m.quality, m.mos) = QualityClass::assess(m.best_rtt_ms(), m.loss_pct(), m.jitter_ms);
 
     let usable = prev.is_none_or(|p| now_ms > p.now_ms);
@@ -459,6 +490,37 @@ fn compute(now_ms: f64, pc: &str, reports: &[RawReport], prev: Option<&Baseline>
         return (None, base);
     }
     (Some(m), base)
+}
+
+/// ICE restarts (a transport's local ufrag changed) and selected-pair switches since `prev`.
+fn link_changes(
+    connection: &mut ConnectionInfo,
+    base: &mut Baseline,
+    transports: &[&crate::stats::Transport],
+    prev: Option<&Baseline>,
+) {
+    for t in transports {
+        let Some(id) = &t.id else {
+            continue;
+        };
+        let now = TransportSeen {
+            ufrag: t.ice_local_username_fragment.clone(),
+            pair_changes: t.selected_candidate_pair_changes,
+            selected: t.selected_candidate_pair_id.clone(),
+        };
+        if let Some(before) = prev.and_then(|p| p.transports.get(id)) {
+            if before.ufrag.is_some() && now.ufrag.is_some() && before.ufrag != now.ufrag {
+                base.ice_restarts += 1;
+            }
+            let switches = match (before.pair_changes, now.pair_changes) {
+                (Some(a), Some(b)) if b >= a => (b - a).min(u32::MAX as f64) as u32,
+                _ => u32::from(before.selected.is_some() && now.selected.is_some() && before.selected != now.selected),
+            };
+            connection.pair_switches = connection.pair_switches.saturating_add(switches);
+        }
+        base.transports.insert(id.clone(), now);
+    }
+    connection.ice_restarts = base.ice_restarts;
 }
 
 impl CandidatePair {

@@ -195,3 +195,50 @@ fn firefox_selected_flag_is_the_fallback() {
     assert_eq!(m.rtt_ms, Some(20.0));
     assert!(!m.relay.using_relay);
 }
+
+/// One connection's link reports: a transport, its selected pair and the hook's states.
+fn link(ufrag: &str, pair: &str, changes: f64, responses: f64, state: &str) -> Vec<RawReport> {
+    [
+        json!({"type": "transport", "id": "T1", "selectedCandidatePairId": pair, "iceLocalUsernameFragment": ufrag, "selectedCandidatePairChanges": changes}),
+        json!({"type": "candidate-pair", "id": pair, "localCandidateId": "L1", "remoteCandidateId": "R1", "state": "succeeded", "responsesReceived": responses, "availableOutgoingBitrate": 300_000}),
+        json!({"type": "local-candidate", "id": "L1", "candidateType": "host"}),
+        json!({"type": "remote-candidate", "id": "R1", "candidateType": "host"}),
+        json!({"type": "peer-connection", "connectionState": state, "iceConnectionState": state}),
+    ]
+    .into_iter()
+    .map(parse_report)
+    .collect()
+}
+
+#[test]
+fn connection_states_restarts_switches_and_time_since_an_answer() {
+    let mut p = Processor::new();
+    let mut at = |t: f64, reports: Vec<RawReport>| {
+        let out = run(
+            &mut p,
+            Input::Snapshot {
+                now_ms: t,
+                pc: "pc1".into(),
+                reports,
+            },
+        );
+        peer(&out).unwrap().clone()
+    };
+    let m = at(1_000.0, link("u1", "CP1", 1.0, 5.0, "connected"));
+    assert_eq!(m.connection.state.as_deref(), Some("connected"));
+    assert_eq!(m.connection.since_response_ms, Some(0.0));
+    assert_eq!(m.available_out_kbps, Some(300.0));
+    // No answer for 2 s, then the connection drops.
+    at(2_000.0, link("u1", "CP1", 1.0, 5.0, "connected"));
+    let m = at(3_000.0, link("u1", "CP1", 1.0, 5.0, "disconnected"));
+    assert_eq!(m.connection.since_response_ms, Some(2_000.0));
+    assert_eq!(m.connection.ice_state.as_deref(), Some("disconnected"));
+    assert_eq!((m.connection.ice_restarts, m.connection.pair_switches), (0, 0));
+    // An ICE restart (new ufrag) onto a new pair that answers.
+    let m = at(4_000.0, link("u2", "CP2", 2.0, 1.0, "connected"));
+    assert_eq!((m.connection.ice_restarts, m.connection.pair_switches), (1, 1));
+    assert_eq!(m.connection.since_response_ms, Some(0.0));
+    // The restart count stays; switches are per interval.
+    let m = at(5_000.0, link("u2", "CP2", 2.0, 2.0, "connected"));
+    assert_eq!((m.connection.ice_restarts, m.connection.pair_switches), (1, 0));
+}
