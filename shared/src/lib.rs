@@ -7,6 +7,7 @@ pub mod alerts;
 pub mod cost;
 pub mod emit;
 pub mod fields;
+pub mod findings;
 pub mod limits;
 pub mod messages;
 pub mod metrics;

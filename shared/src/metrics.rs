@@ -52,6 +52,8 @@ pub struct SentVideo {
     pub captured_width: Option<u32>,
     pub captured_height: Option<u32>,
     pub captured_fps: Option<f64>,
+    /// Frames encoded in the interval (active layers).
+    pub frames_encoded: Option<u32>,
     /// Encode time per frame over the interval, ms.
     pub encode_ms_per_frame: Option<f64>,
     /// Retransmitted share of the bytes sent (all video layers), %.
@@ -69,6 +71,9 @@ pub struct ReceivedVideo {
     pub fps: Option<f64>,
     pub width: Option<u32>,
     pub height: Option<u32>,
+    /// Packets and frames received in the interval.
+    pub packets: Option<u32>,
+    pub frames_decoded: Option<u32>,
     /// Freezes (`freezeCount`) that started during the interval.
     pub freezes: Option<u32>,
     /// Frozen time in the interval (`totalFreezesDuration`), ms.
@@ -86,6 +91,8 @@ pub struct ReceivedVideo {
 /// Received audio of one interval (all audio streams together).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ReceivedAudio {
+    /// Packets received in the interval.
+    pub packets: Option<u32>,
     /// Concealed share of the samples received, silent concealment left out, %.
     pub concealed_pct: Option<f64>,
     /// Concealed samples that were silence anyway, % of the samples received.

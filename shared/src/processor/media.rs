@@ -97,6 +97,7 @@ pub(super) fn sent_video(outs: &[Out<'_>], sources: &HashMap<&str, &MediaSource>
         captured_width: source.and_then(|s| super::positive_u32(s.width)),
         captured_height: source.and_then(|s| super::positive_u32(s.height)),
         captured_fps: source.and_then(|s| s.frames_per_second),
+        frames_encoded: count(sum(&active, d(|r| r.frames_encoded))),
         encode_ms_per_frame: ratio(
             sum(&active, d(|r| r.total_encode_time)),
             sum(&active, d(|r| r.frames_encoded)),
@@ -145,6 +146,8 @@ pub(super) fn received_video(ins: &[In<'_>]) -> Option<ReceivedVideo> {
         fps: now.frames_per_second,
         width: super::positive_u32(now.frame_width),
         height: super::positive_u32(now.frame_height),
+        packets: count(d(|r| r.packets_received)),
+        frames_decoded: count(d(|r| r.frames_decoded)),
         freezes: count(d(|r| r.freeze_count)),
         frozen_ms: d(|r| r.total_freezes_duration).map(|s| s * 1000.0),
         frames_dropped: count(d(|r| r.frames_dropped)),
@@ -167,6 +170,7 @@ pub(super) fn received_audio(ins: &[In<'_>]) -> Option<ReceivedAudio> {
     let silent = sum(&audio, d(|r| r.silent_concealed_samples));
     let pct = |x: Option<f64>| ratio(x, samples).map(|share| (share * 100.0).min(100.0));
     Some(ReceivedAudio {
+        packets: count(sum(&audio, d(|r| r.packets_received))),
         concealed_pct: pct(concealed.map(|c| (c - silent.unwrap_or(0.0)).max(0.0))),
         silent_concealed_pct: pct(silent),
         jitter_buffer_ms: ratio(

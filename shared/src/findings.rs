@@ -1,0 +1,611 @@
+//! The diagnosis: detectors that say why a connection is bad, in plain words, with the evidence and what to try; sans-IO, time as input, raised after a condition held and resolved with hysteresis.
+//!
+//! Each detector reads one connection's [`PeerMetrics`] of an interval and answers with a
+//! [`Level`]: the condition to raise holds (with its title and evidence), only the milder one to
+//! stay raised holds, or neither. A finding is raised once its raise condition has held for
+//! [`RAISE_AFTER_MS`] and resolved once neither condition has held for [`CLEAR_AFTER_MS`], so a
+//! figure hovering at a threshold neither flaps nor repeats. [`Diagnosis`] keeps that state per
+//! connection; it never reads a clock (`PeerMetrics::at_ms` is the time).
+
+use crate::alerts::Severity;
+use crate::metrics::PeerMetrics;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// A finding is raised once its condition has held this long, ms.
+pub const RAISE_AFTER_MS: f64 = 3_000.0;
+/// A raised finding resolves once its condition has been clear this long, ms.
+pub const CLEAR_AFTER_MS: f64 = 5_000.0;
+/// An ICE restart or a pair switch keeps `connection-unstable` true for this long, ms.
+const LINK_EVENT_HOLD_MS: f64 = 10_000.0;
+
+/// A finding's stable id (also the collector's alert type).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FindingId {
+    BandwidthLimited,
+    AppCapped,
+    CpuLimited,
+    HighLatency,
+    PacketLoss,
+    HighJitter,
+    AudioConcealment,
+    VideoFrozen,
+    MicSilent,
+    NoMediaReceived,
+    RelayTcp,
+    ConnectionUnstable,
+    HighRetransmission,
+}
+
+impl FindingId {
+    pub const ALL: [FindingId; 13] = [
+        Self::BandwidthLimited,
+        Self::AppCapped,
+        Self::CpuLimited,
+        Self::HighLatency,
+        Self::PacketLoss,
+        Self::HighJitter,
+        Self::AudioConcealment,
+        Self::VideoFrozen,
+        Self::MicSilent,
+        Self::NoMediaReceived,
+        Self::RelayTcp,
+        Self::ConnectionUnstable,
+        Self::HighRetransmission,
+    ];
+
+    /// The id as written everywhere (`data-finding`, alert type): "bandwidth-limited", ...
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::BandwidthLimited => "bandwidth-limited",
+            Self::AppCapped => "app-capped",
+            Self::CpuLimited => "cpu-limited",
+            Self::HighLatency => "high-latency",
+            Self::PacketLoss => "packet-loss",
+            Self::HighJitter => "high-jitter",
+            Self::AudioConcealment => "audio-concealment",
+            Self::VideoFrozen => "video-frozen",
+            Self::MicSilent => "mic-silent",
+            Self::NoMediaReceived => "no-media-received",
+            Self::RelayTcp => "relay-tcp",
+            Self::ConnectionUnstable => "connection-unstable",
+            Self::HighRetransmission => "high-retransmission",
+        }
+    }
+
+    /// How much it hurts the call: the app's own cap is information, a broken connection or
+    /// missing media is critical, the rest degrade the call.
+    pub fn severity(self) -> Severity {
+        match self {
+            Self::AppCapped => Severity::Info,
+            Self::ConnectionUnstable | Self::NoMediaReceived => Severity::Critical,
+            _ => Severity::Warning,
+        }
+    }
+
+    /// What to try, in plain words.
+    pub fn advice(self) -> &'static str {
+        match self {
+            Self::BandwidthLimited => {
+                "Try closing other downloads and video streams, moving closer to the Wi-Fi router, or using a cable."
+            }
+            Self::AppCapped => {
+                "The meeting app limits this bitrate itself; the network has room. Check the app's video quality settings."
+            }
+            Self::CpuLimited => "Close other apps and browser tabs, or lower the video resolution; plug in a laptop on battery.",
+            Self::HighLatency => {
+                "Use a wired connection or a closer network; a VPN or a distant relay server adds delay."
+            }
+            Self::PacketLoss => "Move closer to the Wi-Fi router or use a cable; other traffic on the network can cause it too.",
+            Self::HighJitter => "Pause large downloads and uploads on this network; a wired connection is steadier than Wi-Fi.",
+            Self::AudioConcealment => {
+                "Audio from the other side arrives late or lost, so it sounds choppy; the network between you is the cause."
+            }
+            Self::VideoFrozen => "Check that the camera or shared window is still available and not used by another app.",
+            Self::MicSilent => "Check that the microphone is not muted (in the app, the system or on the headset) and is the right device.",
+            Self::NoMediaReceived => {
+                "The other side sends nothing in this direction: ask them to check their camera or microphone, or rejoin."
+            }
+            Self::RelayTcp => {
+                "A firewall blocks UDP, so the call goes through a relay over TCP, which adds delay; allow UDP if you can."
+            }
+            Self::ConnectionUnstable => "The connection dropped or switched paths; check the network, or rejoin if it stays broken.",
+            Self::HighRetransmission => "Much of the video is sent twice because packets are lost; a steadier network helps.",
+        }
+    }
+}
+
+/// One figure behind a finding: what it is and its value in words ("estimate", "90 kbps").
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Evidence {
+    pub label: String,
+    pub value: String,
+}
+
+fn evidence(label: &str, value: String) -> Evidence {
+    Evidence {
+        label: label.to_owned(),
+        value,
+    }
+}
+
+/// A finding as shown and reported.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Finding {
+    pub id: FindingId,
+    pub severity: Severity,
+    /// The peer connection it is about.
+    pub pc: String,
+    /// One line in plain words, with the figures ("Your network limits your video: ...").
+    pub title: String,
+    pub evidence: Vec<Evidence>,
+    pub advice: String,
+    /// When the condition started, ms (the shell's clock).
+    pub since_ms: f64,
+    /// When it was resolved; `None` while active.
+    pub until_ms: Option<f64>,
+}
+
+/// A detector's answer for one interval.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Level {
+    /// The condition to raise holds: the title and the evidence.
+    Raise(String, Vec<Evidence>),
+    /// Only the milder condition that keeps a raised finding holds.
+    Hold,
+    Clear,
+}
+
+fn level(raise: bool, hold: bool, detail: impl FnOnce() -> (String, Vec<Evidence>)) -> Level {
+    if raise {
+        let (title, evidence) = detail();
+        Level::Raise(title, evidence)
+    } else if hold {
+        Level::Hold
+    } else {
+        Level::Clear
+    }
+}
+
+fn kbps(x: f64) -> String {
+    format!("{x:.0} kbps")
+}
+
+fn pct(x: f64) -> String {
+    format!("{x:.1} %")
+}
+
+fn ms(x: f64) -> String {
+    format!("{x:.0} ms")
+}
+
+/// What a detector may remember of a connection between intervals.
+#[derive(Debug, Clone, Default)]
+pub struct Memory {
+    /// Whether audio / video packets have arrived on this connection before.
+    audio_flowed: bool,
+    video_flowed: bool,
+    /// The last ICE restart or pair switch, ms.
+    last_link_event_ms: Option<f64>,
+    ice_restarts: u32,
+}
+
+/// The sent video's encoder target, summed over the active layers, kbps.
+fn video_target_kbps(m: &PeerMetrics) -> Option<f64> {
+    let layers = &m.video_out.as_ref()?.layers;
+    layers
+        .iter()
+        .filter(|l| l.active)
+        .filter_map(|l| l.target_kbps)
+        .reduce(|a, b| a + b)
+}
+
+/// The app caps the bitrate: the encoder's target is at most half the estimate.
+fn capped_by_app(m: &PeerMetrics) -> Option<(f64, f64)> {
+    let (target, estimate) = (video_target_kbps(m)?, m.available_out_kbps?);
+    (target * 2.0 <= estimate).then_some((target, estimate))
+}
+
+fn sent_height(m: &PeerMetrics) -> String {
+    match m.video_out.as_ref().and_then(|v| v.height) {
+        Some(h) => format!("{h}p"),
+        None => "a low resolution".to_owned(),
+    }
+}
+
+/// Sent video held back for lack of rate: the share of the interval the encoder was limited by
+/// bandwidth, or a sent resolution well below the captured one.
+fn rate_limited_share(m: &PeerMetrics) -> Option<f64> {
+    let v = m.video_out.as_ref()?;
+    let share = v.limited.as_ref().map(|l| l.bandwidth);
+    let downscaled = match (v.height, v.captured_height) {
+        (Some(sent), Some(captured)) if captured > 0 => f64::from(sent) < f64::from(captured) * 0.75,
+        _ => false,
+    };
+    share.or((v.quality_limitation.as_deref() == Some("bandwidth") || downscaled).then_some(1.0))
+}
+
+/// Evaluates one detector on one interval (`memory` is the connection's, already updated with
+/// this interval by [`Diagnosis`]).
+pub fn detect(id: FindingId, m: &PeerMetrics, memory: &Memory) -> Level {
+    match id {
+        FindingId::BandwidthLimited => {
+            if capped_by_app(m).is_some() {
+                return Level::Clear;
+            }
+            let share = rate_limited_share(m).unwrap_or(0.0);
+            let starved = m.video_out.is_some() && m.available_out_kbps.is_some_and(|e| e < 150.0);
+            level(share >= 0.5 || starved, share >= 0.3 || starved, || {
+                let sent = m.upload_video_kbps.or(m.upload_kbps).unwrap_or(0.0);
+                let mut ev = vec![
+                    evidence("sent resolution", sent_height(m)),
+                    evidence("sent video", kbps(sent)),
+                ];
+                let mut title = format!(
+                    "Your network limits your video: sent at {}, {}",
+                    sent_height(m),
+                    kbps(sent)
+                );
+                if let Some(estimate) = m.available_out_kbps {
+                    title.push_str(&format!(", estimate {}", kbps(estimate)));
+                    ev.push(evidence("estimate", kbps(estimate)));
+                }
+                if let Some(loss) = m.loss_out_pct.filter(|l| *l > 0.0) {
+                    ev.push(evidence("loss of what you send", pct(loss)));
+                }
+                (title, ev)
+            })
+        }
+        FindingId::AppCapped => {
+            let Some((target, estimate)) = capped_by_app(m) else {
+                return Level::Clear;
+            };
+            let share = rate_limited_share(m).unwrap_or(0.0);
+            level(share >= 0.5, share >= 0.3, || {
+                (
+                    format!(
+                        "The app caps your video at {} although the network allows about {}",
+                        kbps(target),
+                        kbps(estimate)
+                    ),
+                    vec![
+                        evidence("encoder target", kbps(target)),
+                        evidence("estimate", kbps(estimate)),
+                        evidence("sent resolution", sent_height(m)),
+                    ],
+                )
+            })
+        }
+        FindingId::CpuLimited => {
+            let v = m.video_out.as_ref();
+            let share = v
+                .and_then(|v| v.limited.as_ref())
+                .map(|l| l.cpu)
+                .or_else(|| (v.and_then(|v| v.quality_limitation.as_deref()) == Some("cpu")).then_some(1.0));
+            let share = share.unwrap_or(0.0);
+            level(share >= 0.5, share >= 0.3, || {
+                let mut ev = vec![evidence("time limited by the processor", pct(share * 100.0))];
+                if let Some(encode) = v.and_then(|v| v.encode_ms_per_frame) {
+                    ev.push(evidence("encode time per frame", format!("{encode:.1} ms")));
+                }
+                (
+                    format!("Your computer is too busy to encode video: sent at {}", sent_height(m)),
+                    ev,
+                )
+            })
+        }
+        FindingId::HighLatency => {
+            let rtt = m.best_rtt_ms();
+            let over = |limit: f64| rtt.is_some_and(|r| r > limit);
+            level(
+                over(crate::alerts::ALERT_RTT_MS),
+                over(crate::alerts::ALERT_RTT_MS * 0.8),
+                || {
+                    let rtt = rtt.unwrap_or_default();
+                    (
+                        format!("High delay: {} round trip, so people talk over each other", ms(rtt)),
+                        vec![evidence("round trip", ms(rtt))],
+                    )
+                },
+            )
+        }
+        FindingId::PacketLoss => {
+            let loss = m.loss_pct();
+            let over = |limit: f64| loss.is_some_and(|l| l > limit);
+            level(
+                over(crate::alerts::ALERT_LOSS_PCT),
+                over(crate::alerts::ALERT_LOSS_PCT * 0.6),
+                || {
+                    let mut ev = Vec::new();
+                    if let Some(l) = m.loss_in_pct {
+                        ev.push(evidence("lost on the way to you", pct(l)));
+                    }
+                    if let Some(l) = m.loss_out_pct {
+                        ev.push(evidence("lost on the way from you", pct(l)));
+                    }
+                    (
+                        format!(
+                            "Packets are lost: {} of the media does not arrive",
+                            pct(loss.unwrap_or_default())
+                        ),
+                        ev,
+                    )
+                },
+            )
+        }
+        FindingId::HighJitter => {
+            let jitter = m.jitter_ms;
+            let over = |limit: f64| jitter.is_some_and(|j| j > limit);
+            level(over(30.0), over(20.0), || {
+                let mut ev = vec![evidence("jitter", ms(jitter.unwrap_or_default()))];
+                if let Some(buffer) = m.audio_in.as_ref().and_then(|a| a.jitter_buffer_ms) {
+                    ev.push(evidence("audio jitter buffer", ms(buffer)));
+                }
+                (
+                    format!("Uneven network timing: {} jitter", ms(jitter.unwrap_or_default())),
+                    ev,
+                )
+            })
+        }
+        FindingId::AudioConcealment => {
+            let concealed = m.audio_in.as_ref().and_then(|a| a.concealed_pct);
+            let over = |limit: f64| concealed.is_some_and(|c| c > limit);
+            level(over(5.0), over(3.0), || {
+                let c = concealed.unwrap_or_default();
+                (
+                    format!("Incoming audio is choppy or robotic: {} of it was patched over", pct(c)),
+                    vec![evidence("concealed audio", pct(c))],
+                )
+            })
+        }
+        FindingId::VideoFrozen => {
+            let sent_stuck = m.video_out.as_ref().is_some_and(|v| {
+                v.frames_encoded == Some(0) && v.layers.iter().any(|l| l.active) && v.captured_width.is_some()
+            });
+            let received_stuck = m.video_in.as_ref().is_some_and(|v| {
+                (v.frames_decoded == Some(0) && v.packets.is_some_and(|p| p > 0))
+                    || v.frozen_ms.is_some_and(|f| f >= 1_000.0)
+            });
+            level(sent_stuck || received_stuck, sent_stuck || received_stuck, || {
+                if sent_stuck {
+                    (
+                        "Your video is frozen: no new pictures come from the camera or shared window".to_owned(),
+                        vec![evidence("frames sent in the last interval", "0".to_owned())],
+                    )
+                } else {
+                    let frozen = m.video_in.as_ref().and_then(|v| v.frozen_ms).unwrap_or(0.0);
+                    (
+                        "The video you receive is frozen".to_owned(),
+                        vec![evidence("frozen time", ms(frozen))],
+                    )
+                }
+            })
+        }
+        FindingId::MicSilent => {
+            let level_now = m.audio_out.as_ref().and_then(|a| a.level);
+            let sending = m.upload_audio_kbps.is_some();
+            level(
+                sending && level_now.is_some_and(|l| l < 0.001),
+                sending && level_now.is_some_and(|l| l < 0.003),
+                || {
+                    (
+                        "Your microphone sends silence".to_owned(),
+                        vec![evidence("microphone level", format!("{:.4}", level_now.unwrap_or(0.0)))],
+                    )
+                },
+            )
+        }
+        FindingId::NoMediaReceived => {
+            let connected = !matches!(
+                m.connection.state.as_deref(),
+                Some("disconnected" | "failed" | "closed" | "new" | "connecting")
+            );
+            let video_gone = memory.video_flowed && m.video_in.as_ref().is_some_and(|v| v.packets == Some(0));
+            let audio_gone = memory.audio_flowed && m.audio_in.as_ref().is_some_and(|a| a.packets == Some(0));
+            let gone = connected && (video_gone || audio_gone);
+            level(gone, gone, || {
+                let what = match (audio_gone, video_gone) {
+                    (true, true) => "audio and video",
+                    (true, false) => "audio",
+                    _ => "video",
+                };
+                (
+                    format!("No {what} arrives from the other side"),
+                    vec![evidence(&format!("{what} packets received"), "0".to_owned())],
+                )
+            })
+        }
+        FindingId::RelayTcp => {
+            let tcp = m.relay.using_relay && matches!(m.relay.protocol.as_deref(), Some("tcp" | "tls"));
+            level(tcp, tcp, || {
+                let protocol = m.relay.protocol.as_deref().unwrap_or("tcp").to_uppercase();
+                (
+                    format!("The call is relayed over {protocol}, which adds delay and stalls on loss"),
+                    vec![evidence("relay transport", protocol)],
+                )
+            })
+        }
+        FindingId::ConnectionUnstable => {
+            let c = &m.connection;
+            let broken = matches!(c.state.as_deref(), Some("disconnected" | "failed"))
+                || matches!(c.ice_state.as_deref(), Some("disconnected" | "failed"));
+            let silent = c.since_response_ms.is_some_and(|s| s > 6_000.0);
+            let recent_event = memory
+                .last_link_event_ms
+                .is_some_and(|at| m.at_ms - at < LINK_EVENT_HOLD_MS);
+            let unstable = broken || silent || recent_event;
+            level(unstable, unstable, || {
+                let mut ev = Vec::new();
+                if let Some(state) = c.state.as_deref().or(c.ice_state.as_deref()) {
+                    ev.push(evidence("connection", state.to_owned()));
+                }
+                if let Some(s) = c.since_response_ms.filter(|s| *s > 6_000.0) {
+                    ev.push(evidence(
+                        "no answer from the other side for",
+                        format!("{:.0} s", s / 1000.0),
+                    ));
+                }
+                if c.ice_restarts > 0 {
+                    ev.push(evidence("reconnections", c.ice_restarts.to_string()));
+                }
+                let title = if broken {
+                    format!(
+                        "The connection is {}",
+                        c.state.as_deref().or(c.ice_state.as_deref()).unwrap_or("broken")
+                    )
+                } else if silent {
+                    "The other side stopped answering".to_owned()
+                } else {
+                    "The connection dropped and reconnected".to_owned()
+                };
+                (title, ev)
+            })
+        }
+        FindingId::HighRetransmission => {
+            let share = m.video_out.as_ref().and_then(|v| v.retransmitted_pct);
+            let over = |limit: f64| share.is_some_and(|s| s > limit);
+            level(over(10.0), over(5.0), || {
+                let s = share.unwrap_or_default();
+                (
+                    format!("{} of your video is sent again because it was lost", pct(s)),
+                    vec![evidence("retransmitted", pct(s))],
+                )
+            })
+        }
+    }
+}
+
+/// One detector's state on one connection.
+#[derive(Debug, Clone, Default)]
+struct Track {
+    /// Since when the raise condition holds (while not raised).
+    raise_since: Option<f64>,
+    /// Since when neither condition holds (while raised).
+    clear_since: Option<f64>,
+    active: Option<Finding>,
+}
+
+/// A finding raised or resolved (then with `until_ms` set).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Change {
+    Raised(Finding),
+    Resolved(Finding),
+}
+
+/// The detectors' state of a tab's connections.
+#[derive(Debug, Clone, Default)]
+pub struct Diagnosis {
+    pcs: BTreeMap<String, (Memory, BTreeMap<FindingId, Track>)>,
+}
+
+impl Diagnosis {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Runs every detector on one connection's interval; returns what was raised or resolved.
+    pub fn observe(&mut self, m: &PeerMetrics) -> Vec<Change> {
+        let now = m.at_ms;
+        let (memory, tracks) = self.pcs.entry(m.pc.clone()).or_default();
+        remember(memory, m);
+        let mut changes = Vec::new();
+        for id in FindingId::ALL {
+            let track = tracks.entry(id).or_default();
+            let level = detect(id, m, memory);
+            if let Some(change) = step(track, id, &m.pc, level, now) {
+                changes.push(change);
+            }
+        }
+        changes
+    }
+
+    /// The connection is gone: its active findings resolve now.
+    pub fn close(&mut self, pc: &str, now_ms: f64) -> Vec<Change> {
+        let Some((_, tracks)) = self.pcs.remove(pc) else {
+            return Vec::new();
+        };
+        tracks
+            .into_values()
+            .filter_map(|t| t.active)
+            .map(|mut f| {
+                f.until_ms = Some(now_ms);
+                Change::Resolved(f)
+            })
+            .collect()
+    }
+
+    /// Every active finding, most severe first (then by id and connection).
+    pub fn active(&self) -> Vec<Finding> {
+        let mut all: Vec<Finding> = self
+            .pcs
+            .values()
+            .flat_map(|(_, tracks)| tracks.values().filter_map(|t| t.active.clone()))
+            .collect();
+        all.sort_by(|a, b| b.severity.cmp(&a.severity).then(a.id.cmp(&b.id)).then(a.pc.cmp(&b.pc)));
+        all
+    }
+}
+
+fn remember(memory: &mut Memory, m: &PeerMetrics) {
+    memory.audio_flowed |= m.audio_in.as_ref().is_some_and(|a| a.packets.is_some_and(|p| p > 0));
+    memory.video_flowed |= m.video_in.as_ref().is_some_and(|v| v.packets.is_some_and(|p| p > 0));
+    if m.connection.ice_restarts > memory.ice_restarts || m.connection.pair_switches > 0 {
+        memory.last_link_event_ms = Some(m.at_ms);
+    }
+    memory.ice_restarts = m.connection.ice_restarts;
+}
+
+/// Advances one detector's hysteresis by one interval at `now`.
+fn step(track: &mut Track, id: FindingId, pc: &str, level: Level, now: f64) -> Option<Change> {
+    match (&mut track.active, level) {
+        (None, Level::Raise(title, evidence)) => {
+            let since = *track.raise_since.get_or_insert(now);
+            if now - since < RAISE_AFTER_MS {
+                return None;
+            }
+            let finding = Finding {
+                id,
+                severity: id.severity(),
+                pc: pc.to_owned(),
+                title,
+                evidence,
+                advice: id.advice().to_owned(),
+                since_ms: since,
+                until_ms: None,
+            };
+            track.raise_since = None;
+            track.clear_since = None;
+            track.active = Some(finding.clone());
+            Some(Change::Raised(finding))
+        }
+        (None, _) => {
+            track.raise_since = None;
+            None
+        }
+        (Some(finding), Level::Raise(title, evidence)) => {
+            // Still there: the newest figures, no new event.
+            finding.title = title;
+            finding.evidence = evidence;
+            track.clear_since = None;
+            None
+        }
+        (Some(_), Level::Hold) => {
+            track.clear_since = None;
+            None
+        }
+        (Some(_), Level::Clear) => {
+            let since = *track.clear_since.get_or_insert(now);
+            if now - since < CLEAR_AFTER_MS {
+                return None;
+            }
+            let mut finding = track.active.take().expect("matched Some");
+            finding.until_ms = Some(now);
+            track.clear_since = None;
+            Some(Change::Resolved(finding))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
