@@ -199,6 +199,7 @@ impl Driver {
                 Output::Emit(event) if sending => self.uploads.push(&state.session, tab, meeting_id(&state.url), event),
                 Output::NextTick { at_ms } => state.next_tick_ms = Some(at_ms),
                 Output::PeerMetrics(m) => state.recorder.record_peer(&m),
+                Output::Finding(change) => state.recorder.record_finding(&change),
                 Output::Emit(_) => {}
             }
         }

@@ -233,6 +233,9 @@ pub struct TabMetrics {
     pub relay_server_url: Option<String>,
     /// The connections, each with its latest interval.
     pub peers: Vec<PeerMetrics>,
+    /// The active findings of every connection, most severe first.
+    #[serde(default)]
+    pub findings: Vec<crate::findings::Finding>,
 }
 
 pub(crate) fn max_opt(a: Option<f64>, b: Option<f64>) -> Option<f64> {

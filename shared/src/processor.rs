@@ -7,6 +7,7 @@
 //! counter going backwards, a changed SSRC) gives no sample instead.
 
 use crate::emit::Emitter;
+use crate::findings::{Change, Diagnosis};
 use crate::metrics::{add_opt, max_opt, mean, ConnectionInfo, Figures, PeerMetrics, RelayInfo, TabMetrics};
 use crate::quality::QualityClass;
 use crate::stats::{Candidate, CandidatePair, InboundRtp, MediaSource, OutboundRtp, RawReport, RemoteCandidate};
@@ -42,6 +43,8 @@ pub enum Input {
 #[derive(Debug, Clone)]
 pub enum Output {
     PeerMetrics(PeerMetrics),
+    /// A finding raised or resolved (also when its connection closed or went stale).
+    Finding(Change),
     TabMetrics(TabMetrics),
     /// An event the emission policy chose to send to the collector.
     Emit(Event),
@@ -58,6 +61,7 @@ pub struct Processor {
     emitter: Emitter,
     out: VecDeque<Output>,
     latest_tab: Option<TabMetrics>,
+    diagnosis: Diagnosis,
 }
 
 #[derive(Debug, Default)]
@@ -181,6 +185,7 @@ impl Processor {
             Input::Closed { pc } => {
                 if self.pcs.remove(&pc).is_some() {
                     let at = self.latest_tab.as_ref().map_or(0.0, |t| t.at_ms);
+                    self.close_findings(&pc, at);
                     self.publish_tab(at);
                 }
             }
@@ -202,15 +207,25 @@ impl Processor {
         if !now_ms.is_finite() {
             return;
         }
-        self.pcs
-            .retain(|id, s| *id == pc || now_ms - s.last_seen_ms < STALE_PC_MS);
+        let stale: Vec<String> = self
+            .pcs
+            .iter()
+            .filter(|(id, s)| **id != pc && now_ms - s.last_seen_ms >= STALE_PC_MS)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in stale {
+            self.pcs.remove(&id);
+            self.close_findings(&id, now_ms);
+        }
         let state = self.pcs.entry(pc.clone()).or_default();
         let (metrics, baseline) = compute(now_ms, &pc, reports, state.baseline.as_ref());
         state.baseline = Some(baseline);
         state.last_seen_ms = now_ms;
         if let Some(m) = metrics {
             state.latest = Some(m.clone());
+            let changes = self.diagnosis.observe(&m);
             self.out.push_back(Output::PeerMetrics(m));
+            self.out.extend(changes.into_iter().map(Output::Finding));
             self.publish_tab(now_ms);
             if let Some(tab) = &self.latest_tab {
                 if let Some(ev) = self.emitter.offer(now_ms, MetricsFields::from_tab(tab)) {
@@ -227,9 +242,15 @@ impl Processor {
         }
     }
 
+    fn close_findings(&mut self, pc: &str, now_ms: f64) {
+        let changes = self.diagnosis.close(pc, now_ms);
+        self.out.extend(changes.into_iter().map(Output::Finding));
+    }
+
     fn publish_tab(&mut self, now_ms: f64) {
         let peers: Vec<PeerMetrics> = self.pcs.values().filter_map(|s| s.latest.clone()).collect();
-        let tab = aggregate(now_ms, peers);
+        let mut tab = aggregate(now_ms, peers);
+        tab.findings = self.diagnosis.active();
         self.latest_tab = Some(tab.clone());
         self.out.push_back(Output::TabMetrics(tab));
     }
@@ -264,6 +285,7 @@ pub fn aggregate(at_ms: f64, peers: Vec<PeerMetrics>) -> TabMetrics {
         },
         relay_server_url: relayed.and_then(|p| p.relay.server_url.clone()),
         peers,
+        findings: Vec::new(),
     }
 }
 

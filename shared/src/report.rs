@@ -15,6 +15,7 @@ pub use overview::{Overview, Stat};
 pub use recorder::CallRecorder;
 
 use crate::alerts::AlertThresholds;
+use crate::findings::Finding;
 use crate::metrics::{PeerMetrics, TabMetrics};
 use crate::privacy::{meeting_id, turn_server_name};
 use serde::{Deserialize, Serialize};
@@ -22,7 +23,7 @@ use serde::{Deserialize, Serialize};
 /// The `format` member of every report.
 pub const REPORT_FORMAT: &str = "call-vitals-report";
 /// The report layout's version; bumped when a member changes meaning.
-pub const REPORT_VERSION: u32 = 1;
+pub const REPORT_VERSION: u32 = 2;
 /// How far back a report goes: 10 minutes.
 pub const REPORT_WINDOW_MS: f64 = 600_000.0;
 /// Samples kept per ring (the tab's and each connection's): 10 minutes at one a second.
@@ -62,6 +63,10 @@ pub struct Report {
     pub connections: Vec<ConnectionSeries>,
     /// Alerts raised and resolved, in time order.
     pub alerts: Vec<AlertEvent>,
+    /// The diagnosis: each finding of the range with its start, its end (`None`: still
+    /// active) and its evidence, in the order raised (since version 2).
+    #[serde(default)]
+    pub findings: Vec<Finding>,
 }
 
 /// A span of time, in ms since the Unix epoch and as ISO 8601 (UTC).
@@ -209,12 +214,28 @@ impl Report {
                     samples,
                 })
             })
-            .enumerate()
-            .map(|(i, mut c)| {
-                if looks_like_address(&c.pc) {
-                    c.pc = format!("connection-{}", i + 1);
+            .collect();
+        // A connection id that looks like an address is shown by its number instead, in the
+        // findings too.
+        let mut connections = connections;
+        let mut shown: std::collections::HashMap<String, String> = std::collections::HashMap::new();
+        for (i, c) in connections.iter_mut().enumerate() {
+            if looks_like_address(&c.pc) {
+                let name = format!("connection-{}", i + 1);
+                shown.insert(std::mem::replace(&mut c.pc, name.clone()), name);
+            }
+        }
+        let findings: Vec<Finding> = recorder
+            .findings()
+            .filter(|f| f.until_ms.is_none_or(|until| until >= since))
+            .cloned()
+            .map(|mut f| {
+                if let Some(name) = shown.get(&f.pc) {
+                    f.pc.clone_from(name);
+                } else if looks_like_address(&f.pc) {
+                    f.pc = "connection".to_owned();
                 }
-                c
+                f
             })
             .collect();
         let times = quality
@@ -244,6 +265,7 @@ impl Report {
             quality,
             connections,
             alerts,
+            findings,
         }
     }
 
@@ -648,6 +670,7 @@ mod tests {
                         match out {
                             Output::PeerMetrics(m) => rec.record_peer(&m),
                             Output::TabMetrics(m) => rec.record_tab(&m),
+                            Output::Finding(change) => rec.record_finding(&change),
                             _ => {}
                         }
                     }

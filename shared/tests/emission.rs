@@ -552,7 +552,7 @@ impl Shell {
                     }
                 }
                 Output::NextTick { at_ms } => self.tick_at = Some(at_ms),
-                Output::PeerMetrics(_) | Output::TabMetrics(_) => {}
+                Output::PeerMetrics(_) | Output::TabMetrics(_) | Output::Finding(_) => {}
             }
         }
         for seq in acks {

@@ -242,3 +242,53 @@ fn connection_states_restarts_switches_and_time_since_an_answer() {
     let m = at(5_000.0, link("u2", "CP2", 2.0, 2.0, "connected"));
     assert_eq!((m.connection.ice_restarts, m.connection.pair_switches), (1, 0));
 }
+
+#[test]
+fn findings_come_out_raised_and_in_the_tab_then_resolved_when_the_connection_closes() {
+    let mut p = Processor::new();
+    let slow = |t: f64| {
+        let mut reports = snap(t, t * 100.0, t * 100.0, t, 0.0, false);
+        for r in &mut reports {
+            if let RawReport::CandidatePair(pair) = r {
+                pair.current_round_trip_time = Some(0.5);
+            }
+            if let RawReport::RemoteInboundRtp(r) = r {
+                r.fraction_lost = Some(0.0);
+            }
+        }
+        reports
+    };
+    let mut raised = Vec::new();
+    let mut tab = None;
+    for s in 1..=6 {
+        let t = f64::from(s) * 1000.0;
+        for out in run(
+            &mut p,
+            Input::Snapshot {
+                now_ms: t,
+                pc: "pc1".into(),
+                reports: slow(t),
+            },
+        ) {
+            match out {
+                Output::Finding(crate::findings::Change::Raised(f)) => raised.push((t, f.id)),
+                Output::TabMetrics(m) => tab = Some(m),
+                _ => {}
+            }
+        }
+    }
+    assert_eq!(raised, [(4_000.0, crate::findings::FindingId::HighLatency)]);
+    let tab = tab.unwrap();
+    assert_eq!(tab.findings.len(), 1);
+    assert!(tab.findings[0].title.contains("500 ms"), "{}", tab.findings[0].title);
+    let out = run(&mut p, Input::Closed { pc: "pc1".into() });
+    let resolved: Vec<_> = out
+        .iter()
+        .filter_map(|o| match o {
+            Output::Finding(crate::findings::Change::Resolved(f)) => Some((f.id, f.until_ms)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(resolved, [(crate::findings::FindingId::HighLatency, Some(6_000.0))]);
+    assert!(p.latest().unwrap().findings.is_empty());
+}

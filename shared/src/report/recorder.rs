@@ -1,6 +1,7 @@
 //! The per-tab recording behind reports and sparklines: bounded rings of tab and connection samples over the last 10 minutes.
 
 use super::{ConnectionSample, TabSample, MAX_CONNECTIONS, REPORT_WINDOW_MS, RING_SAMPLES, SAMPLE_STEP_MS};
+use crate::findings::{Change, Finding};
 use crate::messages::HistorySample;
 use crate::metrics::{PeerMetrics, TabMetrics};
 use std::collections::{BTreeMap, VecDeque};
@@ -13,7 +14,13 @@ use std::collections::{BTreeMap, VecDeque};
 pub struct CallRecorder {
     tab: VecDeque<TabSample>,
     connections: BTreeMap<String, ConnectionRing>,
+    /// Findings in the order raised, at most [`MAX_FINDINGS`]; a resolved one carries its end.
+    findings: VecDeque<Finding>,
 }
+
+/// Findings a recorder keeps; past it, the oldest resolved one goes (an active one only when
+/// every one is active).
+pub const MAX_FINDINGS: usize = 200;
 
 #[derive(Debug, Clone, Default)]
 struct ConnectionRing {
@@ -81,6 +88,39 @@ impl CallRecorder {
         let cutoff = m.at_ms - REPORT_WINDOW_MS;
         trim(&mut ring.samples, |s| s.at_ms, cutoff);
         self.connections.retain(|_, c| c.last_ms() >= cutoff);
+    }
+
+    /// Records a finding raised (a new entry) or resolved (its entry gets the end and the
+    /// latest evidence). Resolved findings older than the window go.
+    pub fn record_finding(&mut self, change: &Change) {
+        match change {
+            Change::Raised(f) => {
+                if self.findings.len() >= MAX_FINDINGS {
+                    let drop = self.findings.iter().position(|f| f.until_ms.is_some()).unwrap_or(0);
+                    self.findings.remove(drop);
+                }
+                self.findings.push_back(f.clone());
+            }
+            Change::Resolved(f) => {
+                let open = self
+                    .findings
+                    .iter_mut()
+                    .rev()
+                    .find(|e| e.id == f.id && e.pc == f.pc && e.until_ms.is_none());
+                if let Some(entry) = open {
+                    *entry = f.clone();
+                }
+                if let Some(until) = f.until_ms {
+                    let cutoff = until - REPORT_WINDOW_MS;
+                    self.findings.retain(|e| e.until_ms.is_none_or(|u| u >= cutoff));
+                }
+            }
+        }
+    }
+
+    /// The findings recorded, in the order raised.
+    pub fn findings(&self) -> impl Iterator<Item = &Finding> + '_ {
+        self.findings.iter()
     }
 
     /// The connection `pc` closed at `at_ms`.
@@ -259,5 +299,44 @@ mod tests {
         assert_eq!(r.sample_count(), before);
         assert!(!r.is_empty());
         assert!(CallRecorder::default().is_empty());
+    }
+
+    fn finding(id: crate::findings::FindingId, pc: &str, since_ms: f64, until_ms: Option<f64>) -> Finding {
+        Finding {
+            id,
+            severity: id.severity(),
+            pc: pc.into(),
+            title: "t".into(),
+            evidence: Vec::new(),
+            advice: id.advice().into(),
+            since_ms,
+            until_ms,
+        }
+    }
+
+    #[test]
+    fn findings_keep_start_and_end_and_stay_bounded() {
+        use crate::findings::FindingId::{HighLatency, PacketLoss};
+        let mut r = CallRecorder::default();
+        r.record_finding(&Change::Raised(finding(HighLatency, "a", 1_000.0, None)));
+        r.record_finding(&Change::Raised(finding(PacketLoss, "a", 2_000.0, None)));
+        r.record_finding(&Change::Resolved(finding(HighLatency, "a", 1_000.0, Some(9_000.0))));
+        let seen: Vec<_> = r.findings().map(|f| (f.id, f.since_ms, f.until_ms)).collect();
+        assert_eq!(
+            seen,
+            [(HighLatency, 1_000.0, Some(9_000.0)), (PacketLoss, 2_000.0, None)]
+        );
+        // Raised again later: a second entry.
+        r.record_finding(&Change::Raised(finding(HighLatency, "a", 20_000.0, None)));
+        assert_eq!(r.findings().count(), 3);
+        // Resolved ones older than the window go once a later one resolves.
+        let late = 20_000.0 + REPORT_WINDOW_MS;
+        r.record_finding(&Change::Resolved(finding(HighLatency, "a", 20_000.0, Some(late))));
+        let seen: Vec<_> = r.findings().map(|f| (f.id, f.until_ms)).collect();
+        assert_eq!(seen, [(PacketLoss, None), (HighLatency, Some(late))]);
+        for i in 0..MAX_FINDINGS + 10 {
+            r.record_finding(&Change::Raised(finding(HighLatency, &format!("p{i}"), late, None)));
+        }
+        assert_eq!(r.findings().count(), MAX_FINDINGS);
     }
 }
