@@ -1,6 +1,7 @@
 //! The popup's root component: polls the offscreen document every second and lays out the parts.
 
 use super::collector_line::CollectorLine;
+use super::findings::Findings;
 use super::peers::Peers;
 use super::quality_bars::QualityBars;
 use super::rates::Rates;
@@ -84,6 +85,7 @@ pub fn app() -> Html {
             html! {
             <>
                 <QualityBars quality={call.quality} />
+                <Findings findings={tab.findings.clone()} />
                 if call.using_relay {
                     <RelayWarning protocol={call.relay_protocol.clone()} />
                 }
@@ -95,7 +97,7 @@ pub fn app() -> Html {
                     <Sparkline id="spark-rtt" label="Round trip, last 60 s" capacity={HISTORY_SAMPLES}
                         values={state.history().iter().map(|s| s.rtt_ms).collect::<Vec<_>>()} />
                 </section>
-                <Peers peers={tab.peers.clone()} />
+                <Peers peers={tab.peers.clone()} findings={tab.findings.clone()} />
                 <ReportActions key={format!("{:?}", state.shown_tab())} tab={state.shown_tab()} />
             </>
             }

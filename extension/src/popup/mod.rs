@@ -1,9 +1,10 @@
-//! The toolbar popup (Yew): the active tab's call quality, figures, connections, sparklines, TURN relay warning, report and summary.
+//! The toolbar popup (Yew): the active tab's call quality, diagnosis, figures, connections, sparklines, TURN relay warning, report and summary.
 
 mod app;
 mod collector_line;
 mod export;
 pub mod export_state;
+mod findings;
 mod peers;
 mod quality_bars;
 mod rates;

@@ -1,12 +1,15 @@
-//! The expandable list of a tab's peer connections, each with its own rates, RTT and relay tag.
+//! The expandable list of a tab's peer connections, each with its own rates, RTT, relay tag and findings.
 
 use crate::format;
+use vitals_shared::findings::Finding;
 use vitals_shared::metrics::PeerMetrics;
 use yew::prelude::*;
 
 #[derive(Properties, PartialEq)]
 pub struct PeersProps {
     pub peers: Vec<PeerMetrics>,
+    /// The tab's active findings; each connection shows its own.
+    pub findings: Vec<Finding>,
 }
 
 /// A raw figure for a data attribute (absent when unknown), as in `rates.rs`.
@@ -42,6 +45,10 @@ pub fn peers(props: &PeersProps) -> Html {
                                 <span class="peer-down" data-kbps={raw(p.download_kbps)}>{ format!("↓ {}", format::bitrate(p.download_kbps)) }</span>
                                 <span class="peer-rtt" data-ms={raw(rtt)}>{ format!("RTT {}", format::millis(rtt)) }</span>
                             </span>
+                            { for props.findings.iter().filter(|f| f.pc == p.pc).map(|f| html! {
+                                <span class={classes!("peer-finding", f.severity.as_str())} data-finding={f.id.as_str()}
+                                    title={f.title.clone()}>{ f.id.as_str() }</span>
+                            }) }
                         </li>
                     }
                 }) }

@@ -3,7 +3,7 @@
 use super::rates::percent;
 use crate::format;
 use vitals_shared::alerts::AlertState;
-use vitals_shared::report::{AlertEvent, Report, Stat};
+use vitals_shared::report::{iso_utc, AlertEvent, Report, Stat};
 
 /// Alert spans listed before "… and N more".
 const MAX_ALERTS_LISTED: usize = 6;
@@ -54,6 +54,7 @@ pub fn summary_text(report: &Report) -> String {
         o.connections, o.max_live_connections
     ));
     lines.push(format!("Alerts: {}", alerts(&report.alerts)));
+    lines.extend(findings(report));
     let browser = if report.browser.name.is_empty() {
         "unknown".to_string()
     } else if report.browser.platform.is_empty() {
@@ -147,6 +148,35 @@ fn alerts(events: &[AlertEvent]) -> String {
     text
 }
 
+/// "Findings: none", or one line per finding (the first [`MAX_ALERTS_LISTED`]): its words, id
+/// and span.
+fn findings(report: &Report) -> Vec<String> {
+    if report.findings.is_empty() {
+        return vec!["Findings: none".to_string()];
+    }
+    let from = &report.time_range.from;
+    // The same finding on several connections at once is one line.
+    let mut listed: Vec<String> = Vec::new();
+    for f in &report.findings {
+        let start = clock(&iso_utc(f.since_ms), Some(from));
+        let span = match f.until_ms {
+            Some(until) => format!("{start} to {}", clock(&iso_utc(until), Some(from))),
+            None => format!("from {start}, still active"),
+        };
+        let line = format!("- {} ({}, {span})", f.title, f.id.as_str());
+        if !listed.contains(&line) {
+            listed.push(line);
+        }
+    }
+    let mut lines = vec![format!("Findings: {}", listed.len())];
+    let more = listed.len().saturating_sub(MAX_ALERTS_LISTED);
+    lines.extend(listed.into_iter().take(MAX_ALERTS_LISTED));
+    if more > 0 {
+        lines.push(format!("- … and {more} more"));
+    }
+    lines
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -155,9 +185,11 @@ mod tests {
     use vitals_shared::report::{BrowserInfo, CallRecorder};
     use vitals_shared::QualityClass;
 
-    /// 30 s of a call with two connections: high latency from 5 s to 9 s, relayed over TCP.
+    /// 30 s of a call with two connections: high latency from 5 s to 9 s, relayed over TCP; the
+    /// diagnosis runs on it as in the processor.
     fn report() -> Report {
         let mut rec = CallRecorder::default();
+        let mut diagnosis = vitals_shared::findings::Diagnosis::new();
         let start = 1_700_000_000_000.0;
         for t in 0..30 {
             let at_ms = start + f64::from(t) * 1000.0;
@@ -182,6 +214,9 @@ mod tests {
                 })
                 .collect();
             peers.iter().for_each(|p| rec.record_peer(p));
+            for change in peers.iter().flat_map(|p| diagnosis.observe(p)) {
+                rec.record_finding(&change);
+            }
             rec.record_tab(&aggregate(at_ms, peers));
         }
         let mut report = Report::build(&rec, "http://192.0.2.7:8080/room?key=secret", start + 30_000.0);
@@ -212,6 +247,9 @@ Download: 800 kbps average, 800 kbps peak
 TURN relay: in use 100 % of the time, over tcp
 Connections: 2 (2 at once at most)
 Alerts: using-turn from 22:13:20 (still active); high-latency 22:13:25 to 22:13:40; poor-connection 22:13:25 to 22:13:40
+Findings: 2
+- The call is relayed over TCP, which adds delay and stalls on loss (relay-tcp, from 22:13:20, still active)
+- High delay: 800 ms round trip, so people talk over each other (high-latency, 22:13:25 to 22:13:35)
 Browser: Chromium 156.0.7258.5 (Linux)
 Extension: Call Vitals 0.1.0
 ";
