@@ -10,6 +10,7 @@
 use crate::cost::{cost, relayed_bytes, DEFAULT_PRICE_PER_GB};
 use crate::fields::MetricsView;
 use crate::quality::QualityClass;
+pub use crate::severity::Severity;
 use serde::{Deserialize, Serialize};
 
 /// `high-latency` while the round-trip time is above this, ms.
@@ -79,26 +80,6 @@ impl AlertKind {
             Self::HighLatency | Self::PacketLoss => Severity::Warning,
             Self::UsingTurn => Severity::Info,
             Self::PoorConnection => Severity::Critical,
-        }
-    }
-}
-
-/// An alert's severity, as the collector and its webhooks name it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Severity {
-    Info,
-    Warning,
-    Critical,
-}
-
-impl Severity {
-    /// Lower-case name, as on the wire.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Info => "info",
-            Self::Warning => "warning",
-            Self::Critical => "critical",
         }
     }
 }

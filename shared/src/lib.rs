@@ -5,9 +5,10 @@
 
 pub mod alerts;
 pub mod cost;
+pub mod diagnosis;
 pub mod emit;
 pub mod fields;
-pub mod findings;
+pub mod finding;
 pub mod limits;
 pub mod messages;
 pub mod metrics;
@@ -16,6 +17,7 @@ pub mod processor;
 pub mod quality;
 pub mod recording;
 pub mod report;
+pub mod severity;
 pub mod stats;
 pub mod wire;
 

@@ -512,16 +512,16 @@ mod tests {
                 },
                 ..PeerMetrics::default()
             }],
-            findings: vec![crate::findings::Finding {
-                id: crate::findings::FindingId::HighLatency,
+            findings: vec![crate::finding::Finding {
+                id: crate::finding::FindingId::HighLatency,
                 severity: crate::alerts::Severity::Warning,
                 pc: "k3j9x2-1".into(),
                 title: "High delay: 420 ms round trip, so people talk over each other".into(),
-                evidence: vec![crate::findings::Evidence {
+                evidence: vec![crate::finding::Evidence {
                     label: "round trip".into(),
                     value: "420 ms".into(),
                 }],
-                advice: crate::findings::FindingId::HighLatency.advice().into(),
+                advice: crate::finding::FindingId::HighLatency.advice().into(),
                 since_ms: 1_763_999_990_000.0,
                 until_ms: None,
             }],

@@ -235,7 +235,7 @@ pub struct TabMetrics {
     pub peers: Vec<PeerMetrics>,
     /// The active findings of every connection, most severe first.
     #[serde(default)]
-    pub findings: Vec<crate::findings::Finding>,
+    pub findings: Vec<crate::finding::Finding>,
 }
 
 pub(crate) fn max_opt(a: Option<f64>, b: Option<f64>) -> Option<f64> {

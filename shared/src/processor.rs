@@ -6,8 +6,8 @@
 //! same connection; anything that would give a negative or a spike (first snapshot, Δt <= 0, a
 //! counter going backwards, a changed SSRC) gives no sample instead.
 
+use crate::diagnosis::{Change, Diagnosis};
 use crate::emit::Emitter;
-use crate::findings::{Change, Diagnosis};
 use crate::metrics::{add_opt, max_opt, mean, ConnectionInfo, Figures, PeerMetrics, RelayInfo, TabMetrics};
 use crate::quality::QualityClass;
 use crate::stats::{Candidate, CandidatePair, InboundRtp, MediaSource, OutboundRtp, RawReport, RemoteCandidate};

@@ -15,7 +15,7 @@ pub use overview::{Overview, Stat};
 pub use recorder::CallRecorder;
 
 use crate::alerts::AlertThresholds;
-use crate::findings::Finding;
+use crate::finding::Finding;
 use crate::metrics::{PeerMetrics, TabMetrics};
 use crate::privacy::{meeting_id, turn_server_name};
 use serde::{Deserialize, Serialize};

@@ -1,6 +1,6 @@
 //! The diagnosis in the popup: the most severe active finding as a sentence with its evidence and what to try, the others below it.
 
-use vitals_shared::findings::Finding;
+use vitals_shared::finding::Finding;
 use yew::prelude::*;
 
 #[derive(Properties, PartialEq)]

@@ -1,7 +1,7 @@
 //! The expandable list of a tab's peer connections, each with its own rates, RTT, relay tag and findings.
 
 use crate::format;
-use vitals_shared::findings::Finding;
+use vitals_shared::finding::Finding;
 use vitals_shared::metrics::PeerMetrics;
 use yew::prelude::*;
 

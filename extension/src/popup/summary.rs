@@ -189,7 +189,7 @@ mod tests {
     /// diagnosis runs on it as in the processor.
     fn report() -> Report {
         let mut rec = CallRecorder::default();
-        let mut diagnosis = vitals_shared::findings::Diagnosis::new();
+        let mut diagnosis = vitals_shared::diagnosis::Diagnosis::new();
         let start = 1_700_000_000_000.0;
         for t in 0..30 {
             let at_ms = start + f64::from(t) * 1000.0;

@@ -271,13 +271,13 @@ fn findings_come_out_raised_and_in_the_tab_then_resolved_when_the_connection_clo
             },
         ) {
             match out {
-                Output::Finding(crate::findings::Change::Raised(f)) => raised.push((t, f.id)),
+                Output::Finding(crate::diagnosis::Change::Raised(f)) => raised.push((t, f.id)),
                 Output::TabMetrics(m) => tab = Some(m),
                 _ => {}
             }
         }
     }
-    assert_eq!(raised, [(4_000.0, crate::findings::FindingId::HighLatency)]);
+    assert_eq!(raised, [(4_000.0, crate::finding::FindingId::HighLatency)]);
     let tab = tab.unwrap();
     assert_eq!(tab.findings.len(), 1);
     assert!(tab.findings[0].title.contains("500 ms"), "{}", tab.findings[0].title);
@@ -285,10 +285,10 @@ fn findings_come_out_raised_and_in_the_tab_then_resolved_when_the_connection_clo
     let resolved: Vec<_> = out
         .iter()
         .filter_map(|o| match o {
-            Output::Finding(crate::findings::Change::Resolved(f)) => Some((f.id, f.until_ms)),
+            Output::Finding(crate::diagnosis::Change::Resolved(f)) => Some((f.id, f.until_ms)),
             _ => None,
         })
         .collect();
-    assert_eq!(resolved, [(crate::findings::FindingId::HighLatency, Some(6_000.0))]);
+    assert_eq!(resolved, [(crate::finding::FindingId::HighLatency, Some(6_000.0))]);
     assert!(p.latest().unwrap().findings.is_empty());
 }

@@ -1,7 +1,8 @@
 //! The per-tab recording behind reports and sparklines: bounded rings of tab and connection samples over the last 10 minutes.
 
 use super::{ConnectionSample, TabSample, MAX_CONNECTIONS, REPORT_WINDOW_MS, RING_SAMPLES, SAMPLE_STEP_MS};
-use crate::findings::{Change, Finding};
+use crate::diagnosis::Change;
+use crate::finding::Finding;
 use crate::messages::HistorySample;
 use crate::metrics::{PeerMetrics, TabMetrics};
 use std::collections::{BTreeMap, VecDeque};
@@ -301,7 +302,7 @@ mod tests {
         assert!(CallRecorder::default().is_empty());
     }
 
-    fn finding(id: crate::findings::FindingId, pc: &str, since_ms: f64, until_ms: Option<f64>) -> Finding {
+    fn finding(id: crate::finding::FindingId, pc: &str, since_ms: f64, until_ms: Option<f64>) -> Finding {
         Finding {
             id,
             severity: id.severity(),
@@ -316,7 +317,7 @@ mod tests {
 
     #[test]
     fn findings_keep_start_and_end_and_stay_bounded() {
-        use crate::findings::FindingId::{HighLatency, PacketLoss};
+        use crate::finding::FindingId::{HighLatency, PacketLoss};
         let mut r = CallRecorder::default();
         r.record_finding(&Change::Raised(finding(HighLatency, "a", 1_000.0, None)));
         r.record_finding(&Change::Raised(finding(PacketLoss, "a", 2_000.0, None)));

@@ -4,6 +4,7 @@ use super::*;
 use crate::metrics::{
     ConnectionInfo, Layer, LimitationShares, ReceivedAudio, ReceivedVideo, RelayInfo, SentAudio, SentVideo,
 };
+use crate::severity::Severity;
 
 /// A clean interval of a two-way audio and video call at `at_ms`.
 fn clean(at_ms: f64) -> PeerMetrics {

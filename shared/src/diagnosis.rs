@@ -7,9 +7,8 @@
 //! figure hovering at a threshold neither flaps nor repeats. [`Diagnosis`] keeps that state per
 //! connection; it never reads a clock (`PeerMetrics::at_ms` is the time).
 
-use crate::alerts::Severity;
+pub use crate::finding::{Evidence, Finding, FindingId};
 use crate::metrics::PeerMetrics;
-use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// A finding is raised once its condition has held this long, ms.
@@ -19,132 +18,11 @@ pub const CLEAR_AFTER_MS: f64 = 5_000.0;
 /// An ICE restart or a pair switch keeps `connection-unstable` true for this long, ms.
 const LINK_EVENT_HOLD_MS: f64 = 10_000.0;
 
-/// A finding's stable id (also the collector's alert type).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum FindingId {
-    BandwidthLimited,
-    AppCapped,
-    CpuLimited,
-    HighLatency,
-    PacketLoss,
-    HighJitter,
-    AudioConcealment,
-    VideoFrozen,
-    MicSilent,
-    NoMediaReceived,
-    RelayTcp,
-    ConnectionUnstable,
-    HighRetransmission,
-}
-
-impl FindingId {
-    pub const ALL: [FindingId; 13] = [
-        Self::BandwidthLimited,
-        Self::AppCapped,
-        Self::CpuLimited,
-        Self::HighLatency,
-        Self::PacketLoss,
-        Self::HighJitter,
-        Self::AudioConcealment,
-        Self::VideoFrozen,
-        Self::MicSilent,
-        Self::NoMediaReceived,
-        Self::RelayTcp,
-        Self::ConnectionUnstable,
-        Self::HighRetransmission,
-    ];
-
-    /// The id as written everywhere (`data-finding`, alert type): "bandwidth-limited", ...
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::BandwidthLimited => "bandwidth-limited",
-            Self::AppCapped => "app-capped",
-            Self::CpuLimited => "cpu-limited",
-            Self::HighLatency => "high-latency",
-            Self::PacketLoss => "packet-loss",
-            Self::HighJitter => "high-jitter",
-            Self::AudioConcealment => "audio-concealment",
-            Self::VideoFrozen => "video-frozen",
-            Self::MicSilent => "mic-silent",
-            Self::NoMediaReceived => "no-media-received",
-            Self::RelayTcp => "relay-tcp",
-            Self::ConnectionUnstable => "connection-unstable",
-            Self::HighRetransmission => "high-retransmission",
-        }
-    }
-
-    /// How much it hurts the call: the app's own cap is information, a broken connection or
-    /// missing media is critical, the rest degrade the call.
-    pub fn severity(self) -> Severity {
-        match self {
-            Self::AppCapped => Severity::Info,
-            Self::ConnectionUnstable | Self::NoMediaReceived => Severity::Critical,
-            _ => Severity::Warning,
-        }
-    }
-
-    /// What to try, in plain words.
-    pub fn advice(self) -> &'static str {
-        match self {
-            Self::BandwidthLimited => {
-                "Try closing other downloads and video streams, moving closer to the Wi-Fi router, or using a cable."
-            }
-            Self::AppCapped => {
-                "The meeting app limits this bitrate itself; the network has room. Check the app's video quality settings."
-            }
-            Self::CpuLimited => "Close other apps and browser tabs, or lower the video resolution; plug in a laptop on battery.",
-            Self::HighLatency => {
-                "Use a wired connection or a closer network; a VPN or a distant relay server adds delay."
-            }
-            Self::PacketLoss => "Move closer to the Wi-Fi router or use a cable; other traffic on the network can cause it too.",
-            Self::HighJitter => "Pause large downloads and uploads on this network; a wired connection is steadier than Wi-Fi.",
-            Self::AudioConcealment => {
-                "Audio from the other side arrives late or lost, so it sounds choppy; the network between you is the cause."
-            }
-            Self::VideoFrozen => "Check that the camera or shared window is still available and not used by another app.",
-            Self::MicSilent => "Check that the microphone is not muted (in the app, the system or on the headset) and is the right device.",
-            Self::NoMediaReceived => {
-                "The other side sends nothing in this direction: ask them to check their camera or microphone, or rejoin."
-            }
-            Self::RelayTcp => {
-                "A firewall blocks UDP, so the call goes through a relay over TCP, which adds delay; allow UDP if you can."
-            }
-            Self::ConnectionUnstable => "The connection dropped or switched paths; check the network, or rejoin if it stays broken.",
-            Self::HighRetransmission => "Much of the video is sent twice because packets are lost; a steadier network helps.",
-        }
-    }
-}
-
-/// One figure behind a finding: what it is and its value in words ("estimate", "90 kbps").
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Evidence {
-    pub label: String,
-    pub value: String,
-}
-
 fn evidence(label: &str, value: String) -> Evidence {
     Evidence {
         label: label.to_owned(),
         value,
     }
-}
-
-/// A finding as shown and reported.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Finding {
-    pub id: FindingId,
-    pub severity: Severity,
-    /// The peer connection it is about.
-    pub pc: String,
-    /// One line in plain words, with the figures ("Your network limits your video: ...").
-    pub title: String,
-    pub evidence: Vec<Evidence>,
-    pub advice: String,
-    /// When the condition started, ms (the shell's clock).
-    pub since_ms: f64,
-    /// When it was resolved; `None` while active.
-    pub until_ms: Option<f64>,
 }
 
 /// A detector's answer for one interval.
