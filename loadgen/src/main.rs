@@ -199,6 +199,7 @@ impl Participant {
             using_relay: Some(false),
             relay_protocol: None,
             relay_server: None,
+            findings: Some(String::new()),
         };
         if let Some(episode) = &mut self.episode {
             match episode.kind {
@@ -213,6 +214,7 @@ impl Participant {
                     now.quality = Some(QualityClass::Poor);
                     now.mos = Some(1.8);
                 }
+                AlertKind::Finding(id) => now.findings = Some(id.as_str().into()),
             }
             episode.left -= 1;
             if episode.left == 0 {
@@ -599,7 +601,9 @@ async fn worker(
         turn = (turn + 1) % count;
         let start_kind = match &alerts {
             Some(alerts) if participant.episode.is_none() && rng.unit() < args.episode_chance => {
-                let kind = AlertKind::ALL[rng.below(AlertKind::ALL.len())];
+                // The collector's own four kinds, as before findings existed (the benchmark's
+                // figures stay comparable).
+                let kind = AlertKind::ALL[rng.below(4)];
                 alerts.idle(&participant.participant_id, kind).then_some(kind)
             }
             _ => None,

@@ -9,6 +9,7 @@
 
 use crate::cost::{cost, relayed_bytes, DEFAULT_PRICE_PER_GB};
 use crate::fields::MetricsView;
+use crate::finding::FindingId;
 use crate::quality::QualityClass;
 pub use crate::severity::Severity;
 use serde::{Deserialize, Serialize};
@@ -45,42 +46,95 @@ impl Default for AlertThresholds {
     }
 }
 
-/// What an alert is about (the names are those of the Socket.IO `meeting:alerts` protocol).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
+/// What an alert is about. The first four are the collector's own (their names are those of the
+/// Socket.IO `meeting:alerts` protocol); the others are findings of the browser's diagnosis, named
+/// by their id. The findings `high-latency` and `packet-loss` are the first two kinds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum AlertKind {
     HighLatency,
     PacketLoss,
     UsingTurn,
     PoorConnection,
+    /// A finding from the browser (never `high-latency` or `packet-loss`: see [`Self::of_finding`]).
+    Finding(FindingId),
 }
 
 impl AlertKind {
-    pub const ALL: [AlertKind; 4] = [
+    pub const ALL: [AlertKind; 15] = [
         Self::HighLatency,
         Self::PacketLoss,
         Self::UsingTurn,
         Self::PoorConnection,
+        Self::Finding(FindingId::BandwidthLimited),
+        Self::Finding(FindingId::AppCapped),
+        Self::Finding(FindingId::CpuLimited),
+        Self::Finding(FindingId::HighJitter),
+        Self::Finding(FindingId::AudioConcealment),
+        Self::Finding(FindingId::VideoFrozen),
+        Self::Finding(FindingId::MicSilent),
+        Self::Finding(FindingId::NoMediaReceived),
+        Self::Finding(FindingId::RelayTcp),
+        Self::Finding(FindingId::ConnectionUnstable),
+        Self::Finding(FindingId::HighRetransmission),
     ];
 
-    /// The name on the wire: "high-latency", "packet-loss", "using-turn", "poor-connection".
+    /// The alert of a finding: its own kind for `high-latency` and `packet-loss`.
+    pub fn of_finding(id: FindingId) -> Self {
+        match id {
+            FindingId::HighLatency => Self::HighLatency,
+            FindingId::PacketLoss => Self::PacketLoss,
+            other => Self::Finding(other),
+        }
+    }
+
+    /// The name on the wire: "high-latency", "packet-loss", "using-turn", "poor-connection", or
+    /// the finding's id.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::HighLatency => "high-latency",
             Self::PacketLoss => "packet-loss",
             Self::UsingTurn => "using-turn",
             Self::PoorConnection => "poor-connection",
+            Self::Finding(id) => id.as_str(),
         }
     }
 
+    /// The kind named `name` ([`as_str`](Self::as_str)).
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == name)
+    }
+
     /// How urgent it is: relay costs money (info), latency and loss hurt (warning), a poor
-    /// connection is critical.
+    /// connection is critical; a finding has its own.
     pub fn severity(self) -> Severity {
         match self {
             Self::HighLatency | Self::PacketLoss => Severity::Warning,
             Self::UsingTurn => Severity::Info,
             Self::PoorConnection => Severity::Critical,
+            Self::Finding(id) => id.severity(),
         }
+    }
+
+    /// How long its condition must be clear before it resolves: a finding was held by the
+    /// browser's diagnosis already, so it resolves when the browser drops it.
+    fn clear_after_ms(self, thresholds: &AlertThresholds) -> u64 {
+        match self {
+            Self::Finding(_) => 0,
+            _ => thresholds.clear_after_ms,
+        }
+    }
+}
+
+impl Serialize for AlertKind {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for AlertKind {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let name = std::borrow::Cow::<str>::deserialize(deserializer)?;
+        Self::from_name(&name).ok_or_else(|| serde::de::Error::custom(format!("unknown alert type {name:?}")))
     }
 }
 
@@ -126,6 +180,19 @@ pub struct Transition {
     pub state: AlertState,
 }
 
+/// Whether the browser reports finding `id` active in `metrics` (its `findings` field).
+fn has_finding(metrics: &MetricsView, id: FindingId) -> bool {
+    metrics
+        .findings
+        .as_deref()
+        .is_some_and(|list| list.split(',').any(|name| name == id.as_str()))
+}
+
+/// The message of an alert raised by the browser's finding `id`.
+fn finding_message(id: FindingId) -> String {
+    format!("{} (found by the browser)", id.summary())
+}
+
 /// Is the condition of `kind` present in `metrics`, and if so, with what message and cost?
 pub fn condition(
     kind: AlertKind,
@@ -133,21 +200,34 @@ pub fn condition(
     thresholds: &AlertThresholds,
 ) -> Option<(String, Option<f64>)> {
     match kind {
-        AlertKind::HighLatency => metrics.rtt_ms.filter(|rtt| *rtt > thresholds.rtt_ms).map(|rtt| {
-            (
-                format!(
-                    "High latency: {rtt:.0} ms round trip (over {:.0} ms)",
-                    thresholds.rtt_ms
-                ),
-                None,
-            )
-        }),
-        AlertKind::PacketLoss => metrics.loss_pct.filter(|loss| *loss > thresholds.loss_pct).map(|loss| {
-            (
-                format!("Packet loss {loss:.1} % (over {:.1} %)", thresholds.loss_pct),
-                None,
-            )
-        }),
+        AlertKind::HighLatency => metrics
+            .rtt_ms
+            .filter(|rtt| *rtt > thresholds.rtt_ms)
+            .map(|rtt| {
+                (
+                    format!(
+                        "High latency: {rtt:.0} ms round trip (over {:.0} ms)",
+                        thresholds.rtt_ms
+                    ),
+                    None,
+                )
+            })
+            .or_else(|| {
+                has_finding(metrics, FindingId::HighLatency).then(|| (finding_message(FindingId::HighLatency), None))
+            }),
+        AlertKind::PacketLoss => metrics
+            .loss_pct
+            .filter(|loss| *loss > thresholds.loss_pct)
+            .map(|loss| {
+                (
+                    format!("Packet loss {loss:.1} % (over {:.1} %)", thresholds.loss_pct),
+                    None,
+                )
+            })
+            .or_else(|| {
+                has_finding(metrics, FindingId::PacketLoss).then(|| (finding_message(FindingId::PacketLoss), None))
+            }),
+        AlertKind::Finding(id) => has_finding(metrics, id).then(|| (finding_message(id), None)),
         AlertKind::UsingTurn => (metrics.using_relay == Some(true)).then(|| {
             let kbps = metrics.upload_kbps.unwrap_or(0.0) + metrics.download_kbps.unwrap_or(0.0);
             let per_hour = cost(relayed_bytes(kbps, 3_600_000), thresholds.turn_price_per_gb);
@@ -200,7 +280,7 @@ pub fn evaluate(
             (Some(_), Some(i)) => active[i].clear_since = None,
             (None, Some(i)) => {
                 let since = *active[i].clear_since.get_or_insert(now_ms);
-                if now_ms.saturating_sub(since) >= thresholds.clear_after_ms {
+                if now_ms.saturating_sub(since) >= kind.clear_after_ms(thresholds) {
                     transitions.push(Transition {
                         alert: active.remove(i),
                         state: AlertState::Resolved,
@@ -247,6 +327,49 @@ mod tests {
                 (13_000, AlertKind::HighLatency, AlertState::Raised),
             ]
         );
+    }
+
+    #[test]
+    fn findings_from_the_browser_are_alerts_of_their_id_resolved_when_dropped() {
+        let t = AlertThresholds::default();
+        let mut active = Vec::new();
+        let with = |findings: &str| MetricsView {
+            findings: Some(findings.into()),
+            rtt_ms: Some(40.0),
+            ..Default::default()
+        };
+        let raised = evaluate(&t, &mut active, &with("high-latency,bandwidth-limited"), 0);
+        let kinds: Vec<(&str, AlertState)> = raised.iter().map(|tr| (tr.alert.kind.as_str(), tr.state)).collect();
+        assert_eq!(
+            kinds,
+            [
+                ("high-latency", AlertState::Raised),
+                ("bandwidth-limited", AlertState::Raised)
+            ]
+        );
+        assert_eq!(
+            raised[1].alert.message,
+            "The network limits the video sent (found by the browser)"
+        );
+        assert_eq!(raised[1].alert.severity, Severity::Warning);
+        // Still there: nothing new. Dropped: the finding resolves at once, the threshold alert
+        // after its hold.
+        assert!(evaluate(&t, &mut active, &with("high-latency,bandwidth-limited"), 1_000).is_empty());
+        let resolved = evaluate(&t, &mut active, &with(""), 2_000);
+        assert_eq!(resolved.len(), 1);
+        assert_eq!(
+            (resolved[0].alert.kind.as_str(), resolved[0].state),
+            ("bandwidth-limited", AlertState::Resolved)
+        );
+        let resolved = evaluate(&t, &mut active, &with(""), 12_000);
+        assert_eq!(resolved[0].alert.kind, AlertKind::HighLatency);
+        assert!(active.is_empty());
+        // Every finding has an alert kind of the same name.
+        for id in FindingId::ALL {
+            assert_eq!(AlertKind::of_finding(id).as_str(), id.as_str());
+            assert_eq!(AlertKind::from_name(id.as_str()), Some(AlertKind::of_finding(id)));
+        }
+        assert!(serde_json::from_value::<AlertKind>(serde_json::json!("nope")).is_err());
     }
 
     #[test]

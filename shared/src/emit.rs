@@ -1,7 +1,8 @@
 //! The emission policy: which tab states become events for the collector, and when.
 //!
 //! An event is due when it is the first, the quality class changed, relay use started or
-//! stopped, total bitrate moved by more than 50 %, loss crossed 5 %, or 10 s passed. Never more
+//! stopped, a finding was raised or resolved, total bitrate moved by more than 50 %, loss crossed
+//! 5 %, or 10 s passed. Never more
 //! than 10 events in any 60 s window: a due event that meets the cap waits, and is sent with the
 //! latest state as soon as the window allows.
 //!
@@ -108,6 +109,7 @@ impl Emitter {
         let above = |m: &MetricsFields| m.loss_pct.unwrap_or(0.0) > p.loss_threshold_pct;
         state.quality != sent.quality
             || state.using_relay != sent.using_relay
+            || state.findings != sent.findings
             || bitrate_moved
             || above(state) != above(sent)
             || now_ms - sent_ms >= p.heartbeat_ms

@@ -8,6 +8,7 @@
 //! (Socket.IO) by name, [`MetricsFields::set_json`], which reads one field by name, and
 //! [`FIELD_INFO`], how the dashboard shows each field. A new field is one line here.
 
+use crate::finding::FINDING_NAMES;
 use crate::quality::QualityClass;
 use serde::{Deserialize, Serialize};
 
@@ -97,6 +98,8 @@ pub enum ShowKind {
     Relay,
     /// A relay detail: no column of its own, part of the relay cell.
     Detail,
+    /// A comma-separated list (the findings' ids), shown with a space after each comma.
+    List,
 }
 
 /// How the dashboard shows one field: served to it as JSON ([`FIELD_INFO`]), so its table and
@@ -166,6 +169,11 @@ pub enum FieldError {
     },
     #[error("metrics.{name} is longer than {max} bytes")]
     TooLong { name: &'static str, max: usize },
+    #[error("metrics.{name} must be a comma-separated list of distinct names from: {}", .allowed.join(", "))]
+    NotSetOf {
+        name: &'static str,
+        allowed: &'static [&'static str],
+    },
 }
 
 /// "a, b or c".
@@ -188,6 +196,8 @@ enum Check {
     OneOf(&'static [&'static str]),
     /// At most this many bytes.
     MaxLen(usize),
+    /// A comma-separated list of distinct names from this set (empty for none).
+    SetOf(&'static [&'static str]),
 }
 
 impl Check {
@@ -200,6 +210,16 @@ impl Check {
                 Err(FieldError::NotOneOf { name, allowed })
             }
             (Self::MaxLen(max), FieldValue::Text(s)) if s.len() > max => Err(FieldError::TooLong { name, max }),
+            (Self::SetOf(allowed), FieldValue::Text(s)) => {
+                let items: Vec<&str> = s.split(',').filter(|i| !i.is_empty()).collect();
+                let known = items.iter().all(|i| allowed.contains(i));
+                let distinct = items.iter().enumerate().all(|(k, i)| !items[..k].contains(i));
+                if known && distinct && (s.is_empty() || items.len() == s.split(',').count()) {
+                    Ok(())
+                } else {
+                    Err(FieldError::NotSetOf { name, allowed })
+                }
+            }
             _ => Ok(()),
         }
     }
@@ -339,6 +359,9 @@ metric_fields! {
     relay_protocol: String => Check::OneOf(&["udp", "tcp", "tls"]), Show::of(ShowKind::Detail, 0, None, None);
     /// The TURN server's host name, never an address (see `privacy::turn_server_name`).
     relay_server: String => Check::MaxLen(MAX_ID_LEN), Show::of(ShowKind::Detail, 0, None, None);
+    /// The ids of the active findings (`finding::FindingId`), comma-separated in id order; empty
+    /// for none.
+    findings: String => Check::SetOf(&FINDING_NAMES), Show::of(ShowKind::List, 9, Some("Findings"), None);
 }
 
 impl MetricsFields {
@@ -416,6 +439,35 @@ mod tests {
             }),
             format!("metrics.relay_server is longer than {MAX_ID_LEN} bytes")
         );
+        assert_eq!(
+            bad(MetricsFields {
+                findings: Some("packet-loss,packet-loss".into()),
+                ..Default::default()
+            }),
+            format!(
+                "metrics.findings must be a comma-separated list of distinct names from: {}",
+                FINDING_NAMES.join(", ")
+            )
+        );
+        for wrong in ["nope", "packet-loss,", ",packet-loss", "packet-loss,,high-jitter"] {
+            let m = MetricsFields {
+                findings: Some(wrong.into()),
+                ..Default::default()
+            };
+            assert!(m.validate().is_err(), "{wrong}");
+        }
+        assert!(MetricsFields {
+            findings: Some("packet-loss,high-jitter".into()),
+            ..Default::default()
+        }
+        .validate()
+        .is_ok());
+        assert!(MetricsFields {
+            findings: Some(String::new()),
+            ..Default::default()
+        }
+        .validate()
+        .is_ok());
         assert!(MetricsFields {
             upload_kbps: Some(0.0),
             loss_pct: Some(100.0),

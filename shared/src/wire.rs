@@ -49,8 +49,17 @@ impl MetricsFields {
                 .as_deref()
                 .filter(|_| tab.using_relay)
                 .and_then(turn_server_name),
+            findings: Some(finding_ids(&m.findings)),
         }
     }
+}
+
+/// The distinct ids of `findings`, comma-separated in id order (the `findings` field).
+pub fn finding_ids(findings: &[crate::finding::Finding]) -> String {
+    let mut ids: Vec<crate::finding::FindingId> = findings.iter().map(|f| f.id).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    ids.iter().map(|id| id.as_str()).collect::<Vec<_>>().join(",")
 }
 
 /// `POST /api/v1/ingest` body: events of one participant.

@@ -76,6 +76,7 @@ fn due(now_ms: f64, last: Option<&(f64, MetricsFields)>, state: &MetricsFields) 
     };
     state.quality != sent.quality
         || state.using_relay != sent.using_relay
+        || state.findings != sent.findings
         || bitrate_moved
         || above_loss(state) != above_loss(sent)
         || now_ms - sent_ms >= HEARTBEAT_MS
@@ -173,6 +174,7 @@ impl Call {
             using_relay: Some(self.relay),
             relay_protocol: self.relay.then(|| protocol.to_string()),
             relay_server: self.relay.then(|| "turn.example.com".to_string()),
+            findings: Some(if self.high_loss { "packet-loss" } else { "" }.to_string()),
         }
     }
 }
@@ -367,11 +369,11 @@ impl Harness {
         let (Some((_, sent)), Some((_, now))) = (&self.last_sent, &self.current) else {
             return;
         };
-        if sent.quality != now.quality || sent.using_relay != now.using_relay {
+        if sent.quality != now.quality || sent.using_relay != now.using_relay || sent.findings != now.findings {
             assert_eq!(
                 self.in_window(now_ms),
                 MAX_EVENTS,
-                "at {now_ms}: quality/relay change waits although the window has room"
+                "at {now_ms}: quality/relay/findings change waits although the window has room"
             );
         }
     }

@@ -326,6 +326,7 @@ mod tests {
             metrics: MetricsView {
                 rtt_ms: Some(42.5),
                 using_relay: Some(true),
+                findings: Some("packet-loss,mic-silent".into()),
                 ..Default::default()
             },
         };
@@ -349,15 +350,15 @@ mod tests {
         assert_eq!(
             lines[0],
             "record,time_ms,meeting_id,participant_id,upload_kbps,download_kbps,rtt_ms,loss_pct,jitter_ms,\
-             quality,mos,using_relay,relay_protocol,relay_server,alert_type,severity,state,message,cost"
+             quality,mos,using_relay,relay_protocol,relay_server,findings,alert_type,severity,state,message,cost"
         );
         assert_eq!(
             lines[1],
-            "metrics,10000,\"https://meet.example.com/a,b\",\"p\"\"1\",,,42.5,,,,,true,,,,,,,"
+            "metrics,10000,\"https://meet.example.com/a,b\",\"p\"\"1\",,,42.5,,,,,true,,,\"packet-loss,mic-silent\",,,,,"
         );
         assert_eq!(
             lines[2],
-            "alert,12345,m,p,,,,,,,,,,,packet-loss,warning,raised,\"Packet loss 8.0 %, bad\","
+            "alert,12345,m,p,,,,,,,,,,,,packet-loss,warning,raised,\"Packet loss 8.0 %, bad\","
         );
     }
 
@@ -367,7 +368,7 @@ mod tests {
         let json = serde_json::json!({"meeting_id": "m", "participant_id": "p", "t": 0,
             "upload_kbps": 1.5, "download_kbps": 2.5, "rtt_ms": 3.5, "loss_pct": 4.5, "jitter_ms": 5.5,
             "quality": "fair", "mos": 4.1, "using_relay": true, "relay_protocol": "tcp",
-            "relay_server": "turn.example"});
+            "relay_server": "turn.example", "findings": "high-jitter"});
         let point: HistoryPoint = serde_json::from_value(json.clone()).unwrap();
         // Every metric is set, so that a value under the wrong column shows.
         assert_eq!(serde_json::to_value(&point).unwrap(), json);

@@ -24,10 +24,27 @@ pub const MAX_SEQ: u64 = (1 << 53) - 1;
 #[serde(default)]
 pub struct LiveState {
     pub metrics: MetricsFields,
-    /// Indexed like `FIELD_NAMES`; 0 means never written (sequence numbers start at 1).
+    /// Indexed like `FIELD_NAMES`; 0 means never written (sequence numbers start at 1). A
+    /// record stored before a field was added has fewer entries: the new fields read as never
+    /// written.
+    #[serde(deserialize_with = "field_seqs")]
     pub field_seq: [u64; FIELD_COUNT],
     /// The highest sequence number applied.
     pub last_seq: u64,
+}
+
+/// `field_seq` as stored: up to [`FIELD_COUNT`] entries, missing ones 0.
+fn field_seqs<'de, D: serde::Deserializer<'de>>(d: D) -> Result<[u64; FIELD_COUNT], D::Error> {
+    let stored = Vec::<u64>::deserialize(d)?;
+    if stored.len() > FIELD_COUNT {
+        return Err(serde::de::Error::invalid_length(
+            stored.len(),
+            &"at most one entry per field",
+        ));
+    }
+    let mut seqs = [0; FIELD_COUNT];
+    seqs[..stored.len()].copy_from_slice(&stored);
+    Ok(seqs)
 }
 
 impl LiveState {
@@ -121,6 +138,7 @@ mod tests {
             using_relay: Some(true),
             relay_protocol: Some("tcp".into()),
             relay_server: Some("turn.example.com".into()),
+            findings: Some("video-frozen".into()),
         }
     }
 
@@ -131,6 +149,16 @@ mod tests {
             full,
             metrics,
         }
+    }
+
+    #[test]
+    fn a_record_stored_before_a_field_was_added_reads_the_new_one_as_never_written() {
+        let mut stored = serde_json::to_value(LiveState::default()).unwrap();
+        stored["field_seq"] = serde_json::json!([3, 3]);
+        let state: LiveState = serde_json::from_value(stored.clone()).unwrap();
+        assert_eq!(&state.field_seq[..3], [3, 3, 0]);
+        stored["field_seq"] = serde_json::json!(vec![1; FIELD_COUNT + 1]);
+        assert!(serde_json::from_value::<LiveState>(stored).is_err());
     }
 
     #[test]

@@ -65,6 +65,16 @@ async fn ingest(app: &Router, participant: &str, seq: u64, metrics: Value) {
 }
 
 async fn ingest_to(app: &Router, meeting: &str, participant: &str, seq: u64, metrics: Value) {
+    let answer = post_ingest_to(app, meeting, participant, seq, metrics).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
+}
+
+/// One delta event of `participant` in [`MEETING`], whatever the answer.
+async fn post_ingest(app: &Router, participant: &str, seq: u64, metrics: Value) -> Answer {
+    post_ingest_to(app, MEETING, participant, seq, metrics).await
+}
+
+async fn post_ingest_to(app: &Router, meeting: &str, participant: &str, seq: u64, metrics: Value) -> Answer {
     let batch = json!({"meeting_id": meeting, "participant_id": participant,
         "events": [{"seq": seq, "ts_ms": 1.0e12, "full": false, "metrics": metrics}]});
     let request = Request::post("/api/v1/ingest")
@@ -72,8 +82,7 @@ async fn ingest_to(app: &Router, meeting: &str, participant: &str, seq: u64, met
         .header(header::AUTHORIZATION, format!("Bearer {INGEST_KEY}"))
         .body(Body::from(batch.to_string()))
         .unwrap();
-    let answer = send(app, request).await;
-    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
+    send(app, request).await
 }
 
 /// Percent-encodes everything but unreserved characters, as `encodeURIComponent` does.
@@ -158,6 +167,54 @@ async fn alerts_are_raised_once_resolved_after_the_hold_and_listed() {
         kinds(&get(&app, &format!("/api/v1/alerts?since={}", now_ms() + 1000)).await),
         []
     );
+}
+
+#[tokio::test]
+async fn findings_from_the_browser_are_alerts_of_the_same_id_raised_and_resolved_once() {
+    // The default hold: a finding still resolves as soon as the browser drops it.
+    let app = test_app(AlertThresholds::default());
+    let since = now_ms();
+    ingest(&app, "p", 1, json!({"rtt_ms": 80.0, "findings": ""})).await;
+    ingest(&app, "p", 2, json!({"findings": "bandwidth-limited,mic-silent"})).await;
+    ingest(
+        &app,
+        "p",
+        3,
+        json!({"findings": "bandwidth-limited,mic-silent", "rtt_ms": 90.0}),
+    )
+    .await;
+    let answer = get(&app, &format!("/api/v1/alerts?since={since}")).await;
+    assert_eq!(
+        kinds(&answer),
+        [pair("bandwidth-limited", "raised"), pair("mic-silent", "raised")]
+    );
+    assert_eq!(answer.body["alerts"][0]["severity"], "warning");
+    assert!(
+        answer.body["alerts"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("network limits the video"),
+        "{}",
+        answer.text
+    );
+    let detail = get(&app, &format!("/api/v1/meetings/{}", encode(MEETING))).await;
+    assert_eq!(
+        detail.body["participants"][0]["findings"],
+        "bandwidth-limited,mic-silent"
+    );
+    ingest(&app, "p", 4, json!({"findings": "mic-silent"})).await;
+    assert_eq!(
+        kinds(&get(&app, &format!("/api/v1/alerts?since={since}")).await),
+        [
+            pair("bandwidth-limited", "raised"),
+            pair("mic-silent", "raised"),
+            pair("bandwidth-limited", "resolved")
+        ]
+    );
+    // An id the collector does not know is refused, and changes nothing.
+    let refused = post_ingest(&app, "p", 5, json!({"findings": "mic-silent,made-up"})).await;
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{}", refused.text);
+    assert!(refused.text.contains("metrics.findings"), "{}", refused.text);
 }
 
 #[tokio::test]

@@ -92,7 +92,7 @@ async fn ingest_then_meetings_shows_merged_deltas() {
             "participant_id": "p-1", "label": "Alice", "last_seq": 3,
             "upload_kbps": 812.5, "download_kbps": 1400.0, "rtt_ms": 310.5, "loss_pct": 2.5,
             "jitter_ms": 4.0, "quality": "fair", "mos": 3.9, "using_relay": true,
-            "relay_protocol": "udp", "relay_server": "turn.example.com"
+            "relay_protocol": "udp", "relay_server": "turn.example.com", "findings": null
         })
     );
 }

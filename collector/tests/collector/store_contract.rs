@@ -16,7 +16,7 @@ use vitals_collector::store::{
 };
 use vitals_collector::turn::{RelayedSince, TurnUsage, BUCKET_MS};
 use vitals_collector::{AppState, IngestError, Secret, Settings};
-use vitals_shared::wire::{IngestBatch, MetricsFields};
+use vitals_shared::wire::{IngestBatch, MetricsFields, FIELD_COUNT};
 use vitals_shared::QualityClass;
 
 /// Makes stores of one kind; a Redis harness keeps its server alive for the whole test.
@@ -120,6 +120,7 @@ fn full_state() -> MetricsFields {
         using_relay: Some(true),
         relay_protocol: Some("udp".into()),
         relay_server: Some("turn.example.com".into()),
+        findings: Some("packet-loss,high-jitter".into()),
     }
 }
 
@@ -462,14 +463,15 @@ async fn concurrent_deltas_lose_no_field(backend: &Backend) {
             6 => m.mos = Some(3.5),
             7 => m.using_relay = Some(true),
             8 => m.relay_protocol = Some("tcp".into()),
-            _ => m.relay_server = Some("turn.example.com".into()),
+            9 => m.relay_server = Some("turn.example.com".into()),
+            _ => m.findings = Some("mic-silent".into()),
         }
         m
     };
     const PARTICIPANTS: u64 = 20;
     let mut tasks = Vec::new();
     for participant in 0..PARTICIPANTS {
-        for index in 0..10u64 {
+        for index in 0..FIELD_COUNT as u64 {
             // Alternate between the two stores, like requests spread over two collectors.
             let store = if index % 2 == 0 { first.clone() } else { second.clone() };
             let b = batch(
@@ -497,10 +499,11 @@ async fn concurrent_deltas_lose_no_field(backend: &Backend) {
         using_relay: Some(true),
         relay_protocol: Some("tcp".into()),
         relay_server: Some("turn.example.com".into()),
+        findings: Some("mic-silent".into()),
     });
     for p in participants {
         assert_eq!(p.metrics, expected, "{}", p.participant_id);
-        assert_eq!(p.last_seq, 10);
+        assert_eq!(p.last_seq, FIELD_COUNT as u64);
     }
 }
 

@@ -35,6 +35,8 @@ fn view(s: &TabSample) -> MetricsView {
         using_relay: Some(f.using_relay),
         relay_protocol: f.relay_protocol.clone(),
         relay_server: None,
+        // The report lists findings apart, with their own spans (`Report::findings`).
+        findings: None,
     }
 }
 
