@@ -262,7 +262,8 @@ pub fn detect(id: FindingId, m: &PeerMetrics, memory: &Memory) -> Level {
         }
         FindingId::MicSilent => {
             let level_now = m.audio_out.as_ref().and_then(|a| a.level);
-            let sending = m.upload_audio_kbps.is_some();
+            // Silence still travels (the app sends it); a sender with no track sends nothing.
+            let sending = m.upload_audio_kbps.is_some_and(|k| k > 0.0);
             level(
                 sending && level_now.is_some_and(|l| l < 0.001),
                 sending && level_now.is_some_and(|l| l < 0.003),

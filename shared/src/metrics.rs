@@ -168,6 +168,9 @@ pub struct PeerMetrics {
     pub carries_media: bool,
     pub quality: Option<QualityClass>,
     pub mos: Option<f64>,
+    /// The E-model MOS of the received audio, from the one-way delay (half the RTT, the
+    /// jitter buffer, a 20 ms frame) and the concealed share (`quality::audio_mos`).
+    pub audio_mos: Option<f64>,
 }
 
 impl PeerMetrics {

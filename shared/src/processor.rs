@@ -505,6 +505,11 @@ fn compute(now_ms: f64, pc: &str, reports: &[RawReport], prev: Option<&Baseline>
     m.target_kbps = media::target_kbps(&outs);
     link_changes(&mut m.connection, &mut base, &transports, prev);
     (m.quality, m.mos) = QualityClass::assess(m.best_rtt_ms(), m.loss_pct(), m.jitter_ms);
+    m.audio_mos = m.audio_in.as_ref().and_then(|a| {
+        let buffer = a.jitter_buffer_ms.or(m.jitter_ms.map(|j| 2.0 * j))?;
+        let one_way = m.best_rtt_ms()? / 2.0 + buffer + 20.0;
+        Some((crate::quality::audio_mos(one_way, a.concealed_pct?) * 100.0).round() / 100.0)
+    });
 
     let usable = prev.is_none_or(|p| now_ms > p.now_ms);
     if !usable {

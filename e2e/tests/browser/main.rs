@@ -9,6 +9,7 @@ mod accuracy;
 mod browser;
 mod browser_bench;
 mod dashboard;
+mod diagnosis;
 mod hook;
 mod lifecycle;
 mod options;

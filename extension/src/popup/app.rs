@@ -19,10 +19,34 @@ fn has_call(view: &TabView) -> bool {
     view.metrics.as_ref().is_some_and(|m| !m.peers.is_empty())
 }
 
+/// The tab the popup page is pinned to (`popup.html?tab=123`, for a popup kept open as a page
+/// beside several calls), if any.
+fn pinned_tab() -> Option<i64> {
+    let search = web_sys::window()?.location().search().ok()?;
+    pinned_in(&search)
+}
+
+/// The `tab` parameter of a query string (`?tab=123`).
+pub fn pinned_in(search: &str) -> Option<i64> {
+    search
+        .trim_start_matches('?')
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("tab="))
+        .and_then(|id| id.parse().ok())
+}
+
 /// Asks for the active tab's view, or for the tab that last had a call when the popup runs in
 /// a tab of its own or the active tab has no call (then, without a call anywhere, the active
-/// tab's ended call if it left a report, else the last recorded one).
+/// tab's ended call if it left a report, else the last recorded one). A pinned popup asks for
+/// its tab only.
 async fn fetch(dispatch: UseReducerDispatcher<PopupState>) {
+    if let Some(tab) = pinned_tab() {
+        dispatch.dispatch(match browser::get_tab(Some(tab)).await {
+            Ok(view) => Action::Received(view.map(Box::new)),
+            Err(e) => Action::Failed(e.to_string()),
+        });
+        return;
+    }
     let active = browser::active_tab_id().await;
     let own = browser::own_tab_id().await;
     let first = if active.is_some() && active != own {
@@ -122,5 +146,16 @@ pub fn app() -> Html {
                 <p class="error">{ error.clone() }</p>
             }
         </main>
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_popup_is_pinned_by_its_tab_parameter() {
+        assert_eq!(super::pinned_in("?tab=42"), Some(42));
+        assert_eq!(super::pinned_in("?x=1&tab=7"), Some(7));
+        assert_eq!(super::pinned_in(""), None);
+        assert_eq!(super::pinned_in("?tab=x"), None);
     }
 }

@@ -44,6 +44,10 @@ pub fn peers(props: &PeersProps) -> Html {
                                 <span class="peer-up" data-kbps={raw(p.upload_kbps)}>{ format!("↑ {}", format::bitrate(p.upload_kbps)) }</span>
                                 <span class="peer-down" data-kbps={raw(p.download_kbps)}>{ format!("↓ {}", format::bitrate(p.download_kbps)) }</span>
                                 <span class="peer-rtt" data-ms={raw(rtt)}>{ format!("RTT {}", format::millis(rtt)) }</span>
+                                if let Some(mos) = p.audio_mos {
+                                    <span class="peer-audio-mos" data-mos={format!("{mos:.2}")}
+                                        title="Audio MOS (E-model): delay and concealed audio">{ format!("audio MOS {mos:.1}") }</span>
+                                }
                             </span>
                             { for props.findings.iter().filter(|f| f.pc == p.pc).map(|f| html! {
                                 <span class={classes!("peer-finding", f.severity.as_str())} data-finding={f.id.as_str()}

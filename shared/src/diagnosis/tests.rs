@@ -112,7 +112,11 @@ fn raised_after_holding_resolved_after_clearing_and_never_flapping() {
     assert_eq!(f.evidence[0].label, "lost on the way to you");
     // Hovering around the raise threshold (above the hold one) keeps it, with no new event.
     let hover = |t: f64| PeerMetrics {
-        loss_in_pct: Some(if ((t / 1000.0) as u32).is_multiple_of(2) { 6.0 } else { 4.0 }),
+        loss_in_pct: Some(if ((t / 1000.0) as u32).is_multiple_of(2) {
+            6.0
+        } else {
+            4.0
+        }),
         ..clean(t)
     };
     assert_eq!(ids(&run(&mut d, 20, 60, hover)), []);
