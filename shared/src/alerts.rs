@@ -193,7 +193,18 @@ fn finding_message(id: FindingId) -> String {
     format!("{} (found by the browser)", id.summary())
 }
 
-/// Is the condition of `kind` present in `metrics`, and if so, with what message and cost?
+/// The finding that also holds alert `kind` raised while the browser reports it.
+fn finding_of(kind: AlertKind) -> Option<FindingId> {
+    match kind {
+        AlertKind::HighLatency => Some(FindingId::HighLatency),
+        AlertKind::PacketLoss => Some(FindingId::PacketLoss),
+        AlertKind::Finding(id) => Some(id),
+        AlertKind::UsingTurn | AlertKind::PoorConnection => None,
+    }
+}
+
+/// Is the collector's own condition of `kind` (a threshold) present in `metrics`, and if so,
+/// with what message and cost? The browser's findings hold alerts too ([`evaluate`]).
 pub fn condition(
     kind: AlertKind,
     metrics: &MetricsView,
@@ -212,9 +223,7 @@ pub fn condition(
                     None,
                 )
             })
-            .or_else(|| {
-                has_finding(metrics, FindingId::HighLatency).then(|| (finding_message(FindingId::HighLatency), None))
-            }),
+            ,
         AlertKind::PacketLoss => metrics
             .loss_pct
             .filter(|loss| *loss > thresholds.loss_pct)
@@ -224,10 +233,9 @@ pub fn condition(
                     None,
                 )
             })
-            .or_else(|| {
-                has_finding(metrics, FindingId::PacketLoss).then(|| (finding_message(FindingId::PacketLoss), None))
-            }),
-        AlertKind::Finding(id) => has_finding(metrics, id).then(|| (finding_message(id), None)),
+            ,
+        // Only the browser's finding: see `held_by_browser`.
+        AlertKind::Finding(_) => None,
         AlertKind::UsingTurn => (metrics.using_relay == Some(true)).then(|| {
             let kbps = metrics.upload_kbps.unwrap_or(0.0) + metrics.download_kbps.unwrap_or(0.0);
             let per_hour = cost(relayed_bytes(kbps, 3_600_000), thresholds.turn_price_per_gb);
@@ -258,8 +266,15 @@ pub fn evaluate(
 ) -> Vec<Transition> {
     let mut transitions = Vec::new();
     for kind in AlertKind::ALL {
-        let present = condition(kind, metrics, thresholds);
+        let own = condition(kind, metrics, thresholds);
+        // The browser's finding of the same id raises the alert too, and keeps it raised; it
+        // was held by the browser already, so its end resolves the alert at once (once the
+        // collector's own condition has also been clear for its hold).
+        let held = finding_of(kind).is_some_and(|id| has_finding(metrics, id));
         let index = active.iter().position(|a| a.kind == kind);
+        let present = own
+            .clone()
+            .or_else(|| finding_of(kind).filter(|_| held).map(|id| (finding_message(id), None)));
         match (present, index) {
             (Some((message, cost)), None) => {
                 let alert = ActiveAlert {
@@ -276,8 +291,12 @@ pub fn evaluate(
                 });
                 active.push(alert);
             }
-            // Still present: the alert stays as raised (no repeat), and any clear spell ends.
-            (Some(_), Some(i)) => active[i].clear_since = None,
+            // Still present: the alert stays as raised (no repeat); the clear spell counts the
+            // collector's own condition only.
+            (Some(_), Some(i)) if own.is_some() => active[i].clear_since = None,
+            (Some(_), Some(i)) => {
+                active[i].clear_since.get_or_insert(now_ms);
+            }
             (None, Some(i)) => {
                 let since = *active[i].clear_since.get_or_insert(now_ms);
                 if now_ms.saturating_sub(since) >= kind.clear_after_ms(thresholds) {
@@ -364,6 +383,24 @@ mod tests {
         let resolved = evaluate(&t, &mut active, &with(""), 12_000);
         assert_eq!(resolved[0].alert.kind, AlertKind::HighLatency);
         assert!(active.is_empty());
+        // Over the threshold, then the finding outlasts the figure: the alert resolves when the
+        // finding goes, its hold counted from when the figure went back under the threshold.
+        let slow = |rtt: f64, findings: &str| MetricsView {
+            rtt_ms: Some(rtt),
+            findings: Some(findings.into()),
+            ..Default::default()
+        };
+        assert_eq!(evaluate(&t, &mut active, &slow(500.0, "high-latency"), 20_000).len(), 1);
+        assert!(evaluate(&t, &mut active, &slow(40.0, "high-latency"), 21_000).is_empty());
+        assert!(
+            evaluate(&t, &mut active, &slow(40.0, "high-latency"), 32_000).is_empty(),
+            "the finding holds it"
+        );
+        let resolved = evaluate(&t, &mut active, &slow(40.0, ""), 33_000);
+        assert_eq!(
+            (resolved[0].alert.kind, resolved[0].state),
+            (AlertKind::HighLatency, AlertState::Resolved)
+        );
         // Every finding has an alert kind of the same name.
         for id in FindingId::ALL {
             assert_eq!(AlertKind::of_finding(id).as_str(), id.as_str());

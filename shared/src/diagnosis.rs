@@ -79,10 +79,47 @@ fn video_target_kbps(m: &PeerMetrics) -> Option<f64> {
         .reduce(|a, b| a + b)
 }
 
-/// The app caps the bitrate: the encoder's target is at most half the estimate.
+/// What a WebRTC encoder sends at most by default for video of this size, kbps (libwebrtc's
+/// `GetMaxDefaultVideoBitrateKbps`): what the sender would use with no cap and room enough.
+fn default_max_kbps(width: u32, height: u32) -> f64 {
+    match u64::from(width) * u64::from(height) {
+        pixels if pixels <= 320 * 240 => 600.0,
+        pixels if pixels <= 640 * 480 => 1_700.0,
+        pixels if pixels <= 960 * 540 => 2_000.0,
+        _ => 2_500.0,
+    }
+}
+
+/// Room for the audio beside the video, kbps.
+const AUDIO_ROOM_KBPS: f64 = 40.0;
+
+/// The sent video's default maximum, from the captured size (else the sent one).
+fn natural_max_kbps(m: &PeerMetrics) -> Option<f64> {
+    let v = m.video_out.as_ref()?;
+    let (w, h) = match (v.captured_width, v.captured_height) {
+        (Some(w), Some(h)) => (w, h),
+        _ => (v.width?, v.height?),
+    };
+    Some(default_max_kbps(w, h))
+}
+
+/// The app caps the bitrate: the encoders' targets (all streams) are at most half of what both
+/// the network (the estimate) and the encoder's own default would allow. Returns the video
+/// target (else all) and the estimate.
 fn capped_by_app(m: &PeerMetrics) -> Option<(f64, f64)> {
-    let (target, estimate) = (video_target_kbps(m)?, m.available_out_kbps?);
-    (target * 2.0 <= estimate).then_some((target, estimate))
+    let (target, estimate) = (m.target_kbps?, m.available_out_kbps?);
+    let allowed = estimate.min(natural_max_kbps(m)? + AUDIO_ROOM_KBPS);
+    (target * 2.0 <= allowed).then(|| (video_target_kbps(m).unwrap_or(target), estimate))
+}
+
+/// The sent video is degraded against what is captured: fewer frames or fewer lines.
+fn degraded(m: &PeerMetrics) -> bool {
+    let Some(v) = m.video_out.as_ref() else {
+        return false;
+    };
+    let fewer_frames = matches!((v.fps, v.captured_fps), (Some(sent), Some(captured)) if sent < captured * 0.75);
+    let fewer_lines = matches!((v.height, v.captured_height), (Some(sent), Some(captured)) if f64::from(sent) < f64::from(captured) * 0.75);
+    fewer_frames || fewer_lines
 }
 
 fn sent_height(m: &PeerMetrics) -> String {
@@ -113,8 +150,12 @@ pub fn detect(id: FindingId, m: &PeerMetrics, memory: &Memory) -> Level {
                 return Level::Clear;
             }
             let share = rate_limited_share(m).unwrap_or(0.0);
-            let starved = m.video_out.is_some() && m.available_out_kbps.is_some_and(|e| e < 150.0);
-            level(share >= 0.5 || starved, share >= 0.3 || starved, || {
+            // The estimate is well under what the encoder would use, and the video shows it.
+            let short = |part: f64| match (m.available_out_kbps, natural_max_kbps(m)) {
+                (Some(estimate), Some(max)) => estimate < max * part && degraded(m),
+                _ => false,
+            };
+            level(share >= 0.5 || short(0.5), share >= 0.3 || short(0.6), || {
                 let sent = m.upload_video_kbps.or(m.upload_kbps).unwrap_or(0.0);
                 let mut ev = vec![
                     evidence("sent resolution", sent_height(m)),
@@ -139,8 +180,7 @@ pub fn detect(id: FindingId, m: &PeerMetrics, memory: &Memory) -> Level {
             let Some((target, estimate)) = capped_by_app(m) else {
                 return Level::Clear;
             };
-            let share = rate_limited_share(m).unwrap_or(0.0);
-            level(share >= 0.5, share >= 0.3, || {
+            level(true, true, || {
                 (
                     format!(
                         "The app caps your video at {} although the network allows about {}",

@@ -187,6 +187,8 @@ impl Processor {
                     let at = self.latest_tab.as_ref().map_or(0.0, |t| t.at_ms);
                     self.close_findings(&pc, at);
                     self.publish_tab(at);
+                    // The collector learns that the closed connection's findings ended.
+                    self.offer_tab(at);
                 }
             }
             Input::Tick { now_ms } => {
@@ -227,12 +229,7 @@ impl Processor {
             self.out.push_back(Output::PeerMetrics(m));
             self.out.extend(changes.into_iter().map(Output::Finding));
             self.publish_tab(now_ms);
-            if let Some(tab) = &self.latest_tab {
-                if let Some(ev) = self.emitter.offer(now_ms, MetricsFields::from_tab(tab)) {
-                    self.out.push_back(Output::Emit(ev));
-                }
-            }
-            self.schedule_tick();
+            self.offer_tab(now_ms);
         }
     }
 
@@ -240,6 +237,16 @@ impl Processor {
         if let Some(at_ms) = self.emitter.next_tick_at() {
             self.out.push_back(Output::NextTick { at_ms });
         }
+    }
+
+    /// Offers the tab's latest state to the emission policy.
+    fn offer_tab(&mut self, now_ms: f64) {
+        if let Some(tab) = &self.latest_tab {
+            if let Some(ev) = self.emitter.offer(now_ms, MetricsFields::from_tab(tab)) {
+                self.out.push_back(Output::Emit(ev));
+            }
+        }
+        self.schedule_tick();
     }
 
     fn close_findings(&mut self, pc: &str, now_ms: f64) {

@@ -106,6 +106,8 @@ struct Condition {
     /// Relayed through its own proxy over this transport, or a direct call.
     relay: Option<&'static str>,
     control: Control,
+    /// How long the condition lasts; `None`: until every check of its start is done.
+    lasts: Option<Duration>,
 }
 
 fn conditions() -> Vec<Condition> {
@@ -120,6 +122,7 @@ fn conditions() -> Vec<Condition> {
                 delay_ms: 100.0,
                 ..Impairment::default()
             }),
+            lasts: None,
         },
         Condition {
             name: "loss",
@@ -131,6 +134,7 @@ fn conditions() -> Vec<Condition> {
                 loss_to_client: 0.1,
                 ..Impairment::default()
             }),
+            lasts: None,
         },
         Condition {
             name: "rate",
@@ -142,6 +146,7 @@ fn conditions() -> Vec<Condition> {
                 queue_ms: 200.0,
                 ..Impairment::default()
             }),
+            lasts: None,
         },
         Condition {
             name: "blocked",
@@ -153,6 +158,7 @@ fn conditions() -> Vec<Condition> {
                 loss_to_client: 1.0,
                 ..Impairment::default()
             }),
+            lasts: Some(Duration::from_secs(10)),
         },
         Condition {
             name: "tcp",
@@ -160,6 +166,7 @@ fn conditions() -> Vec<Condition> {
             video: "none",
             relay: Some("tcp"),
             control: Control::Always,
+            lasts: None,
         },
         Condition {
             name: "capped",
@@ -167,6 +174,7 @@ fn conditions() -> Vec<Condition> {
             video: "camera640",
             relay: None,
             control: Control::Page("return diag.capVideo(arguments[0] ? 60000 : null)"),
+            lasts: None,
         },
         Condition {
             name: "frozen",
@@ -174,6 +182,7 @@ fn conditions() -> Vec<Condition> {
             video: "canvas",
             relay: None,
             control: Control::Page("return diag.draw(!arguments[0])"),
+            lasts: None,
         },
         Condition {
             name: "muted",
@@ -181,6 +190,7 @@ fn conditions() -> Vec<Condition> {
             video: "none",
             relay: None,
             control: Control::Page("return diag.mute(arguments[0])"),
+            lasts: None,
         },
         Condition {
             name: "nothing",
@@ -188,6 +198,7 @@ fn conditions() -> Vec<Condition> {
             video: "none",
             relay: None,
             control: Control::Page("return diag.send('audio', !arguments[0])"),
+            lasts: None,
         },
     ]
 }
@@ -272,6 +283,23 @@ async fn findings_of(client: &Client, tabs: &[i64]) -> Vec<Vec<(String, String)>
         .collect()
 }
 
+/// What the detectors of sending read, per connection of `tab` (printed when a finding is missing).
+async fn sending_figures(client: &Client, tab: i64) -> Value {
+    client
+        .execute_async(
+            "const [tab, done] = arguments;
+             chrome.runtime.sendMessage({ type: 'get-tab', tab, target: 'offscreen' }).then((v) => done(
+               ((v && v.metrics && v.metrics.peers) || []).map((p) => ({ pc: p.pc, estimate: p.available_out_kbps,
+                 target: p.target_kbps, up_video: p.upload_video_kbps, loss_out: p.loss_out_pct,
+                 video_out: p.video_out && { height: p.video_out.height, captured: p.video_out.captured_height,
+                   limited: p.video_out.limited, reason: p.video_out.quality_limitation, layers: p.video_out.layers } }))),
+               () => done(null));",
+            vec![json!(tab)],
+        )
+        .await
+        .unwrap_or(Value::Null)
+}
+
 /// Whether the popup pinned to `tab` shows finding `id` (waits up to 3 s for it to render).
 async fn popup_shows(client: &Client, extension_id: &str, tab: i64, id: &str) -> bool {
     client
@@ -296,9 +324,9 @@ async fn popup_shows(client: &Client, extension_id: &str, tab: i64, id: &str) ->
 }
 
 async fn alerts(collector: &Collector, meeting: &str) -> Vec<(String, String, String)> {
+    let meeting: String = url::form_urlencoded::byte_serialize(meeting.as_bytes()).collect();
     let answer = reqwest::Client::new()
-        .get(format!("{}/api/v1/alerts", collector.base))
-        .query(&[("meeting", meeting), ("since", "0")])
+        .get(format!("{}/api/v1/alerts?since=0&meeting={meeting}", collector.base))
         .bearer_auth(vitals_e2e::ADMIN_TOKEN)
         .send()
         .await
@@ -328,6 +356,60 @@ async fn switch(client: &Client, control: &Control, proxy: Option<&Proxy>, windo
             client.execute(script, vec![json!(on)]).await.expect("page control");
         }
         Control::Always => {}
+    }
+}
+
+/// What the test has seen of each condition so far, and of the clean call.
+struct Tracker {
+    raised_after: Vec<Option<Duration>>,
+    /// When each condition ended.
+    ended_at: Vec<Option<Instant>>,
+    /// How long after its end each finding was gone.
+    cleared_after: Vec<Option<Duration>>,
+    /// Warning or critical findings the clean call (the first tab) ever had.
+    clean_findings: Vec<(String, String)>,
+    /// When the conditions started.
+    started: Instant,
+}
+
+impl Tracker {
+    fn note_clean(&mut self, views: &[Vec<(String, String)>]) {
+        for f in &views[0] {
+            if f.1 != "info" && !self.clean_findings.contains(f) {
+                self.clean_findings.push(f.clone());
+            }
+        }
+    }
+
+    /// Reads every tab's findings (from the watcher page), notes raises and clears, and ends the
+    /// conditions whose time is up.
+    async fn observe(
+        &mut self,
+        client: &Client,
+        tabs: &[i64],
+        calls: &[Call],
+        conditions: &[Condition],
+        watcher: &WindowHandle,
+    ) {
+        client.switch_to_window(watcher.clone()).await.unwrap();
+        let views = findings_of(client, tabs).await;
+        self.note_clean(&views);
+        for (i, c) in conditions.iter().enumerate() {
+            let has = views[i + 1].iter().any(|f| f.0 == c.finding);
+            if self.raised_after[i].is_none() && has && self.ended_at[i].is_none() {
+                self.raised_after[i] = Some(self.started.elapsed());
+            }
+            if let (Some(end), None, false) = (self.ended_at[i], self.cleared_after[i], has) {
+                self.cleared_after[i] = Some(end.elapsed());
+            }
+        }
+        for (i, (call, c)) in calls.iter().zip(conditions).enumerate() {
+            if self.ended_at[i].is_none() && c.lasts.is_some_and(|d| self.started.elapsed() >= d) {
+                switch(client, &c.control, call.proxy.as_ref(), &call.window, false).await;
+                self.ended_at[i] = Some(Instant::now());
+            }
+        }
+        client.switch_to_window(watcher.clone()).await.unwrap();
     }
 }
 
@@ -376,22 +458,20 @@ async fn each_condition_is_diagnosed_reaches_the_collector_and_resolves_and_a_cl
         call.tab = tab_of(c.name);
     }
     let all_tabs: Vec<i64> = std::iter::once(clean_tab).chain(calls.iter().map(|c| c.tab)).collect();
-    let mut failures = Vec::new();
-    let mut clean_findings: Vec<(String, String)> = Vec::new();
-    let mut note_clean = |views: &[Vec<(String, String)>]| {
-        for f in &views[0] {
-            if f.1 != "info" && !clean_findings.contains(f) {
-                clean_findings.push(f.clone());
-            }
-        }
+    let mut t = Tracker {
+        raised_after: vec![None; conditions.len()],
+        ended_at: vec![None; conditions.len()],
+        cleared_after: vec![None; conditions.len()],
+        clean_findings: Vec::new(),
+        started: Instant::now(),
     };
+    let mut failures = Vec::new();
 
     // Settle, then no condition's finding before its condition (TURN over TCP has it from the
     // start: it is measured from now).
     tokio::time::sleep(Duration::from_secs(8)).await;
-    client.switch_to_window(watcher.clone()).await.unwrap();
     let views = findings_of(client, &all_tabs).await;
-    note_clean(&views);
+    t.note_clean(&views);
     for (i, c) in conditions.iter().enumerate() {
         if !matches!(c.control, Control::Always) && views[i + 1].iter().any(|f| f.0 == c.finding) {
             failures.push(format!("{}: {} before the condition", c.name, c.finding));
@@ -399,26 +479,26 @@ async fn each_condition_is_diagnosed_reaches_the_collector_and_resolves_and_a_cl
     }
 
     // Start every condition, and wait for each finding (10 s each).
-    let started = Instant::now();
+    t.started = Instant::now();
     for (call, c) in calls.iter().zip(&conditions) {
         switch(client, &c.control, call.proxy.as_ref(), &call.window, true).await;
     }
     client.switch_to_window(watcher.clone()).await.unwrap();
-    let mut raised_after: Vec<Option<Duration>> = vec![None; conditions.len()];
-    while started.elapsed() < Duration::from_secs(12) && raised_after.iter().any(Option::is_none) {
-        let views = findings_of(client, &all_tabs).await;
-        note_clean(&views);
-        for (i, c) in conditions.iter().enumerate() {
-            if raised_after[i].is_none() && views[i + 1].iter().any(|f| f.0 == c.finding) {
-                raised_after[i] = Some(started.elapsed());
-            }
-        }
+    while t.started.elapsed() < Duration::from_secs(12) && t.raised_after.iter().any(Option::is_none) {
+        t.observe(client, &all_tabs, &calls, &conditions, &watcher).await;
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    for (i, c) in conditions.iter().enumerate() {
-        println!("{}: {} raised after {:?}", c.name, c.finding, raised_after[i]);
-        match raised_after[i] {
-            Some(t) if t <= Duration::from_secs(10) => {}
+    for (i, (call, c)) in calls.iter().zip(&conditions).enumerate() {
+        println!("{}: {} raised after {:?}", c.name, c.finding, t.raised_after[i]);
+        if t.raised_after[i].is_none() {
+            println!(
+                "{}: what the tab shows: {}",
+                c.name,
+                sending_figures(client, call.tab).await
+            );
+        }
+        match t.raised_after[i] {
+            Some(d) if d <= Duration::from_secs(10) => {}
             other => failures.push(format!(
                 "{}: {} raised after {other:?}, expected within 10 s",
                 c.name, c.finding
@@ -426,7 +506,11 @@ async fn each_condition_is_diagnosed_reaches_the_collector_and_resolves_and_a_cl
         }
     }
     // The pinned popup of each shows it, and the collector has the alert.
-    for (call, c) in calls.iter().zip(&conditions) {
+    for (i, (call, c)) in calls.iter().zip(&conditions).enumerate() {
+        t.observe(client, &all_tabs, &calls, &conditions, &watcher).await;
+        if t.ended_at[i].is_some() {
+            continue; // over already: its finding may be gone
+        }
         if !popup_shows(client, browser.extension_id(), call.tab, c.finding).await {
             failures.push(format!("{}: the popup does not show {}", c.name, c.finding));
         }
@@ -434,6 +518,7 @@ async fn each_condition_is_diagnosed_reaches_the_collector_and_resolves_and_a_cl
     let deadline = Instant::now() + Duration::from_secs(15);
     for (call, c) in calls.iter().zip(&conditions) {
         loop {
+            t.observe(client, &all_tabs, &calls, &conditions, &watcher).await;
             let seen = alerts(&collector, &call.meeting).await;
             if seen.iter().any(|a| a.0 == c.finding && a.1 == "raised") {
                 break;
@@ -446,9 +531,12 @@ async fn each_condition_is_diagnosed_reaches_the_collector_and_resolves_and_a_cl
         }
     }
 
-    // End every condition (TURN over TCP: the call hangs up), and wait for the resolutions (20 s).
-    let ended = Instant::now();
-    for (call, c) in calls.iter().zip(&conditions) {
+    // End every other condition (TURN over TCP: the call hangs up), and wait for the
+    // resolutions (20 s from each condition's end).
+    for (i, (call, c)) in calls.iter().zip(&conditions).enumerate() {
+        if t.ended_at[i].is_some() {
+            continue;
+        }
         switch(client, &c.control, call.proxy.as_ref(), &call.window, false).await;
         if matches!(c.control, Control::Always) {
             client.switch_to_window(call.window.clone()).await.unwrap();
@@ -457,35 +545,25 @@ async fn each_condition_is_diagnosed_reaches_the_collector_and_resolves_and_a_cl
                 .await
                 .unwrap();
         }
+        t.ended_at[i] = Some(Instant::now());
     }
-    client.switch_to_window(watcher.clone()).await.unwrap();
-    client
-        .goto(&format!("chrome-extension://{}/popup.html", browser.extension_id()))
-        .await
-        .unwrap();
-    let mut cleared_after: Vec<Option<Duration>> = vec![None; conditions.len()];
-    while ended.elapsed() < Duration::from_secs(22) && cleared_after.iter().any(Option::is_none) {
-        let views = findings_of(client, &all_tabs).await;
-        note_clean(&views);
-        for (i, c) in conditions.iter().enumerate() {
-            if cleared_after[i].is_none() && !views[i + 1].iter().any(|f| f.0 == c.finding) {
-                cleared_after[i] = Some(ended.elapsed());
-            }
-        }
+    let last_end = t.ended_at.iter().flatten().max().copied().unwrap();
+    while last_end.elapsed() < Duration::from_secs(22) && t.cleared_after.iter().any(Option::is_none) {
+        t.observe(client, &all_tabs, &calls, &conditions, &watcher).await;
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     for (i, c) in conditions.iter().enumerate() {
-        println!("{}: {} cleared after {:?}", c.name, c.finding, cleared_after[i]);
-        match cleared_after[i] {
-            Some(t) if t <= Duration::from_secs(20) => {}
+        println!("{}: {} cleared after {:?}", c.name, c.finding, t.cleared_after[i]);
+        match t.cleared_after[i] {
+            Some(d) if d <= Duration::from_secs(20) => {}
             other => failures.push(format!(
                 "{}: {} cleared after {other:?}, expected within 20 s",
                 c.name, c.finding
             )),
         }
     }
-    for (call, c) in calls.iter().zip(&conditions) {
-        let deadline = ended + Duration::from_secs(25);
+    for (i, (call, c)) in calls.iter().zip(&conditions).enumerate() {
+        let deadline = t.ended_at[i].unwrap() + Duration::from_secs(25);
         loop {
             let seen = alerts(&collector, &call.meeting).await;
             if seen.iter().any(|a| a.0 == c.finding && a.1 == "resolved") {
@@ -511,16 +589,24 @@ async fn each_condition_is_diagnosed_reaches_the_collector_and_resolves_and_a_cl
             .await;
     }
     client.switch_to_window(watcher.clone()).await.unwrap();
-    while clean_started.elapsed() < Duration::from_secs(300) {
+    // VITALS_DIAG_CLEAN_SECS shortens the clean call when working on this test (300 s otherwise).
+    let clean_secs = std::env::var("VITALS_DIAG_CLEAN_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(300);
+    while clean_started.elapsed() < Duration::from_secs(clean_secs) {
         let views = findings_of(client, &all_tabs[..1]).await;
-        note_clean(&views);
+        t.note_clean(&views);
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
     let _ = clean_window;
     let clean_alerts = alerts(&collector, &format!("{}/diag/clean", collector.base)).await;
-    println!("clean call: findings {clean_findings:?}, collector alerts {clean_alerts:?}");
-    if !clean_findings.is_empty() {
-        failures.push(format!("the clean call had findings {clean_findings:?}"));
+    println!(
+        "clean call ({clean_secs} s): findings {:?}, collector alerts {clean_alerts:?}",
+        t.clean_findings
+    );
+    if !t.clean_findings.is_empty() {
+        failures.push(format!("the clean call had findings {:?}", t.clean_findings));
     }
     if clean_alerts.iter().any(|a| a.2 != "info") {
         failures.push(format!("the clean call raised alerts {clean_alerts:?}"));

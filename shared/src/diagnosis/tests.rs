@@ -22,7 +22,7 @@ fn clean(at_ms: f64) -> PeerMetrics {
         jitter_ms: Some(4.0),
         relay: RelayInfo::default(),
         available_out_kbps: Some(2_500.0),
-        target_kbps: Some(1_250.0),
+        target_kbps: Some(2_200.0),
         video_out: Some(SentVideo {
             width: Some(1280),
             height: Some(720),
@@ -34,7 +34,7 @@ fn clean(at_ms: f64) -> PeerMetrics {
             retransmitted_pct: Some(0.5),
             layers: vec![Layer {
                 active: true,
-                target_kbps: Some(1_200.0),
+                target_kbps: Some(2_160.0),
                 ..Layer::default()
             }],
             ..SentVideo::default()
@@ -145,6 +145,7 @@ fn the_apps_own_cap_is_not_the_networks_fault() {
         });
         v.height = Some(180);
         v.layers[0].target_kbps = Some(60.0);
+        m.target_kbps = Some(92.0);
         m.upload_video_kbps = Some(58.0);
         m.available_out_kbps = Some(600.0);
         m
@@ -306,6 +307,38 @@ fn each_condition_raises_its_own_finding() {
         assert!(resolved.0 - 40_000.0 <= 20_000.0, "{id}: resolved at {}", resolved.0);
         assert!(d.active().is_empty(), "{id}: {:?}", d.active());
     }
+}
+
+#[test]
+fn a_starved_estimate_with_fewer_frames_is_the_network_and_a_low_resolutions_ceiling_is_not_a_cap() {
+    // The network gives 84 kbps for 320x240 (the encoder would use 600): the encoder sends 6 of
+    // 15 frames a second without saying it is limited.
+    let starved = |t: f64| {
+        let mut m = clean(t);
+        m.available_out_kbps = Some(84.0);
+        m.target_kbps = Some(62.0);
+        m.upload_video_kbps = Some(44.0);
+        let v = m.video_out.as_mut().unwrap();
+        (v.width, v.height, v.captured_width, v.captured_height) = (Some(320), Some(240), Some(320), Some(240));
+        (v.fps, v.captured_fps) = (Some(6.0), Some(15.0));
+        v.layers[0].target_kbps = Some(30.0);
+        m
+    };
+    let mut d = Diagnosis::new();
+    assert_eq!(
+        ids(&run(&mut d, 0, 10, starved)),
+        [(3_000.0, "bandwidth-limited", true)]
+    );
+    // Plenty of estimate, the encoder at its own default for the size: nothing.
+    let roomy = |t: f64| {
+        let mut m = starved(t);
+        m.available_out_kbps = Some(3_000.0);
+        m.target_kbps = Some(620.0);
+        m.video_out.as_mut().unwrap().fps = Some(15.0);
+        m
+    };
+    let mut d = Diagnosis::new();
+    assert_eq!(ids(&run(&mut d, 0, 10, roomy)), []);
 }
 
 #[test]
