@@ -2,9 +2,11 @@
 //!
 //! An event is due when it is the first, the quality class changed, relay use started or
 //! stopped, a finding was raised or resolved, total bitrate moved by more than 50 %, loss crossed
-//! 5 %, or 10 s passed. Never more
-//! than 10 events in any 60 s window: a due event that meets the cap waits, and is sent with the
-//! latest state as soon as the window allows.
+//! 5 %, or 10 s passed. Never more than 10 events in any 60 s window: a due event that meets the
+//! cap waits, and is sent with the latest state as soon as the window allows. The last 3 of the
+//! 10 are kept for urgent events (the first, a finding raised or resolved, relay use started or
+//! stopped): a call whose figures swing cannot spend the budget that tells the collector a
+//! finding ended.
 //!
 //! The window is half-open: an event sent at `t` stops counting at `t + window_ms`, which is
 //! exactly when [`Emitter::next_tick_at`] asks to be called back.
@@ -21,6 +23,8 @@ pub struct Policy {
     /// Relative change of total bitrate that counts as significant.
     pub bitrate_change: f64,
     pub loss_threshold_pct: f64,
+    /// Of `max_events`, how many only urgent events may use.
+    pub reserved_for_urgent: usize,
 }
 
 impl Default for Policy {
@@ -31,6 +35,7 @@ impl Default for Policy {
             heartbeat_ms: 10_000.0,
             bitrate_change: 0.5,
             loss_threshold_pct: 5.0,
+            reserved_for_urgent: 3,
         }
     }
 }
@@ -82,9 +87,30 @@ impl Emitter {
         if !self.pending {
             return None;
         }
-        match self.sent_at.front() {
-            Some(first) if self.sent_at.len() >= self.policy.max_events => Some(first + self.policy.window_ms),
-            _ => None,
+        let (len, limit) = (self.sent_at.len(), self.limit());
+        // When the window holds fewer than `limit` sends: the (len - limit + 1)-th oldest left.
+        (len >= limit).then(|| self.sent_at[len - limit] + self.policy.window_ms)
+    }
+
+    /// Whether the latest state is urgent: the first, a finding raised or resolved, or relay
+    /// use started or stopped since the last event.
+    fn urgent(&self) -> bool {
+        match (&self.last_sent, &self.latest) {
+            (Some((_, sent)), Some((_, now))) => sent.findings != now.findings || sent.using_relay != now.using_relay,
+            _ => true,
+        }
+    }
+
+    /// How many sends the window may hold before the waiting event: all of them for an urgent
+    /// one.
+    fn limit(&self) -> usize {
+        if self.urgent() {
+            self.policy.max_events
+        } else {
+            self.policy
+                .max_events
+                .saturating_sub(self.policy.reserved_for_urgent)
+                .max(1)
         }
     }
 
@@ -125,7 +151,7 @@ impl Emitter {
         {
             self.sent_at.pop_front();
         }
-        if !self.pending || self.sent_at.len() >= self.policy.max_events {
+        if !self.pending || self.sent_at.len() >= self.limit() {
             return None;
         }
         let (measured_ms, state) = self.latest.clone()?;
@@ -227,12 +253,34 @@ mod tests {
                 sent.push(ev);
             }
         }
-        assert_eq!(sent.len(), 10);
+        // Quality alone may use 7 of the 10: the last 3 are kept for urgent changes.
+        assert_eq!(sent.len(), 7);
         let at = e.next_tick_at().expect("a change waits");
         assert_eq!(at, 60_000.0);
         assert!(e.tick(at - 1.0).is_none());
         let ev = e.tick(at).expect("sent when the window allows");
         assert_eq!(ev.metrics.quality, Some(classes[29 % 2]));
+    }
+
+    #[test]
+    fn a_finding_change_goes_out_when_swinging_figures_used_their_share() {
+        let mut e = Emitter::default();
+        let classes = [QualityClass::Good, QualityClass::Poor];
+        let with = |i: usize, findings: &str| MetricsFields {
+            findings: Some(findings.into()),
+            ..state(100.0, classes[i % 2], false, 0.0)
+        };
+        let sent = (0..20)
+            .filter_map(|i| e.offer(i as f64 * 1000.0, with(i, "packet-loss")))
+            .count();
+        assert_eq!(sent, 7);
+        let ev = e.offer(20_000.0, with(20, "")).expect("urgent: the finding ended");
+        assert_eq!(ev.metrics.findings.as_deref(), Some(""));
+        // Urgent ones use the reserve up to the cap, then wait too.
+        assert!(e.offer(21_000.0, with(21, "mic-silent")).is_some());
+        assert!(e.offer(22_000.0, with(22, "")).is_some());
+        assert!(e.offer(23_000.0, with(23, "mic-silent")).is_none());
+        assert_eq!(e.next_tick_at(), Some(60_000.0));
     }
 
     #[test]
