@@ -17,6 +17,9 @@ pub const RAISE_AFTER_MS: f64 = 3_000.0;
 pub const CLEAR_AFTER_MS: f64 = 5_000.0;
 /// An ICE restart or a pair switch keeps `connection-unstable` true for this long, ms.
 const LINK_EVENT_HOLD_MS: f64 = 10_000.0;
+/// The selected pair unanswered this long is `connection-unstable`, ms: Chromium checks a
+/// stable pair every 2.5 s, so with the 1 s poll a healthy pair is answered within about 3.6 s.
+const SILENCE_MS: f64 = 4_500.0;
 
 fn evidence(label: &str, value: String) -> Evidence {
     Evidence {
@@ -349,7 +352,7 @@ pub fn detect(id: FindingId, m: &PeerMetrics, memory: &Memory) -> Level {
             let c = &m.connection;
             let broken = matches!(c.state.as_deref(), Some("disconnected" | "failed"))
                 || matches!(c.ice_state.as_deref(), Some("disconnected" | "failed"));
-            let silent = c.since_response_ms.is_some_and(|s| s > 6_000.0);
+            let silent = c.since_response_ms.is_some_and(|s| s > SILENCE_MS);
             let recent_event = memory
                 .last_link_event_ms
                 .is_some_and(|at| m.at_ms - at < LINK_EVENT_HOLD_MS);
@@ -359,7 +362,7 @@ pub fn detect(id: FindingId, m: &PeerMetrics, memory: &Memory) -> Level {
                 if let Some(state) = c.state.as_deref().or(c.ice_state.as_deref()) {
                     ev.push(evidence("connection", state.to_owned()));
                 }
-                if let Some(s) = c.since_response_ms.filter(|s| *s > 6_000.0) {
+                if let Some(s) = c.since_response_ms.filter(|s| *s > SILENCE_MS) {
                     ev.push(evidence(
                         "no answer from the other side for",
                         format!("{:.0} s", s / 1000.0),
