@@ -5,6 +5,7 @@
 //! a report holds only the members it has, as the hook sends them (`messages::PcStats`).
 
 use crate::limits::MAX_NESTED_MEMBERS;
+use serde::de::{self, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 use std::collections::BTreeMap;
 
@@ -27,30 +28,171 @@ pub enum RawReport {
     Other,
 }
 
-/// What a member can be read as, leniently: a value of another JSON type (or a non-finite
-/// number) reads as absent instead of failing the report.
+/// What a member can be read as, leniently: a value of another type (or a non-finite number)
+/// reads as absent instead of failing the report. Read with a visitor straight from the
+/// deserializer (JSON or a JavaScript object), never through a `serde_json::Value`: this is the
+/// offscreen document's hot path.
 pub trait Lenient: Sized {
-    fn from_json(value: serde_json::Value) -> Option<Self>;
+    fn lenient<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Self>, D::Error>;
+}
+
+/// A visitor that answers `None` for null, sequences and maps (consumed) and for what its type
+/// says (each one names every scalar kind it takes or refuses).
+macro_rules! lenient_visitor {
+    ($name:ident, $ty:ty, $expecting:literal, { $($method:item)* }) => {
+        struct $name;
+
+        impl<'de> Visitor<'de> for $name {
+            type Value = Option<$ty>;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str($expecting)
+            }
+
+            $($method)*
+
+            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(None)
+            }
+
+            fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(None)
+            }
+
+            fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+                d.deserialize_any(self)
+            }
+
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(None)
+            }
+
+            lenient_visitor!(@map $name);
+        }
+    };
+    (@map LenientDurations) => {
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut out = Durations::new();
+            let mut entries = 0;
+            while let Some(key) = map.next_key::<String>()? {
+                entries += 1;
+                if let Lenient64(Some(v)) = map.next_value::<Lenient64>()? {
+                    if v >= 0.0 {
+                        out.insert(key, v);
+                    }
+                }
+            }
+            Ok((entries <= MAX_NESTED_MEMBERS).then_some(out))
+        }
+    };
+    (@map $name:ident) => {
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+            Ok(None)
+        }
+    };
+}
+
+lenient_visitor!(LenientNumber, f64, "a number", {
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
+        Ok(Some(v).filter(|x| x.is_finite()))
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+        Ok(Some(v as f64))
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+        Ok(Some(v as f64))
+    }
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+});
+
+lenient_visitor!(LenientText, String, "a string", {
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Some(v.to_owned()))
+    }
+    fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+        Ok(Some(v))
+    }
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+});
+
+lenient_visitor!(LenientFlag, bool, "true or false", {
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
+        Ok(Some(v))
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+});
+
+lenient_visitor!(LenientDurations, Durations, "an object of seconds", {
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+});
+
+/// One lenient number, for the values of an object member.
+struct Lenient64(Option<f64>);
+
+impl<'de> Deserialize<'de> for Lenient64 {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(LenientNumber).map(Lenient64)
+    }
 }
 
 impl Lenient for f64 {
-    fn from_json(value: serde_json::Value) -> Option<Self> {
-        value.as_f64().filter(|x| x.is_finite())
+    fn lenient<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Self>, D::Error> {
+        d.deserialize_any(LenientNumber)
     }
 }
 
 impl Lenient for String {
-    fn from_json(value: serde_json::Value) -> Option<Self> {
-        match value {
-            serde_json::Value::String(s) => Some(s),
-            _ => None,
-        }
+    fn lenient<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Self>, D::Error> {
+        d.deserialize_any(LenientText)
     }
 }
 
 impl Lenient for bool {
-    fn from_json(value: serde_json::Value) -> Option<Self> {
-        value.as_bool()
+    fn lenient<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Self>, D::Error> {
+        d.deserialize_any(LenientFlag)
     }
 }
 
@@ -58,26 +200,15 @@ impl Lenient for bool {
 pub type Durations = BTreeMap<String, f64>;
 
 impl Lenient for Durations {
-    /// An object of at most [`MAX_NESTED_MEMBERS`] finite, non-negative numbers; other members
-    /// are left out.
-    fn from_json(value: serde_json::Value) -> Option<Self> {
-        let serde_json::Value::Object(object) = value else {
-            return None;
-        };
-        if object.len() > MAX_NESTED_MEMBERS {
-            return None;
-        }
-        Some(
-            object
-                .into_iter()
-                .filter_map(|(k, v)| Some((k, v.as_f64().filter(|x| x.is_finite() && *x >= 0.0)?)))
-                .collect(),
-        )
+    /// An object of at most [`MAX_NESTED_MEMBERS`] members; a member that is not a finite,
+    /// non-negative number is left out.
+    fn lenient<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Self>, D::Error> {
+        d.deserialize_any(LenientDurations)
     }
 }
 
 fn lenient<'de, D: Deserializer<'de>, T: Lenient>(d: D) -> Result<Option<T>, D::Error> {
-    Ok(Option::<serde_json::Value>::deserialize(d)?.and_then(T::from_json))
+    T::lenient(d)
 }
 
 /// Declares one report type: its struct (every member optional and read leniently, serialised
