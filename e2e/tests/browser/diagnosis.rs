@@ -6,7 +6,8 @@
 //! (`setParameters` maxBitrate, a canvas track that stops drawing, `track.enabled = false`,
 //! `replaceTrack(null)`). For each: the finding's id is in the tab's view within 10 s of the
 //! condition starting and the pinned popup shows it (`data-finding`), the collector raises an
-//! alert of that id, and both are resolved within 20 s of the condition ending. The clean call
+//! alert of that id, and both are resolved within 20 s of the condition ending; under loss the
+//! played audio also shows `audio-concealment` while the loss lasts. The clean call
 //! runs five minutes and raises no warning or critical finding at all, in the popup's data or at
 //! the collector.
 
@@ -108,6 +109,8 @@ struct Condition {
     control: Control,
     /// How long the condition lasts; `None`: until every check of its start is done.
     lasts: Option<Duration>,
+    /// Other findings the condition must also raise while it lasts.
+    also: &'static [&'static str],
 }
 
 fn conditions() -> Vec<Condition> {
@@ -123,9 +126,11 @@ fn conditions() -> Vec<Condition> {
                 ..Impairment::default()
             }),
             lasts: None,
+            also: &[],
         },
         Condition {
             name: "loss",
+            // B plays the audio it receives, so the lost packets are concealed.
             finding: "packet-loss",
             video: "none",
             relay: Some("udp"),
@@ -135,6 +140,7 @@ fn conditions() -> Vec<Condition> {
                 ..Impairment::default()
             }),
             lasts: None,
+            also: &["audio-concealment"],
         },
         Condition {
             name: "rate",
@@ -147,6 +153,7 @@ fn conditions() -> Vec<Condition> {
                 ..Impairment::default()
             }),
             lasts: None,
+            also: &[],
         },
         Condition {
             name: "blocked",
@@ -159,6 +166,7 @@ fn conditions() -> Vec<Condition> {
                 ..Impairment::default()
             }),
             lasts: Some(Duration::from_secs(10)),
+            also: &[],
         },
         Condition {
             name: "tcp",
@@ -167,6 +175,7 @@ fn conditions() -> Vec<Condition> {
             relay: Some("tcp"),
             control: Control::Always,
             lasts: None,
+            also: &[],
         },
         Condition {
             name: "capped",
@@ -175,6 +184,7 @@ fn conditions() -> Vec<Condition> {
             relay: None,
             control: Control::Page("return diag.capVideo(arguments[0] ? 60000 : null)"),
             lasts: None,
+            also: &[],
         },
         Condition {
             name: "frozen",
@@ -183,6 +193,7 @@ fn conditions() -> Vec<Condition> {
             relay: None,
             control: Control::Page("return diag.draw(!arguments[0])"),
             lasts: None,
+            also: &[],
         },
         Condition {
             name: "muted",
@@ -191,6 +202,7 @@ fn conditions() -> Vec<Condition> {
             relay: None,
             control: Control::Page("return diag.mute(arguments[0])"),
             lasts: None,
+            also: &[],
         },
         Condition {
             name: "nothing",
@@ -199,6 +211,7 @@ fn conditions() -> Vec<Condition> {
             relay: None,
             control: Control::Page("return diag.send('audio', !arguments[0])"),
             lasts: None,
+            also: &[],
         },
     ]
 }
@@ -366,6 +379,8 @@ struct Tracker {
     ended_at: Vec<Option<Instant>>,
     /// How long after its end each finding was gone.
     cleared_after: Vec<Option<Duration>>,
+    /// The `also` findings each condition showed while it lasted.
+    also_seen: Vec<Vec<String>>,
     /// Warning or critical findings the clean call (the first tab) ever had.
     clean_findings: Vec<(String, String)>,
     /// When the conditions started.
@@ -398,6 +413,13 @@ impl Tracker {
             let has = views[i + 1].iter().any(|f| f.0 == c.finding);
             if self.raised_after[i].is_none() && has && self.ended_at[i].is_none() {
                 self.raised_after[i] = Some(self.started.elapsed());
+            }
+            if self.ended_at[i].is_none() {
+                for f in &views[i + 1] {
+                    if c.also.contains(&f.0.as_str()) && !self.also_seen[i].contains(&f.0) {
+                        self.also_seen[i].push(f.0.clone());
+                    }
+                }
             }
             if let (Some(end), None, false) = (self.ended_at[i], self.cleared_after[i], has) {
                 self.cleared_after[i] = Some(end.elapsed());
@@ -462,6 +484,7 @@ async fn each_condition_is_diagnosed_reaches_the_collector_and_resolves_and_a_cl
         raised_after: vec![None; conditions.len()],
         ended_at: vec![None; conditions.len()],
         cleared_after: vec![None; conditions.len()],
+        also_seen: vec![Vec::new(); conditions.len()],
         clean_findings: Vec::new(),
         started: Instant::now(),
     };
@@ -553,6 +576,11 @@ async fn each_condition_is_diagnosed_reaches_the_collector_and_resolves_and_a_cl
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     for (i, c) in conditions.iter().enumerate() {
+        for also in c.also {
+            if !t.also_seen[i].iter().any(|f| f == also) {
+                failures.push(format!("{}: {also} never shown while the condition lasted", c.name));
+            }
+        }
         println!("{}: {} cleared after {:?}", c.name, c.finding, t.cleared_after[i]);
         match t.cleared_after[i] {
             Some(d) if d <= Duration::from_secs(20) => {}
