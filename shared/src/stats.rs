@@ -29,186 +29,152 @@ pub enum RawReport {
 }
 
 /// What a member can be read as, leniently: a value of another type (or a non-finite number)
-/// reads as absent instead of failing the report. Read with a visitor straight from the
+/// reads as absent instead of failing the report. Read with one visitor straight from the
 /// deserializer (JSON or a JavaScript object), never through a `serde_json::Value`: this is the
-/// offscreen document's hot path.
+/// offscreen document's hot path. Each type says which kinds of value it takes; every other kind
+/// (null, sequences and maps included, which are consumed) is `None`.
 pub trait Lenient: Sized {
-    fn lenient<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Self>, D::Error>;
+    /// What the type is, for error messages.
+    const EXPECTING: &'static str;
+
+    fn from_number(_: f64) -> Option<Self> {
+        None
+    }
+
+    fn from_text(_: &str) -> Option<Self> {
+        None
+    }
+
+    fn from_flag(_: bool) -> Option<Self> {
+        None
+    }
+
+    /// An object's members; `None` (after consuming them) unless the type is one.
+    fn from_map<'de, A: MapAccess<'de>>(mut map: A) -> Result<Option<Self>, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(None)
+    }
 }
 
-/// A visitor that answers `None` for null, sequences and maps (consumed) and for what its type
-/// says (each one names every scalar kind it takes or refuses).
-macro_rules! lenient_visitor {
-    ($name:ident, $ty:ty, $expecting:literal, { $($method:item)* }) => {
-        struct $name;
+/// The one visitor of [`Lenient`] types.
+struct LenientVisitor<T>(std::marker::PhantomData<T>);
 
-        impl<'de> Visitor<'de> for $name {
-            type Value = Option<$ty>;
+impl<'de, T: Lenient> Visitor<'de> for LenientVisitor<T> {
+    type Value = Option<T>;
 
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str($expecting)
-            }
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(T::EXPECTING)
+    }
 
-            $($method)*
-
-            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-                Ok(None)
-            }
-
-            fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
-                Ok(None)
-            }
-
-            fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-                d.deserialize_any(self)
-            }
-
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-                while seq.next_element::<IgnoredAny>()?.is_some() {}
-                Ok(None)
-            }
-
-            lenient_visitor!(@map $name);
-        }
-    };
-    (@map LenientDurations) => {
-        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-            let mut out = Durations::new();
-            let mut entries = 0;
-            while let Some(key) = map.next_key::<String>()? {
-                entries += 1;
-                if let Lenient64(Some(v)) = map.next_value::<Lenient64>()? {
-                    if v >= 0.0 {
-                        out.insert(key, v);
-                    }
-                }
-            }
-            Ok((entries <= MAX_NESTED_MEMBERS).then_some(out))
-        }
-    };
-    (@map $name:ident) => {
-        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-            while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-            Ok(None)
-        }
-    };
-}
-
-lenient_visitor!(LenientNumber, f64, "a number", {
     fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
-        Ok(Some(v).filter(|x| x.is_finite()))
+        Ok(if v.is_finite() { T::from_number(v) } else { None })
     }
+
     fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
-        Ok(Some(v as f64))
+        Ok(T::from_number(v as f64))
     }
+
     fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
-        Ok(Some(v as f64))
+        Ok(T::from_number(v as f64))
     }
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-});
 
-lenient_visitor!(LenientText, String, "a string", {
     fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-        Ok(Some(v.to_owned()))
+        Ok(T::from_text(v))
     }
-    fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
-        Ok(Some(v))
-    }
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-});
 
-lenient_visitor!(LenientFlag, bool, "true or false", {
     fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
-        Ok(Some(v))
+        Ok(T::from_flag(v))
     }
-    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-});
 
-lenient_visitor!(LenientDurations, Durations, "an object of seconds", {
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
         Ok(None)
     }
-    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-});
 
-/// One lenient number, for the values of an object member.
-struct Lenient64(Option<f64>);
+    fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
 
-impl<'de> Deserialize<'de> for Lenient64 {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(LenientNumber).map(Lenient64)
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(None)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+        T::from_map(map)
     }
 }
 
 impl Lenient for f64 {
-    fn lenient<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Self>, D::Error> {
-        d.deserialize_any(LenientNumber)
+    const EXPECTING: &'static str = "a number";
+
+    fn from_number(v: f64) -> Option<Self> {
+        Some(v)
     }
 }
 
 impl Lenient for String {
-    fn lenient<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Self>, D::Error> {
-        d.deserialize_any(LenientText)
+    const EXPECTING: &'static str = "a string";
+
+    fn from_text(v: &str) -> Option<Self> {
+        Some(v.to_owned())
     }
 }
 
 impl Lenient for bool {
-    fn lenient<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Self>, D::Error> {
-        d.deserialize_any(LenientFlag)
+    const EXPECTING: &'static str = "true or false";
+
+    fn from_flag(v: bool) -> Option<Self> {
+        Some(v)
     }
 }
 
 /// `qualityLimitationDurations`: seconds per reason (`none`, `cpu`, `bandwidth`, `other`).
 pub type Durations = BTreeMap<String, f64>;
 
-impl Lenient for Durations {
-    /// An object of at most [`MAX_NESTED_MEMBERS`] members; a member that is not a finite,
-    /// non-negative number is left out.
-    fn lenient<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Self>, D::Error> {
-        d.deserialize_any(LenientDurations)
+/// One lenient number, for the values of an object member.
+struct LenientNumber(Option<f64>);
+
+impl<'de> Deserialize<'de> for LenientNumber {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        f64::lenient(d).map(LenientNumber)
     }
 }
 
+impl Lenient for Durations {
+    const EXPECTING: &'static str = "an object of seconds";
+
+    /// An object of at most [`MAX_NESTED_MEMBERS`] members; a member that is not a finite,
+    /// non-negative number is left out.
+    fn from_map<'de, A: MapAccess<'de>>(mut map: A) -> Result<Option<Self>, A::Error> {
+        let mut out = Durations::new();
+        let mut entries = 0;
+        while let Some(key) = map.next_key::<String>()? {
+            entries += 1;
+            if let LenientNumber(Some(v)) = map.next_value()? {
+                if v >= 0.0 {
+                    out.insert(key, v);
+                }
+            }
+        }
+        Ok((entries <= MAX_NESTED_MEMBERS).then_some(out))
+    }
+}
+
+/// Reads a [`Lenient`] value.
+trait ReadLenient: Lenient {
+    fn lenient<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Self>, D::Error> {
+        d.deserialize_any(LenientVisitor::<Self>(std::marker::PhantomData))
+    }
+}
+
+impl<T: Lenient> ReadLenient for T {}
+
 fn lenient<'de, D: Deserializer<'de>, T: Lenient>(d: D) -> Result<Option<T>, D::Error> {
-    T::lenient(d)
+    <T as ReadLenient>::lenient(d)
 }
 
 /// Declares one report type: its struct (every member optional and read leniently, serialised
