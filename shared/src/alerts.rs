@@ -272,9 +272,8 @@ pub fn evaluate(
         // collector's own condition has also been clear for its hold).
         let held = finding_of(kind).is_some_and(|id| has_finding(metrics, id));
         let index = active.iter().position(|a| a.kind == kind);
-        let present = own
-            .clone()
-            .or_else(|| finding_of(kind).filter(|_| held).map(|id| (finding_message(id), None)));
+        let own_holds = own.is_some();
+        let present = own.or_else(|| finding_of(kind).filter(|_| held).map(|id| (finding_message(id), None)));
         match (present, index) {
             (Some((message, cost)), None) => {
                 let alert = ActiveAlert {
@@ -293,7 +292,7 @@ pub fn evaluate(
             }
             // Still present: the alert stays as raised (no repeat); the clear spell counts the
             // collector's own condition only.
-            (Some(_), Some(i)) if own.is_some() => active[i].clear_since = None,
+            (Some(_), Some(i)) if own_holds => active[i].clear_since = None,
             (Some(_), Some(i)) => {
                 active[i].clear_since.get_or_insert(now_ms);
             }

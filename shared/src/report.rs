@@ -192,7 +192,7 @@ impl Report {
     pub fn build(recorder: &CallRecorder, page_url: &str, now_ms: f64) -> Self {
         let since = now_ms - REPORT_WINDOW_MS;
         let quality: Vec<TabSample> = recorder.tab_samples().filter(|s| s.at_ms >= since).cloned().collect();
-        let connections: Vec<ConnectionSeries> = recorder
+        let mut connections: Vec<ConnectionSeries> = recorder
             .connections()
             .filter_map(|(pc, samples, closed_ms)| {
                 let samples: Vec<ConnectionSample> = samples.filter(|s| s.at_ms >= since).cloned().collect();
@@ -217,7 +217,6 @@ impl Report {
             .collect();
         // A connection id that looks like an address is shown by its number instead, in the
         // findings too.
-        let mut connections = connections;
         let mut shown: std::collections::HashMap<String, String> = std::collections::HashMap::new();
         for (i, c) in connections.iter_mut().enumerate() {
             if looks_like_address(&c.pc) {

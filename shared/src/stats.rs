@@ -49,6 +49,11 @@ pub trait Lenient: Sized {
         None
     }
 
+    /// Reads a value of this type, `None` for any other kind.
+    fn lenient<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Self>, D::Error> {
+        d.deserialize_any(LenientVisitor::<Self>(std::marker::PhantomData))
+    }
+
     /// An object's members; `None` (after consuming them) unless the type is one.
     fn from_map<'de, A: MapAccess<'de>>(mut map: A) -> Result<Option<Self>, A::Error> {
         while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
@@ -164,17 +169,8 @@ impl Lenient for Durations {
     }
 }
 
-/// Reads a [`Lenient`] value.
-trait ReadLenient: Lenient {
-    fn lenient<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Self>, D::Error> {
-        d.deserialize_any(LenientVisitor::<Self>(std::marker::PhantomData))
-    }
-}
-
-impl<T: Lenient> ReadLenient for T {}
-
 fn lenient<'de, D: Deserializer<'de>, T: Lenient>(d: D) -> Result<Option<T>, D::Error> {
-    <T as ReadLenient>::lenient(d)
+    T::lenient(d)
 }
 
 /// Declares one report type: its struct (every member optional and read leniently, serialised
