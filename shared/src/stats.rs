@@ -173,6 +173,51 @@ fn lenient<'de, D: Deserializer<'de>, T: Lenient>(d: D) -> Result<Option<T>, D::
     T::lenient(d)
 }
 
+/// An object whose members are read one at a time by name, each as the kind its type takes,
+/// instead of through a deserializer: the extension reads a report straight from its JavaScript
+/// object this way ([`RawReport::from_members`]), one lookup per member the type declares. Each
+/// read has the meaning of the [`Lenient`] read of the same member: `None` when it is absent or of
+/// another kind.
+pub trait Members {
+    /// The member as a finite number.
+    fn number(&self, name: &'static str) -> Option<f64>;
+    /// The member as a string.
+    fn text(&self, name: &'static str) -> Option<String>;
+    /// The member as a boolean.
+    fn flag(&self, name: &'static str) -> Option<bool>;
+    /// The member as [`Durations`] (read as [`Lenient`] reads it, the limit included).
+    fn durations(&self, name: &'static str) -> Option<Durations>;
+}
+
+/// A member type's read from [`Members`].
+pub trait Member: Sized {
+    fn read(members: &impl Members, name: &'static str) -> Option<Self>;
+}
+
+impl Member for f64 {
+    fn read(members: &impl Members, name: &'static str) -> Option<Self> {
+        members.number(name)
+    }
+}
+
+impl Member for String {
+    fn read(members: &impl Members, name: &'static str) -> Option<Self> {
+        members.text(name)
+    }
+}
+
+impl Member for bool {
+    fn read(members: &impl Members, name: &'static str) -> Option<Self> {
+        members.flag(name)
+    }
+}
+
+impl Member for Durations {
+    fn read(members: &impl Members, name: &'static str) -> Option<Self> {
+        members.durations(name)
+    }
+}
+
 /// Declares one report type: its struct (every member optional and read leniently, serialised
 /// with only the members it has) and [`MEMBERS`](InboundRtp::MEMBERS), the getStats names the
 /// hook copies (`hook.js` `FIELDS`, checked by `extension/tests/js_limits.rs`).
@@ -192,6 +237,11 @@ macro_rules! stats_report {
         impl $name {
             /// The members read, as getStats names them.
             pub const MEMBERS: &'static [&'static str] = &[$($js),*];
+
+            /// Reads the report member by member, with the result its `Deserialize` gives.
+            pub fn from_members(members: &impl Members) -> Self {
+                Self { $($field: Member::read(members, $js),)* }
+            }
         }
     };
 }
@@ -405,6 +455,25 @@ impl RawReport {
     }
 }
 
+impl RawReport {
+    /// The report of getStats type `kind` read from `members` (its `type` member), with the result
+    /// [`parse_report`] gives for the same object: `Other` for a type the processor does not read.
+    pub fn from_members(kind: &str, members: &impl Members) -> Self {
+        match kind {
+            "inbound-rtp" => Self::InboundRtp(InboundRtp::from_members(members)),
+            "outbound-rtp" => Self::OutboundRtp(OutboundRtp::from_members(members)),
+            "remote-inbound-rtp" => Self::RemoteInboundRtp(RemoteInboundRtp::from_members(members)),
+            "media-source" => Self::MediaSource(MediaSource::from_members(members)),
+            "peer-connection" => Self::PeerConnection(PeerConnection::from_members(members)),
+            "candidate-pair" => Self::CandidatePair(CandidatePair::from_members(members)),
+            "local-candidate" => Self::LocalCandidate(Candidate::from_members(members)),
+            "remote-candidate" => Self::RemoteCandidate(RemoteCandidate::from_members(members)),
+            "transport" => Self::Transport(Transport::from_members(members)),
+            _ => Self::Other,
+        }
+    }
+}
+
 /// Parses one report leniently: a report that is not an object, or has no known `type`, is
 /// `Other`, never an error.
 pub fn parse_report(value: serde_json::Value) -> RawReport {
@@ -482,6 +551,58 @@ mod tests {
         }))
         .unwrap();
         assert_eq!(text, json!({"type": "outbound-rtp", "targetBitrate": 300000.0}));
+    }
+
+    /// A JSON object read member by member, each through its `Lenient` read.
+    struct JsonMembers<'a>(&'a serde_json::Map<String, serde_json::Value>);
+
+    impl JsonMembers<'_> {
+        fn read<T: Lenient>(&self, name: &str) -> Option<T> {
+            T::lenient(self.0.get(name)?.clone()).unwrap()
+        }
+    }
+
+    impl Members for JsonMembers<'_> {
+        fn number(&self, name: &'static str) -> Option<f64> {
+            self.read(name)
+        }
+        fn text(&self, name: &'static str) -> Option<String> {
+            self.read(name)
+        }
+        fn flag(&self, name: &'static str) -> Option<bool> {
+            self.read(name)
+        }
+        fn durations(&self, name: &'static str) -> Option<Durations> {
+            self.read(name)
+        }
+    }
+
+    #[test]
+    fn reading_member_by_member_equals_deserializing() {
+        let snapshot: serde_json::Value =
+            serde_json::from_str(include_str!("../benches/chrome-snapshot.json")).unwrap();
+        let mut reports = snapshot["reports"].as_array().unwrap().clone();
+        reports.extend([
+            json!({"type": "outbound-rtp", "id": "O1", "bytesSent": "lots", "kind": 7, "active": 1,
+                   "rid": "h", "qualityLimitationDurations": {"none": 1, "cpu": -2, "x": "y"}}),
+            json!({"type": "peer-connection", "connectionState": "failed", "iceConnectionState": null}),
+            json!({"type": "candidate-pair", "nominated": true, "selected": "yes", "state": false}),
+            json!({"type": "local-candidate", "url": ["a"], "relayProtocol": {"p": 1}}),
+            json!({"type": "codec", "id": "C1", "mimeType": "video/VP8"}),
+            json!({"type": "media-source", "id": "S1", "kind": "video", "width": 1280, "height": 720.5,
+                   "framesPerSecond": 30, "audioLevel": "loud"}),
+        ]);
+        let mut kinds = std::collections::BTreeSet::new();
+        for report in reports {
+            let object = report.as_object().unwrap();
+            let kind = object["type"].as_str().unwrap();
+            kinds.insert(kind.to_owned());
+            let direct = RawReport::from_members(kind, &JsonMembers(object));
+            assert_eq!(direct, parse_report(report.clone()), "{report}");
+        }
+        for (kind, _) in REPORT_MEMBERS {
+            assert!(kinds.contains(kind), "no {kind} report compared");
+        }
     }
 
     #[test]
