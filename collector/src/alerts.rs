@@ -33,7 +33,7 @@ pub struct AlertRecord {
 }
 
 /// A participant that has sent no batch for this long counts as gone: its conditions count as
-/// clear from then on (the extension sends at least every 10 s while a call runs).
+/// clear from then on (the extension sends at least every 15 s while a call runs).
 pub const SILENT_AFTER_MS: u64 = crate::turn::MAX_GAP_MS;
 
 /// Evaluates `metrics` at `now_ms` against the participant's `active` alerts (updated in place).

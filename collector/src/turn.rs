@@ -3,7 +3,7 @@
 //! The merged state is piecewise constant between ingests, so the bytes relayed between two
 //! evaluations are the bitrate in effect at the earlier one times the time between them (both
 //! on the collector's clock). A gap longer than `MAX_GAP_MS` (the extension sends at least
-//! every 10 s while a call runs) means the participant was gone: it is counted as `MAX_GAP_MS`.
+//! every 15 s while a call runs) means the participant was gone: it is counted as `MAX_GAP_MS`.
 
 use serde::{Deserialize, Serialize};
 use vitals_shared::wire::MetricsView;

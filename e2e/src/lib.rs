@@ -2,6 +2,7 @@
 
 pub mod lab;
 pub mod proxy;
+pub mod tap;
 
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{json, Value};

@@ -725,7 +725,7 @@ mod tests {
         let mut disk = std::collections::BTreeMap::new();
         let mut d = configured();
         d.restore(Vec::new(), now(0.0));
-        for t in 1..=12 {
+        for t in 1..=17 {
             d.handle(stats(4, "a", f64::from(t), 100.0, "host"), now(f64::from(t)));
             settle_failing(&mut d, now(f64::from(t)));
             crate::upload_store::apply_to(&mut disk, d.take_writes());
@@ -735,11 +735,11 @@ mod tests {
 
         // The document restarts; the tab's call goes on.
         let mut d = configured();
-        d.restore(disk.clone(), now(13.0));
+        d.restore(disk.clone(), now(18.0));
         assert_eq!(d.status().queued, queued);
-        d.handle(stats(4, "a", 13.0, 100.0, "host"), now(13.0));
-        d.handle(stats(4, "a", 14.0, 100.0, "host"), now(14.0));
-        let Effect::Post(req) = d.effects(now(14.0)).remove(0) else {
+        d.handle(stats(4, "a", 18.0, 100.0, "host"), now(18.0));
+        d.handle(stats(4, "a", 19.0, 100.0, "host"), now(19.0));
+        let Effect::Post(req) = d.effects(now(19.0)).remove(0) else {
             panic!("expected a post")
         };
         let seqs: Vec<u64> = req.batch.events.iter().map(|e| e.seq).collect();
@@ -747,7 +747,7 @@ mod tests {
         assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>(), "no number twice");
         assert!(req.batch.participant_id.starts_with("inst-4-"));
         assert!(req.batch.events.last().unwrap().full);
-        d.upload_done(&req.session, UploadResult::Accepted(seqs), now(14.1));
+        d.upload_done(&req.session, UploadResult::Accepted(seqs), now(19.1));
         assert_eq!(d.status().queued, 0);
     }
 

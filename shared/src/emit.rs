@@ -2,7 +2,7 @@
 //!
 //! An event is due when it is the first, the quality class changed, relay use started or
 //! stopped, a finding was raised or resolved, total bitrate moved by more than 50 %, loss crossed
-//! 5 %, or 10 s passed. Never more than 10 events in any 60 s window: a due event that meets the
+//! 5 %, or 15 s passed. Never more than 10 events in any 60 s window: a due event that meets the
 //! cap waits, and is sent with the latest state as soon as the window allows. The last 3 of the
 //! 10 are kept for urgent events (the first, a finding raised or resolved, relay use started or
 //! stopped): a call whose figures swing cannot spend the budget that tells the collector a
@@ -32,7 +32,7 @@ impl Default for Policy {
         Self {
             max_events: 10,
             window_ms: 60_000.0,
-            heartbeat_ms: 10_000.0,
+            heartbeat_ms: 15_000.0,
             bitrate_change: 0.5,
             loss_threshold_pct: 5.0,
             reserved_for_urgent: 3,
@@ -210,7 +210,7 @@ mod tests {
         assert_eq!(ev.metrics.upload_kbps, Some(520.0));
         assert_eq!(ev.metrics.using_relay, None);
         // Not acknowledged: the next one is a full snapshot.
-        let ev = e.offer(12_000.0, state(520.0, QualityClass::Poor, false, 0.0)).unwrap();
+        let ev = e.offer(17_000.0, state(520.0, QualityClass::Poor, false, 0.0)).unwrap();
         assert!(ev.full);
         assert_eq!(ev.metrics.using_relay, Some(false));
     }
@@ -233,10 +233,10 @@ mod tests {
             "relay started"
         );
         assert!(e
-            .offer(13_999.0, state(1600.0, QualityClass::Good, true, 5.1))
+            .offer(18_999.0, state(1600.0, QualityClass::Good, true, 5.1))
             .is_none());
         assert!(
-            e.offer(14_000.0, state(1600.0, QualityClass::Good, true, 5.1))
+            e.offer(19_000.0, state(1600.0, QualityClass::Good, true, 5.1))
                 .is_some(),
             "heartbeat"
         );

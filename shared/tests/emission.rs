@@ -2,7 +2,7 @@
 //!
 //! The rules are restated here independently of `emit.rs` (the oracle below), so a policy bug
 //! fails them: an event is due when it is the first, the quality class or relay use changed, the
-//! total bitrate moved by more than 50 %, loss crossed 5 % or 10 s passed since the last event;
+//! total bitrate moved by more than 50 %, loss crossed 5 % or 15 s passed since the last event;
 //! never more than 10 events in any 60 s window; a due event that meets the cap goes out as soon
 //! as the window allows with the latest state; deltas carry exactly the changed fields; a full
 //! snapshot follows any event that was not acknowledged.
@@ -32,7 +32,7 @@ fn limit(last: Option<&(f64, MetricsFields)>, state: &MetricsFields) -> usize {
         MAX_EVENTS - RESERVED
     }
 }
-const HEARTBEAT_MS: f64 = 10_000.0;
+const HEARTBEAT_MS: f64 = 15_000.0;
 
 /// SplitMix64: a seeded, dependency-free PRNG so every run replays the same input.
 struct Rng(u64);

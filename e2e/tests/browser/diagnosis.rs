@@ -16,6 +16,7 @@ use fantoccini::Client;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 use vitals_e2e::proxy::{Impairment, Proxy};
+use vitals_e2e::tap::{Tap, WireBytes};
 use vitals_e2e::{Browser, Collector, Turn};
 
 /// Page-side helpers: one call with the media asked for, and the controls that make conditions.
@@ -435,11 +436,31 @@ impl Tracker {
     }
 }
 
+/// The clean call's uploads are weighed from this long after it started to its end.
+const UPLOAD_SETTLE: Duration = Duration::from_secs(30);
+/// Issue 11's target for one participant's upload, request headers included.
+const UPLOAD_TARGET_PER_MINUTE: usize = 4096;
+
+/// Everything the participants of `meeting` uploaded so far.
+fn uploads_of(tap: &Tap, meeting: &str) -> WireBytes {
+    let mut sum = WireBytes::default();
+    for ((m, _), bytes) in tap.ingest_bytes() {
+        if m == meeting {
+            sum.requests += bytes.requests;
+            sum.up += bytes.up;
+            sum.down += bytes.down;
+        }
+    }
+    sum
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_condition_is_diagnosed_reaches_the_collector_and_resolves_and_a_clean_call_stays_clean() {
     let turn = Turn::start();
     let collector = Collector::start().await;
-    let browser = Browser::start(&collector).await;
+    // The extension uploads through a tap, which weighs each participant's requests.
+    let tap = Tap::start(&collector.base).await;
+    let browser = Browser::start(&Collector::at(tap.base.clone())).await;
     let client = browser.client();
     let conditions = conditions();
 
@@ -622,13 +643,36 @@ async fn each_condition_is_diagnosed_reaches_the_collector_and_resolves_and_a_cl
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(300);
+    let clean_meeting = format!("{}/diag/clean", collector.base);
+    let mut weighed_from: Option<(Instant, WireBytes)> = None;
     while clean_started.elapsed() < Duration::from_secs(clean_secs) {
         let views = findings_of(client, &all_tabs[..1]).await;
         t.note_clean(&views);
+        if weighed_from.is_none() && clean_started.elapsed() > UPLOAD_SETTLE {
+            weighed_from = Some((Instant::now(), uploads_of(&tap, &clean_meeting)));
+        }
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
     let _ = clean_window;
-    let clean_alerts = alerts(&collector, &format!("{}/diag/clean", collector.base)).await;
+    match weighed_from {
+        Some((since, before)) => {
+            let now = uploads_of(&tap, &clean_meeting);
+            let minutes = since.elapsed().as_secs_f64() / 60.0;
+            let per_minute = |n: usize, then: usize| (n - then) as f64 / minutes;
+            let up = per_minute(now.up, before.up);
+            println!(
+                "clean call's uploads over {minutes:.1} min: {up:.0} B/min with headers in {:.1} requests/min \
+                 (answers {:.0} B/min); target {UPLOAD_TARGET_PER_MINUTE} B/min",
+                per_minute(now.requests, before.requests),
+                per_minute(now.down, before.down),
+            );
+            if now.requests == before.requests {
+                failures.push("the clean call uploaded nothing".to_string());
+            }
+        }
+        None => failures.push(format!("the clean call was too short to weigh its uploads ({clean_secs} s)")),
+    }
+    let clean_alerts = alerts(&collector, &clean_meeting).await;
     println!(
         "clean call ({clean_secs} s): findings {:?}, collector alerts {clean_alerts:?}",
         t.clean_findings
