@@ -239,6 +239,11 @@ fn copy_dir(from: &Path, to: &Path) {
 /// Starts chromedriver and a headless Chromium session
 /// with fake media devices and a fresh `profile`, loading `extension` when given (else none).
 pub async fn webdriver(profile: &Path, extension: Option<&Path>) -> (Proc, Client) {
+    webdriver_with_flags(profile, extension, &[]).await
+}
+
+/// [`webdriver`], with more Chromium command-line flags.
+pub async fn webdriver_with_flags(profile: &Path, extension: Option<&Path>, flags: &[&str]) -> (Proc, Client) {
     let port = free_port();
     let driver = std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "chromedriver".into());
     let child = Command::new(&driver)
@@ -264,6 +269,7 @@ pub async fn webdriver(profile: &Path, extension: Option<&Path>) -> (Proc, Clien
     ]
     .map(String::from)
     .to_vec();
+    args.extend(flags.iter().map(|f| f.to_string()));
     args.push(format!("--user-data-dir={}", profile.display()));
     match extension {
         Some(dir) => {
@@ -313,13 +319,19 @@ pub async fn wait_hook_registered(client: &Client, extension_id: &str) {
 
 impl Browser {
     pub async fn start(collector: &Collector) -> Self {
+        Self::start_with_flags(collector, &[]).await
+    }
+
+    /// [`Browser::start`], with more Chromium command-line flags (for example a WebRTC field
+    /// trial).
+    pub async fn start_with_flags(collector: &Collector, flags: &[&str]) -> Self {
         let dist = configured_extension(collector);
         let extension_id = std::fs::read_to_string(workspace_root().join("extension/EXTENSION_ID"))
             .expect("extension/EXTENSION_ID")
             .trim()
             .to_string();
         let profile = tempfile::tempdir().unwrap();
-        let (driver, client) = webdriver(profile.path(), Some(dist.path())).await;
+        let (driver, client) = webdriver_with_flags(profile.path(), Some(dist.path()), flags).await;
         wait_hook_registered(&client, &extension_id).await;
         Self {
             client,

@@ -235,4 +235,3 @@ pub fn http_messages(mut bytes: &[u8]) -> Vec<Message> {
     }
     out
 }
-

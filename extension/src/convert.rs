@@ -161,7 +161,9 @@ impl Members for JsMembers<'_> {
 
     fn durations(&self, name: &'static str) -> Option<Durations> {
         let value = with_key(name, |k| member_value(self.0, k));
-        Durations::lenient(serde_wasm_bindgen::Deserializer::from(value)).ok().flatten()
+        Durations::lenient(serde_wasm_bindgen::Deserializer::from(value))
+            .ok()
+            .flatten()
     }
 }
 

@@ -133,15 +133,17 @@ fn sent_height(m: &PeerMetrics) -> String {
 }
 
 /// Sent video held back for lack of rate: the share of the interval the encoder was limited by
-/// bandwidth, or a sent resolution well below the captured one.
+/// bandwidth, or (without the durations) a sent resolution well below the captured one that the
+/// browser does not put down to the processor.
 fn rate_limited_share(m: &PeerMetrics) -> Option<f64> {
     let v = m.video_out.as_ref()?;
     let share = v.limited.as_ref().map(|l| l.bandwidth);
+    let reason = v.quality_limitation.as_deref();
     let downscaled = match (v.height, v.captured_height) {
         (Some(sent), Some(captured)) if captured > 0 => f64::from(sent) < f64::from(captured) * 0.75,
         _ => false,
     };
-    share.or((v.quality_limitation.as_deref() == Some("bandwidth") || downscaled).then_some(1.0))
+    share.or((reason == Some("bandwidth") || (downscaled && reason != Some("cpu"))).then_some(1.0))
 }
 
 /// Evaluates one detector on one interval (`memory` is the connection's, already updated with

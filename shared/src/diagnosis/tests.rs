@@ -183,7 +183,7 @@ fn the_apps_own_cap_is_not_the_networks_fault() {
 #[test]
 fn each_condition_raises_its_own_finding() {
     type Make = fn(f64) -> PeerMetrics;
-    let cases: [(&str, Make, &[&str]); 11] = [
+    let cases: [(&str, Make, &[&str]); 12] = [
         (
             "cpu-limited",
             |t| {
@@ -192,6 +192,21 @@ fn each_condition_raises_its_own_finding() {
                     cpu: 0.9,
                     ..Default::default()
                 });
+                m
+            },
+            &[],
+        ),
+        (
+            // Without the durations: the reason alone, and the resolution it cost is not taken
+            // for the network's doing.
+            "cpu-limited",
+            |t| {
+                let mut m = clean(t);
+                let v = m.video_out.as_mut().unwrap();
+                v.limited = None;
+                v.quality_limitation = Some("cpu".into());
+                v.height = Some(360);
+                v.width = Some(640);
                 m
             },
             &[],
