@@ -70,7 +70,14 @@ pub struct Memory {
     /// The last ICE restart or pair switch, ms.
     last_link_event_ms: Option<f64>,
     ice_restarts: u32,
+    /// The connection's first interval, ms.
+    first_seen_ms: Option<f64>,
 }
+
+/// ICE goes on checking after its first choice and moves to a better pair in the first moments
+/// of a call (recorded: a relayed pair, then the direct one, within two seconds): a pair switch
+/// this early after the connection's first interval is the path settling, not instability.
+const PATH_SETTLE_MS: f64 = 5_000.0;
 
 /// The sent video's encoder target, summed over the active layers, kbps.
 fn video_target_kbps(m: &PeerMetrics) -> Option<f64> {
@@ -474,7 +481,9 @@ impl Diagnosis {
 fn remember(memory: &mut Memory, m: &PeerMetrics) {
     memory.audio_flowed |= m.audio_in.as_ref().is_some_and(|a| a.packets.is_some_and(|p| p > 0));
     memory.video_flowed |= m.video_in.as_ref().is_some_and(|v| v.packets.is_some_and(|p| p > 0));
-    if m.connection.ice_restarts > memory.ice_restarts || m.connection.pair_switches > 0 {
+    let first_seen = *memory.first_seen_ms.get_or_insert(m.at_ms);
+    let settled = m.at_ms - first_seen >= PATH_SETTLE_MS;
+    if m.connection.ice_restarts > memory.ice_restarts || (m.connection.pair_switches > 0 && settled) {
         memory.last_link_event_ms = Some(m.at_ms);
     }
     memory.ice_restarts = m.connection.ice_restarts;

@@ -3,12 +3,15 @@
 //! Each folder holds `recording.json` (recorded from headless Chromium by
 //! e2e/src/bin/record_fixtures.rs, see scripts/record-fixtures) and `expected.json`, the
 //! properties the scenario implies (relay and protocol, connections, bitrate floor and ceiling,
-//! loopback RTT, no negative and no spike, a stopped track going quiet). The expectations come
+//! loopback RTT, no negative and no spike, a stopped track going quiet, the findings the scenario
+//! causes and no other warning). The expectations come
 //! from the scenario, not from the processor's output, so a processor bug fails them.
 
 use serde_json::Value;
 use std::path::{Path, PathBuf};
+use vitals_shared::diagnosis::{Change, Diagnosis};
 use vitals_shared::recording::{analyze, Analysis};
+use vitals_shared::severity::Severity;
 use vitals_shared::PeerMetrics;
 
 fn fixtures_dir() -> PathBuf {
@@ -191,6 +194,49 @@ fn check(analysis: &Analysis, polls: usize, expected: &Value) -> Vec<String> {
                     "interval {i}: video after the stop: {sender} sends {up:?}, {receiver} receives {down:?} kbps (max {quiet})"
                 ));
             }
+        }
+    }
+    for finding in findings_check(analysis, expected) {
+        fail(finding);
+    }
+    failures
+}
+
+/// The diagnosis of the recording: every finding in `findings` (what the scenario causes) is
+/// raised, and no warning or critical finding is raised that is in neither `findings` nor
+/// `findings_allowed` (what the scenario may cause within the recording's few seconds).
+fn findings_check(analysis: &Analysis, expected: &Value) -> Vec<String> {
+    let list = |key: &str| -> Vec<String> {
+        expected[key]
+            .as_array()
+            .unwrap_or_else(|| panic!("expected.json: `{key}` must be a list of finding ids"))
+            .iter()
+            .map(|v| v.as_str().expect("finding ids are strings").to_owned())
+            .collect()
+    };
+    let (required, allowed) = (list("findings"), list("findings_allowed"));
+    let mut intervals: Vec<&PeerMetrics> = analysis.intervals.iter().collect();
+    intervals.sort_by(|a, b| a.at_ms.total_cmp(&b.at_ms));
+    let mut diagnosis = Diagnosis::new();
+    let mut raised: Vec<(String, Severity, String)> = Vec::new();
+    for m in intervals {
+        for change in diagnosis.observe(m) {
+            if let Change::Raised(f) = change {
+                raised.push((f.id.as_str().to_owned(), f.severity, f.pc.clone()));
+            }
+        }
+    }
+    let mut failures = Vec::new();
+    for id in &required {
+        if !raised.iter().any(|(r, _, _)| r == id) {
+            failures.push(format!("finding {id} not raised (raised: {raised:?})"));
+        }
+    }
+    for (id, severity, pc) in &raised {
+        if *severity >= Severity::Warning && !required.contains(id) && !allowed.contains(id) {
+            failures.push(format!(
+                "{pc}: finding {id} ({severity:?}) raised, the scenario has no cause for it"
+            ));
         }
     }
     failures

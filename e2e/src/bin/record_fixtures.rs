@@ -14,6 +14,7 @@ use serde_json::{json, Map, Value};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use vitals_e2e::{webdriver, Turn};
+use vitals_shared::stats::{PeerConnection, REPORT_MEMBERS};
 
 const POLLS: usize = 12;
 const POLL_INTERVAL: Duration = Duration::from_millis(1000);
@@ -22,55 +23,22 @@ const ACTION_AFTER_POLL: usize = 6;
 const TURN_USER: &str = Turn::USER;
 const TURN_PASSWORD: &str = Turn::PASSWORD;
 
-/// Report types the processor reads; the rest (codec, certificate, media-source, ...) is dropped.
-const KEPT_TYPES: &[&str] = &[
-    "inbound-rtp",
-    "outbound-rtp",
-    "remote-inbound-rtp",
-    "candidate-pair",
-    "local-candidate",
-    "remote-candidate",
-    "transport",
-];
+/// Members kept besides those the processor reads (`vitals_shared::stats::REPORT_MEMBERS`, per
+/// report type; the other types, such as codec or certificate, are dropped): what says what a
+/// report is. Chromium's other members are dropped to keep the fixtures at a few hundred KB;
+/// addresses, ports and SDP are never kept, the ICE username fragment only as a pseudonym.
+const EXTRA_MEMBERS: &[&str] = &["type", "protocol"];
 
-/// Members kept: those the processor reads (shared/src/stats.rs) and a few that say what a report
-/// is. The rest of Chromium's ~50 members per stream are dropped to keep the fixtures at a few
-/// hundred KB; addresses, ports, ICE credentials and SDP are never on the list.
-const KEPT_MEMBERS: &[&str] = &[
-    "type",
-    "id",
-    "timestamp",
-    "kind",
-    "mediaType",
-    "ssrc",
-    "bytesSent",
-    "packetsSent",
-    "bytesReceived",
-    "packetsReceived",
-    "packetsLost",
-    "jitter",
-    "framesPerSecond",
-    "frameWidth",
-    "frameHeight",
-    "freezeCount",
-    "qualityLimitationReason",
-    "roundTripTime",
-    "fractionLost",
-    "localCandidateId",
-    "remoteCandidateId",
-    "state",
-    "nominated",
-    "selected",
-    "currentRoundTripTime",
-    "totalRoundTripTime",
-    "responsesReceived",
-    "candidateType",
-    "relayProtocol",
-    "url",
-    "protocol",
-    "selectedCandidatePairId",
-    "selectedCandidatePairChanges",
-];
+/// The members of report type `kind` a fixture keeps, `None` for a type it drops.
+fn kept_members(kind: &str) -> Option<&'static [&'static str]> {
+    if kind == "peer-connection" {
+        return Some(PeerConnection::MEMBERS);
+    }
+    REPORT_MEMBERS
+        .iter()
+        .find(|(k, _)| *k == kind)
+        .map(|(_, members)| *members)
+}
 
 #[derive(Clone, Copy, PartialEq)]
 enum Action {
@@ -169,6 +137,18 @@ fn expected(case: &Case) -> Value {
         "max_loss_pct": 2.0,
         "spike_factor": 3.0,
     });
+    // The findings the scenario causes, and those it may cause within the recording's seconds
+    // (a stopped track is silent from 4.5 s on, and a finding holds 3 s before it is raised).
+    let relay_tcp = case.relay_only && case.turn == Some("tcp");
+    e["findings"] = match case.action {
+        Action::RestartIce => json!(["connection-unstable"]),
+        _ if relay_tcp => json!(["relay-tcp"]),
+        _ => json!([]),
+    };
+    e["findings_allowed"] = match case.action {
+        Action::StopVideo => json!(["no-media-received", "video-frozen"]),
+        _ => json!([]),
+    };
     if case.action != Action::None {
         // Intervals up to this poll and after it are separate phases for the spike rule.
         // Intervals count from 0 per connection (interval i ends at poll i, the first has no
@@ -188,8 +168,10 @@ fn expected(case: &Case) -> Value {
     e
 }
 
-/// Trims one poll: kept report types and members only, the TURN server's host hidden.
-fn sanitize_poll(poll: Value) -> Value {
+/// Trims one poll: kept report types and members only, the TURN server's host hidden, each ICE
+/// username fragment replaced by a pseudonym (`ufrag-1`, ... in order of appearance: an ICE
+/// restart still shows as a change).
+fn sanitize_poll(poll: Value, ufrags: &mut Vec<String>) -> Value {
     let pcs = poll.as_array().cloned().unwrap_or_default();
     let pcs: Vec<Value> = pcs
         .into_iter()
@@ -199,20 +181,30 @@ fn sanitize_poll(poll: Value) -> Value {
                 .cloned()
                 .unwrap_or_default()
                 .into_iter()
-                .filter(|r| KEPT_TYPES.contains(&r["type"].as_str().unwrap_or_default()))
-                .map(|r| {
+                .filter_map(|r| {
+                    let members = kept_members(r["type"].as_str().unwrap_or_default())?;
                     let obj: Map<String, Value> = r
                         .as_object()
                         .cloned()
                         .unwrap_or_default()
                         .into_iter()
-                        .filter(|(k, _)| KEPT_MEMBERS.contains(&k.as_str()))
+                        .filter(|(k, _)| members.contains(&k.as_str()) || EXTRA_MEMBERS.contains(&k.as_str()))
                         .map(|(k, v)| match (k.as_str(), &v) {
                             ("url", Value::String(url)) => (k, Value::String(hide_host(url))),
+                            ("iceLocalUsernameFragment", Value::String(ufrag)) => {
+                                let n = match ufrags.iter().position(|u| u == ufrag) {
+                                    Some(i) => i + 1,
+                                    None => {
+                                        ufrags.push(ufrag.clone());
+                                        ufrags.len()
+                                    }
+                                };
+                                (k, Value::String(format!("ufrag-{n}")))
+                            }
                             _ => (k, v),
                         })
                         .collect();
-                    Value::Object(obj)
+                    Some(Value::Object(obj))
                 })
                 .collect();
             json!({"pc": pc["pc"], "reports": reports})
@@ -277,6 +269,7 @@ async fn record(client: &Client, base: &str, turn_port: u16, case: &Case, out_di
     client.goto(&url).await.expect("open lab page");
     wait_connected(client).await;
     let mut snapshots = Vec::new();
+    let mut ufrags = Vec::new();
     let mut next = Instant::now();
     for poll in 0..POLLS {
         tokio::time::sleep_until(next.into()).await;
@@ -290,7 +283,7 @@ async fn record(client: &Client, base: &str, turn_port: u16, case: &Case, out_di
             .await
             .expect("getStats poll");
         assert!(raw.get("error").is_none(), "getStats failed: {raw}");
-        snapshots.push(sanitize_poll(raw));
+        snapshots.push(sanitize_poll(raw, &mut ufrags));
         if poll + 1 == ACTION_AFTER_POLL {
             let script = match case.action {
                 Action::None => continue,

@@ -405,3 +405,27 @@ fn a_reconnection_is_unstable_for_a_while_and_findings_sort_by_severity() {
     assert_eq!(closed.len(), 2);
     assert!(d.active().is_empty());
 }
+
+#[test]
+fn a_pair_switch_while_the_path_settles_is_not_instability_and_later_it_is() {
+    let switch_at = |at_s: u32| {
+        move |t: f64| {
+            let mut m = clean(t);
+            m.connection.pair_switches = u32::from(t == f64::from(at_s) * 1000.0);
+            m
+        }
+    };
+    // ICE moves to a better pair a second into the call (as recorded with TURN offered).
+    let mut d = Diagnosis::new();
+    assert_eq!(ids(&run(&mut d, 0, 30, switch_at(1))), []);
+    // The same switch once the path has settled: the connection switched paths.
+    let mut d = Diagnosis::new();
+    let changes = ids(&run(&mut d, 0, 30, switch_at(12)));
+    assert_eq!(
+        changes,
+        [
+            (15_000.0, "connection-unstable", true),
+            (27_000.0, "connection-unstable", false)
+        ]
+    );
+}
