@@ -313,5 +313,10 @@ fn fixtures_carry_no_network_identity() {
         ] {
             assert!(!text.contains(member), "{}: contains {member}", dir.display());
         }
+        // The ICE username fragment only as the recorder's pseudonym.
+        for (at, _) in text.match_indices("\"iceLocalUsernameFragment\":\"") {
+            let value = &text[at + "\"iceLocalUsernameFragment\":\"".len()..];
+            assert!(value.starts_with("ufrag-"), "{}: an ICE ufrag survived", dir.display());
+        }
     }
 }
