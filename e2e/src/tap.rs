@@ -104,9 +104,9 @@ impl Tap {
         self.cut.store(false, Ordering::SeqCst);
     }
 
-    /// Every ingest request the collector received, with the answer the extension received
-    /// (`None` when the connection dropped before a whole answer got through).
-    pub fn exchanges(&self) -> Vec<(Value, Option<(u16, Value)>)> {
+    /// Every complete ingest request so far, with its answer (`None` when the connection
+    /// dropped before a whole answer got through).
+    fn ingest_messages(&self) -> Vec<(Message, Option<Message>)> {
         let mut all = Vec::new();
         for conn in self.conns.lock().unwrap().iter() {
             let log = conn.log.lock().unwrap();
@@ -114,43 +114,43 @@ impl Tap {
             for request in http_messages(&log.up) {
                 // HTTP/1.1 without pipelining: the n-th answer is the n-th request's.
                 let answer = answers.next();
-                if !request.start.starts_with("POST /api/v1/ingest ") {
-                    continue;
+                if request.start.starts_with("POST /api/v1/ingest ") {
+                    all.push((request, answer));
                 }
+            }
+        }
+        all
+    }
+
+    /// Every ingest request the collector received, with the answer the extension received
+    /// (`None` when the connection dropped before a whole answer got through).
+    pub fn exchanges(&self) -> Vec<(Value, Option<(u16, Value)>)> {
+        self.ingest_messages()
+            .into_iter()
+            .map(|(request, answer)| {
                 let batch: Value = serde_json::from_slice(&request.body).expect("ingest body is JSON");
                 let answer = answer.map(|answer| {
                     let status = answer.start.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
                     (status, serde_json::from_slice(&answer.body).unwrap_or(Value::Null))
                 });
-                all.push((batch, answer));
-            }
-        }
-        all
+                (batch, answer)
+            })
+            .collect()
     }
-}
 
-impl Tap {
     /// Per meeting and participant, what its ingest requests took on the wire so far
     /// (complete requests only): requests, their bytes with headers, and their answers' bytes.
     pub fn ingest_bytes(&self) -> BTreeMap<(String, String), WireBytes> {
         let mut all: BTreeMap<(String, String), WireBytes> = BTreeMap::new();
-        for conn in self.conns.lock().unwrap().iter() {
-            let log = conn.log.lock().unwrap();
-            let mut answers = http_messages(&log.down).into_iter();
-            for request in http_messages(&log.up) {
-                let answer = answers.next();
-                if !request.start.starts_with("POST /api/v1/ingest ") {
-                    continue;
-                }
-                let Ok(batch) = serde_json::from_slice::<Value>(&request.body) else {
-                    continue;
-                };
-                let id = |name: &str| batch[name].as_str().unwrap_or_default().to_string();
-                let bytes = all.entry((id("meeting_id"), id("participant_id"))).or_default();
-                bytes.requests += 1;
-                bytes.up += request.wire_bytes;
-                bytes.down += answer.map_or(0, |a| a.wire_bytes);
-            }
+        for (request, answer) in self.ingest_messages() {
+            let Ok(batch) = serde_json::from_slice::<Value>(&request.body) else {
+                continue;
+            };
+            let id = |name: &str| batch[name].as_str().unwrap_or_default().to_string();
+            let bytes = all.entry((id("meeting_id"), id("participant_id"))).or_default();
+            bytes.requests += 1;
+            bytes.up += request.wire_bytes;
+            bytes.down += answer.map_or(0, |a| a.wire_bytes);
         }
         all
     }
