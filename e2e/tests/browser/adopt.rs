@@ -15,6 +15,35 @@ const PATIENCE: Duration = Duration::from_secs(45);
 /// Whether the page's RTCPeerConnection is a hook's wrapper (it answers the hook's key).
 const HOOKED: &str = "return typeof RTCPeerConnection[Symbol.for('call-vitals.native')] === 'function';";
 
+/// Run in a call page after the hook came late: what a library can check of the patched
+/// prototype sees natives (the same checks hook.rs makes of the constructor).
+const LOOKS_NATIVE: &str = r#"
+const ts = Function.prototype.toString;
+const P = RTCPeerConnection.prototype;
+const state = Object.getOwnPropertyDescriptor(P, 'connectionState').get;
+return {
+  getStats: ts.call(P.getStats),
+  name: [P.getStats.name, P.getStats.length, P.addIceCandidate.length],
+  getter: ts.call(state),
+  toString: ts.call(ts),
+  ctor: ts.call(RTCPeerConnection),
+  symbols: [...Object.getOwnPropertySymbols(P), ...Object.getOwnPropertySymbols(RTCPeerConnection)].map(String),
+  same: P.getStats === RTCPeerConnection.prototype.getStats && P.constructor === RTCPeerConnection,
+};
+"#;
+
+fn looks_native() -> Value {
+    json!({
+        "getStats": "function getStats() { [native code] }",
+        "name": ["getStats", 0, 0],
+        "getter": "function get connectionState() { [native code] }",
+        "toString": "function toString() { [native code] }",
+        "ctor": "function RTCPeerConnection() { [native code] }",
+        "symbols": ["Symbol(Symbol.toStringTag)"],
+        "same": true,
+    })
+}
+
 /// Switches the extension off or on from chrome://extensions, in a tab of its own that it
 /// closes again (the current tab stays current).
 async fn set_enabled(browser: &Browser, enabled: bool) {
@@ -178,6 +207,11 @@ async fn call_running_before_the_extension_started_is_measured_once_touched() {
     let client = s.browser.client();
     let (call_tab, tab) = call_started_while_off(&s).await;
     client.switch_to_window(call_tab.clone()).await.unwrap();
+    assert_eq!(
+        run(client, LOOKS_NATIVE).await,
+        looks_native(),
+        "the late hook's wrappers show"
+    );
     run(client, "vitals.pcs[0].getStats();").await;
     let popup = pinned_popup(&s.browser, tab).await;
     let popup_tab = client.window().await.unwrap();
@@ -258,6 +292,11 @@ async fn reloaded_extension_keeps_measuring_the_call_once() {
     assert_ne!(after, before, "the new hook names its connections afresh");
 
     client.switch_to_window(call_tab).await.unwrap();
+    assert_eq!(
+        run(client, LOOKS_NATIVE).await,
+        looks_native(),
+        "the two runs' wrappers show"
+    );
     run(
         client,
         "vitals.pcs.forEach((p) => { p.getStats(); p.getTransceivers(); });",
