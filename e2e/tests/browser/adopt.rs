@@ -311,3 +311,27 @@ async fn reloaded_extension_keeps_measuring_the_call_once() {
     );
     s.browser.quit().await;
 }
+
+/// A tab on an allowed site that no injection could reach (here Chrome's error page for a
+/// server that was down, which no extension may script) says to reload it; a page loaded after
+/// the start, measured from its start, says plainly that it has no call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreached_tab_says_to_reload_and_a_later_page_has_no_call() {
+    let s = setup().await;
+    let client = s.browser.client();
+    set_enabled(&s.browser, false).await;
+    let down = format!("http://127.0.0.1:{}/call", vitals_e2e::free_port());
+    client.goto(&down).await.unwrap_or_else(|_| ()); // the error page is the tab's document
+    set_enabled(&s.browser, true).await;
+    let unreached = tab_id(&s.browser, &down).await;
+    pinned_popup(&s.browser, unreached).await;
+    let text = wait_no_call_state(client, "reload-needed").await;
+    assert!(text.contains("reload it"), "the popup's line: {text}");
+
+    let later = format!("{}/empty.html", s.pages);
+    client.goto(&later).await.unwrap(); // the popup's tab, after the start
+    let fresh = tab_id(&s.browser, &later).await;
+    pinned_popup(&s.browser, fresh).await;
+    assert_eq!(wait_no_call_state(client, "none").await, "No call in this tab.");
+    s.browser.quit().await;
+}
