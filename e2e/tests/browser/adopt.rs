@@ -335,3 +335,50 @@ async fn unreached_tab_says_to_reload_and_a_later_page_has_no_call() {
     assert_eq!(wait_no_call_state(client, "none").await, "No call in this tab.");
     s.browser.quit().await;
 }
+
+/// Adoption keeps to the user's sites: with 127.0.0.1 left out in the options, a call there
+/// that ran before the start stays untouched (and the popup does not ask for a reload), while
+/// the same page on localhost, opened alongside, is injected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn adoption_keeps_to_the_allowed_sites() {
+    let s = setup().await;
+    let client = s.browser.client();
+    let first = client.window().await.unwrap();
+    s.browser.open_extension_page("options.html").await;
+    let excluded = client
+        .execute_async(
+            "const done = arguments[0];
+             chrome.storage.sync.set({ sites_mode: 'deny', sites: ['*://127.0.0.1/*'] }).then(async () => {
+               for (let i = 0; i < 100; i++) {
+                 const [hook] = await chrome.scripting.getRegisteredContentScripts({ ids: ['call-vitals-hook'] });
+                 if (hook && (hook.excludeMatches || []).includes('*://127.0.0.1/*')) return done(true);
+                 await new Promise((r) => setTimeout(r, 100));
+               }
+               done(false);
+             }, (e) => done(String(e)));",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(excluded, json!(true), "the deny list never reached the registrations");
+    client.close_window().await.unwrap();
+    client.switch_to_window(first).await.unwrap();
+
+    set_enabled(&s.browser, false).await;
+    let denied = format!("{}/plain.html", s.pages);
+    let allowed = denied.replace("127.0.0.1", "localhost");
+    client.goto(&denied).await.unwrap();
+    let denied_tab = client.window().await.unwrap();
+    let win = client.new_window(true).await.unwrap();
+    client.switch_to_window(win.handle.clone()).await.unwrap();
+    client.goto(&allowed).await.unwrap();
+    set_enabled(&s.browser, true).await;
+    wait_page(client, HOOKED, "the injection into the allowed site's page").await;
+    tokio::time::sleep(Duration::from_secs(2)).await; // the tabs are injected side by side
+    client.switch_to_window(denied_tab).await.unwrap();
+    assert_eq!(run(client, HOOKED).await, json!(false), "a left-out site was injected");
+    let tab = tab_id(&s.browser, &denied).await;
+    pinned_popup(&s.browser, tab).await;
+    assert_eq!(wait_no_call_state(client, "none").await, "No call in this tab.");
+    s.browser.quit().await;
+}
