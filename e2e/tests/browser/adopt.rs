@@ -382,3 +382,88 @@ async fn adoption_keeps_to_the_allowed_sites() {
     assert_eq!(wait_no_call_state(client, "none").await, "No call in this tab.");
     s.browser.quit().await;
 }
+
+/// An update from a version whose hook cannot hand over (7b5cc33's, the files in
+/// `before_handover/`): the old hook goes on polling into its orphaned bridge, where nothing
+/// is forwarded, and the new one measures each connection once the page touches it, exactly
+/// once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn update_from_a_hook_without_handover_measures_each_connection_once() {
+    let s = setup().await;
+    let client = s.browser.client();
+    let dir = s.browser.extension_dir().to_path_buf();
+    let new: Vec<(&str, Vec<u8>)> = ["hook.js", "bridge.js"]
+        .into_iter()
+        .map(|f| (f, std::fs::read(dir.join(f)).unwrap()))
+        .collect();
+    let old = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/browser/before_handover");
+    for (f, _) in &new {
+        std::fs::copy(format!("{old}/{f}"), dir.join(f)).unwrap();
+    }
+    reload_extension(&s.browser).await; // now the old version runs
+    wait_registered(&s.browser).await;
+
+    let url = format!("{}/plain.html", s.pages);
+    client.goto(&url).await.unwrap();
+    let old_hook = run(
+        client,
+        "return [typeof RTCPeerConnection[Symbol.for('call-vitals.native')],
+                 typeof RTCPeerConnection[Symbol.for('call-vitals.handover')]];",
+    )
+    .await;
+    assert_eq!(
+        old_hook,
+        json!(["function", "undefined"]),
+        "the old hook is not the page's"
+    );
+    run(client, "startCall(RTCPeerConnection);").await;
+    wait_connected(client, "vitals.state").await;
+    let call_tab = client.window().await.unwrap();
+
+    for (f, bytes) in &new {
+        std::fs::write(dir.join(f), bytes).unwrap();
+    }
+    reload_extension(&s.browser).await; // the update
+    let tab = tab_id(&s.browser, &url).await;
+    pinned_popup(&s.browser, tab).await;
+    let popup_tab = client.window().await.unwrap();
+    wait_no_call_state(client, "adopted").await;
+    client.switch_to_window(call_tab).await.unwrap();
+    run(client, "vitals.pcs.forEach((p) => p.getStats());").await;
+    client.switch_to_window(popup_tab).await.unwrap();
+    let popup = s.browser.current_page();
+    popup.wait_number("#peers", "data-count", |v| v == 2.0).await;
+    popup.wait_number("#upload", "data-kbps", |v| v > 0.0).await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(
+        popup.wait_number("#peers", "data-count", |_| true).await,
+        2.0,
+        "a connection counted twice"
+    );
+    s.browser.quit().await;
+}
+
+/// Waits (from an extension page, closed again) until the content scripts are registered.
+async fn wait_registered(browser: &Browser) {
+    let client = browser.client();
+    let back = client.window().await.expect("current tab");
+    browser.open_extension_page("options.html").await;
+    let start = Instant::now();
+    loop {
+        let n = client
+            .execute_async(
+                "const done = arguments[0];
+                 chrome.scripting.getRegisteredContentScripts().then((s) => done(s.length), (e) => done(String(e)));",
+                vec![],
+            )
+            .await
+            .unwrap_or(Value::Null);
+        if n.as_u64() >= Some(2) {
+            break;
+        }
+        assert!(start.elapsed() < PATIENCE, "content scripts never registered: {n}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    client.close_window().await.expect("close the options page");
+    client.switch_to_window(back).await.expect("back to the tab");
+}
