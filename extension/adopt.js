@@ -76,7 +76,8 @@ export async function coverageOf(tabId) {
     if (typeof tabId !== 'number' || !(await siteTabs()).some((t) => t.id === tabId)) return 'off';
     const [first] = await chrome.scripting.executeScript({ target: { tabId, frameIds: [0] }, world: 'ISOLATED', func: probe, args: [BRIDGE] });
     return (first && first.result) || 'reload-needed';
-  } catch (_) {
-    return 'reload-needed';
+  } catch (e) {
+    // Pages no extension may script (the Web Store) stay so after a reload.
+    return String(e && e.message).includes('cannot be scripted') ? 'off' : 'reload-needed';
   }
 }
