@@ -1,8 +1,25 @@
-// Call Vitals bridge (ISOLATED world): takes the hook's private port, checks its messages and forwards them to sw.js (HookMessage in, FromPage out: shared/src/messages.rs).
+// Call Vitals bridge (ISOLATED world, document_start or injected by adopt.js): takes the hook's private port, checks its messages and forwards them to sw.js (HookMessage in, FromPage out: shared/src/messages.rs).
+// Its value (the script's last expression) tells adopt.js whether it started here ('started') or a
+// live bridge of this run of the extension already was ('present').
 (() => {
   const SOURCE = 'call-vitals-hook';
   const HANDSHAKE = 'call-vitals-port';
   const HELLO = 'call-vitals-hello';
+  const LATE = 'call-vitals-late';
+  // This world's own globals (the page never sees them): the bridge of this document, and the
+  // mark adopt.js sets just before injecting into a page that is already running.
+  const BRIDGE = Symbol.for('call-vitals.bridge');
+  const LATE_MARK = Symbol.for('call-vitals.late');
+  const late = globalThis[LATE_MARK] === true;
+  delete globalThis[LATE_MARK];
+  // A bridge of an earlier run of the extension is orphaned: its chrome.runtime has no id.
+  const alive = () => { try { return typeof chrome.runtime.id === 'string'; } catch (_) { return false; } };
+  try {
+    const previous = globalThis[BRIDGE];
+    if (previous && previous.alive()) return 'present';
+  } catch (_) { /* an unreadable mark: start anyway */ }
+  // adopt.js's probe (coverage) reads this: live, and whether it came at the page's start.
+  globalThis[BRIDGE] = { alive, late };
   // The limits, each explained in shared/src/limits.rs (extension/tests/js_limits.rs checks these
   // copies against it).
   const MAX_CONNECTIONS_PER_POLL = 64;
@@ -108,6 +125,8 @@
     port = offered;
     document.removeEventListener(HANDSHAKE, onHandshake, true);
     port.onmessage = onMessage;
+    // A late bridge tells the hook (during its synchronous offer) to adopt what already runs.
+    if (late) document.dispatchEvent(new Event(LATE));
     document.dispatchEvent(new Event(`${HANDSHAKE}-taken`));
   };
   document.addEventListener(HANDSHAKE, onHandshake, true);
@@ -119,4 +138,5 @@
     seen.clear();
     if (window === window.top) send({ source: SOURCE, type: 'page-gone' });
   }, true);
+  return 'started';
 })();

@@ -1,4 +1,4 @@
-// Call Vitals hook (MAIN world, document_start): wraps RTCPeerConnection invisibly and hands trimmed getStats() snapshots to bridge.js (messages: HookMessage in shared/src/messages.rs).
+// Call Vitals hook (MAIN world, document_start, or injected into an open page by adopt.js): wraps RTCPeerConnection invisibly and hands trimmed getStats() snapshots to bridge.js (messages: HookMessage in shared/src/messages.rs).
 (() => {
   'use strict';
   // Everything the hook uses is saved now, before any page script can replace it.
@@ -18,6 +18,10 @@
   // Another realm's copy of this script (a same-origin frame) uses it to show that realm's
   // wrappers as native too, and install() to not wrap a constructor twice.
   const NATIVE = Symbol.for('call-vitals.native');
+  // The constructor wrapper's `get` trap also answers this key, with the hook's handover: a
+  // hook injected later (the extension was updated, reloaded or re-enabled while the page ran)
+  // takes over this one's connections through it, and this one stops polling for good.
+  const HANDOVER = Symbol.for('call-vitals.handover');
   const POLL_MS = 1000;
   const MAX_CONNECTIONS_PER_POLL = 64; // polled per document (shared/src/limits.rs); a page making more is not a call
   // Per report type, the members the processor reads (shared/src/stats.rs); nothing else is
@@ -56,6 +60,10 @@
   // Tracked connections: {id, ref (WeakRef), kit (the realm's saved natives), busy}. An array
   // walked by index, so page changes to Map or Array methods cannot see or break it.
   let tracked = [];
+  // Every connection this hook has tracked or handed on (so that one is never tracked twice).
+  const known = new WeakMapCtor();
+  // The newer hook this one handed its connections to: {track, handover}, or null.
+  let successor = null;
 
   // The bridge's port, handed over by a synchronous DOM event at document_start (before any
   // page script exists), so the page never sees these messages and cannot post into them.
@@ -63,6 +71,7 @@
   let portPost = null;
   const HANDSHAKE = 'call-vitals-port';
   const HELLO = 'call-vitals-hello';
+  const LATE = 'call-vitals-late';
 
   const send = (message) => {
     if (port) {
@@ -224,6 +233,9 @@
   };
 
   const track = (pc, kit) => {
+    if (successor) { apply(successor.track, undefined, [pc]); return; }
+    if (apply(weakMapGet, known, [pc]) !== undefined) return;
+    apply(weakMapSet, known, [pc, true]);
     if (tracked.length >= MAX_CONNECTIONS_PER_POLL) return;
     counter += 1;
     tracked[tracked.length] = {
@@ -236,11 +248,46 @@
     if (!timer) timer = setIntervalSaved(poll, POLL_MS);
   };
 
+  // A connection the page touched, or an older hook handed over: tracked if it is a live
+  // RTCPeerConnection (the native getter throws for anything else) not known yet.
+  const adoptOne = (pc, kit) => {
+    if (apply(weakMapGet, known, [pc]) !== undefined) return;
+    if (apply(kit.signalingState, pc, []) === 'closed') return;
+    track(pc, kit);
+  };
+
+  // Gives this hook's connections to a newer hook (`nextTrack` then tracks what this hook's
+  // constructor wrapper still makes) and stops polling; a hook that already handed over passes
+  // the request on to its successor. Returns the live connections, or null.
+  const handover = (nextTrack, nextHandover) => {
+    if (typeof nextTrack !== 'function' || typeof nextHandover !== 'function') return null;
+    if (successor) return apply(successor.handover, undefined, [nextTrack, nextHandover]);
+    successor = { track: nextTrack, handover: nextHandover };
+    if (timer) { clearIntervalSaved(timer); timer = 0; }
+    const pcs = [];
+    for (let i = 0; i < tracked.length; i++) {
+      const pc = deref(tracked[i]);
+      if (pc) pcs[pcs.length] = pc;
+    }
+    tracked = [];
+    round = null;
+    port = null; // a poll still in flight sends nothing
+    return pcs;
+  };
+
+  // The function under one of the hook's wrappers (this run's or an older one's), else `f`.
+  const nativeOf = (f) => {
+    if (typeof f !== 'function') return f;
+    const native = reflectGet(f, NATIVE);
+    return typeof native === 'function' ? native : f;
+  };
+
   // Replaces `obj[key]` with a Proxy of it that keeps its descriptor and maps back to it in
   // Function.prototype.toString.
   const replace = (obj, key, handler, accessor) => {
     const desc = getOwnPropertyDescriptor(obj, key);
-    const original = desc && (accessor ? desc.get : desc.value);
+    // An older run's wrapper is replaced by one of its native, not stacked on it.
+    const original = desc && nativeOf(accessor ? desc.get : desc.value);
     if (typeof original !== 'function') return null;
     if (!handler.get) handler.get = (target, k, receiver) => (k === NATIVE ? original : reflectGet(target, k, receiver));
     const wrapper = new ProxyCtor(original, handler);
@@ -256,16 +303,42 @@
   // The native getter of `obj[key]`, or null where the browser has none.
   const getter = (obj, key) => {
     const desc = getOwnPropertyDescriptor(obj, key);
-    return desc && typeof desc.get === 'function' ? desc.get : null;
+    return desc && typeof desc.get === 'function' ? nativeOf(desc.get) : null;
   };
 
-  // Patches one window (this one or a same-origin child) in its own realm.
-  const install = (win) => {
-    const Native = win.RTCPeerConnection;
-    if (typeof Native !== 'function' || reflectGet(Native, NATIVE) !== undefined) return false;
+  // Connections made before the hook existed (it came into an open page) are unknown to it:
+  // the first call the page makes on one of them, through any of these, tracks it. Only the
+  // page's calls pass here; polls use the saved natives, so this adds nothing per poll.
+  const TOUCHING_METHODS = ['getStats', 'createOffer', 'createAnswer', 'setLocalDescription',
+    'setRemoteDescription', 'addIceCandidate', 'addTrack', 'removeTrack', 'addTransceiver',
+    'getSenders', 'getReceivers', 'getTransceivers', 'restartIce', 'getConfiguration',
+    'setConfiguration', 'createDataChannel'];
+  const TOUCHING_GETTERS = ['connectionState', 'iceConnectionState', 'iceGatheringState',
+    'signalingState', 'localDescription', 'remoteDescription'];
+  const patchPrototype = (proto, kit) => {
+    const touching = {
+      apply(target, self, args) {
+        try { adoptOne(self, kit); } catch (_) { /* not a connection: the native throws below */ }
+        return apply(target, self, args);
+      },
+    };
+    for (let i = 0; i < TOUCHING_METHODS.length; i++) replace(proto, TOUCHING_METHODS[i], { apply: touching.apply }, false);
+    for (let i = 0; i < TOUCHING_GETTERS.length; i++) replace(proto, TOUCHING_GETTERS[i], { apply: touching.apply }, true);
+  };
+
+  // Patches one window (this one or a same-origin child) in its own realm. `late`: the hook
+  // came into a page that was already running (adopt.js injected it), so connections may
+  // exist already, and an older run's hook may be there.
+  const install = (win, late) => {
+    const Current = win.RTCPeerConnection;
+    if (typeof Current !== 'function') return false;
+    const older = reflectGet(Current, NATIVE);
+    if (older !== undefined && !late) return false; // already patched (by a parent frame's hook)
+    const Native = older !== undefined ? older : Current;
+    if (typeof Native !== 'function') return false;
     const kit = {
-      getStats: Native.prototype.getStats,
-      signalingState: getOwnPropertyDescriptor(Native.prototype, 'signalingState').get,
+      getStats: nativeOf(Native.prototype.getStats),
+      signalingState: getter(Native.prototype, 'signalingState'),
       connectionState: getter(Native.prototype, 'connectionState'),
       iceConnectionState: getter(Native.prototype, 'iceConnectionState'),
       forEach: win.RTCStatsReport.prototype.forEach,
@@ -273,6 +346,20 @@
       size: getOwnPropertyDescriptor(win.RTCStatsReport.prototype, 'size').get,
       then: win.Promise.prototype.then,
     };
+    if (typeof kit.getStats !== 'function' || !kit.signalingState) return false;
+    if (older !== undefined) {
+      // An older run's hook: its constructor wrapper stays (the page may hold it), and its
+      // connections and whatever it makes from now on are tracked here. A hook too old to hand
+      // over keeps polling into its orphaned bridge, where nothing is forwarded; its
+      // connections are tracked here once the page touches them.
+      const takeOver = reflectGet(Current, HANDOVER);
+      if (typeof takeOver === 'function') {
+        const pcs = apply(takeOver, undefined, [(pc) => { try { adoptOne(pc, kit); } catch (_) { /* not a connection */ } }, handover]);
+        if (pcs) for (let i = 0; i < pcs.length; i++) { try { adoptOne(pcs[i], kit); } catch (_) { /* the same */ } }
+      }
+      patchPrototype(Native.prototype, kit);
+      return true;
+    }
     const Wrapped = replace(win, 'RTCPeerConnection', {
       // `new RTCPeerConnection()` and `class X extends RTCPeerConnection` (newTarget is X) both
       // come here; the instance is the native one, with the page's newTarget's prototype.
@@ -283,6 +370,7 @@
       },
       get(target, key, receiver) {
         if (key === NATIVE) return Native;
+        if (key === HANDOVER) return handover;
         return reflectGet(target, key, receiver === Wrapped ? target : receiver);
       },
     }, false);
@@ -329,6 +417,7 @@
       replace(C.prototype, 'contentWindow', frameGetter((w) => w), true);
       replace(C.prototype, 'contentDocument', frameGetter((d) => d.defaultView), true);
     }
+    if (late) patchPrototype(Native.prototype, kit);
     return true;
   };
 
@@ -336,12 +425,12 @@
   const adopt = (value, toWindow) => {
     try {
       const win = toWindow(value);
-      if (win && win !== window) install(win); // throws (caught) for a cross-origin window
+      if (win && win !== window) install(win, false); // throws (caught) for a cross-origin window
     } catch (_) { /* not ours to patch */ }
   };
 
   try {
-    if (!install(window)) return; // no WebRTC here, or this frame was already patched by its parent
+    if (typeof window.RTCPeerConnection !== 'function') return; // no WebRTC here
     const { port1, port2 } = new MessageChannel();
     port = port1;
     portPost = MessagePort.prototype.postMessage;
@@ -353,6 +442,16 @@
     };
     document.addEventListener(HELLO, onHello, true);
     document.addEventListener(HANDSHAKE + '-taken', () => document.removeEventListener(HELLO, onHello, true), { capture: true, once: true });
+    // A bridge adopt.js injected into a running page is there first: it takes the port during
+    // this first offer and says LATE while it does (a document_start bridge never does).
+    let late = false;
+    const onLate = () => { late = true; };
+    document.addEventListener(LATE, onLate, true);
     offer();
+    document.removeEventListener(LATE, onLate, true);
+    if (!install(window, late)) { // this frame was already patched by its parent
+      port = null;
+      document.removeEventListener(HELLO, onHello, true);
+    }
   } catch (_) { /* the hook must never break the page */ }
 })();

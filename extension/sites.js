@@ -6,7 +6,7 @@
 // loaded again, so they are checked on install, on browser start and every time the service
 // worker starts, and follow every change of the setting.
 
-const HOOK_ID = 'call-vitals-hook';
+export const HOOK_ID = 'call-vitals-hook';
 const BRIDGE_ID = 'call-vitals-bridge';
 const KEYS = ['sites_mode', 'sites'];
 const COMMON = {

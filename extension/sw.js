@@ -1,7 +1,11 @@
 // Call Vitals service worker: routes page messages to the offscreen document, keeps it alive and configured, sets the badge (FromPage and FromOffscreen in, ToOffscreen out: shared/src/messages.rs).
 import { watchSites } from './sites.js';
+import { adoptOpenTabs, coverageOf } from './adopt.js';
 
 watchSites(); // hook.js and bridge.js run on the sites the options page allows
+// Every start of this worker runs this; it does its work once per run of the extension
+// (install, update, reload, re-enable, browser start), on the tabs already open.
+adoptOpenTabs();
 const OFFSCREEN_URL = 'offscreen.html';
 const SOURCE = 'call-vitals-hook'; // PageSource
 const MAX_BUFFERED_SNAPSHOTS = 1000; // shared/src/limits.rs
@@ -140,7 +144,7 @@ function closeIdle() {
 
 // Page messages come from bridge.js, which checked them; the offscreen document's wasm checks
 // what it converts again (it trusts no content script), so they are only routed here.
-chrome.runtime.onMessage.addListener((msg, sender) => {
+chrome.runtime.onMessage.addListener((msg, sender, sendResponse) => {
   if (!msg || typeof msg !== 'object') return;
   if (msg.type === 'offscreen-ready' && fromOffscreen(sender)) {
     onReady();
@@ -149,6 +153,11 @@ chrome.runtime.onMessage.addListener((msg, sender) => {
   if (msg.type === 'offscreen-idle' && fromOffscreen(sender)) {
     closeIdle();
     return;
+  }
+  if (msg.type === 'get-coverage' && String(sender.url).startsWith(chrome.runtime.getURL(''))) {
+    // ToWorker::GetCoverage from the popup (an extension page); the answer is a Coverage.
+    coverageOf(msg.tab).then(sendResponse);
+    return true;
   }
   if (msg.source !== SOURCE || !sender.tab || typeof sender.tab.id !== 'number') return;
   const tab = sender.tab.id;

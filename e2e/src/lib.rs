@@ -384,6 +384,17 @@ impl Browser {
         &self.extension_id
     }
 
+    /// The folder Chromium loaded the extension from (a copy of the built one: a test may
+    /// change its files and reload the extension, as an update does).
+    pub fn extension_dir(&self) -> &Path {
+        self._dist.path()
+    }
+
+    /// The current tab, read as a popup page (for a test that opened it itself).
+    pub fn current_page(&self) -> Popup<'_> {
+        Popup { client: &self.client }
+    }
+
     /// Opens one of the extension's pages (e.g. `options.html`) in a new tab.
     pub async fn open_extension_page(&self, page: &str) -> Popup<'_> {
         let win = self.client.new_window(true).await.expect("new tab");

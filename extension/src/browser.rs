@@ -5,7 +5,7 @@ use crate::upload::UploadResult;
 use gloo_net::http::Request;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use vitals_shared::messages::{Settings, TabView, ToOffscreen};
+use vitals_shared::messages::{Coverage, Settings, TabView, ToOffscreen, ToWorker};
 use vitals_shared::wire::IngestAck;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
@@ -145,7 +145,18 @@ pub async fn get_tab(tab: Option<i64>) -> Result<Option<TabView>, BrowserError> 
 pub async fn ask_offscreen<T: DeserializeOwned>(message: &ToOffscreen) -> Result<Option<T>, BrowserError> {
     let message = to_js(message)?;
     js_sys::Reflect::set(&message, &"target".into(), &"offscreen".into()).map_err(js_error)?;
-    match await_promise(runtime_send_message(&message)).await {
+    ask(&message).await
+}
+
+/// Asks the service worker whether a tab's page is measured at all. `Ok(None)` when it did
+/// not answer.
+pub async fn get_coverage(tab: i64) -> Result<Option<Coverage>, BrowserError> {
+    ask(&to_js(&ToWorker::GetCoverage { tab })?).await
+}
+
+/// Sends a runtime message and reads its answer as a `T` (as [`ask_offscreen`] describes).
+async fn ask<T: DeserializeOwned>(message: &JsValue) -> Result<Option<T>, BrowserError> {
+    match await_promise(runtime_send_message(message)).await {
         Ok(answer) if answer.is_undefined() || answer.is_null() => Ok(None),
         Ok(answer) => Ok(from_js(answer)),
         // No receiver, or a receiver that did not answer: no offscreen document yet.

@@ -100,6 +100,31 @@ pub enum ToOffscreen {
     GetBadge { tab: i64 },
 }
 
+/// Messages the popup sends the service worker (`sw.js`, `adopt.js`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+pub enum ToWorker {
+    /// Whether a tab's page is measured at all ([`Coverage`]).
+    GetCoverage { tab: i64 },
+}
+
+/// The answer to [`ToWorker::GetCoverage`]: whether the extension sees a tab's connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Coverage {
+    /// The hook came at the page's start: every connection is measured.
+    Measured,
+    /// The page was already running when this run of the extension started and the hook was
+    /// injected into it: a connection made before is measured once the page calls one of its
+    /// methods (getStats, createOffer, ...); one the page never touches needs a reload.
+    Adopted,
+    /// The page is on an allowed site but no hook of this run reached it (it was open before
+    /// the extension started and injecting failed): reloading the tab measures it.
+    ReloadNeeded,
+    /// Call Vitals does not run on this page (a site left out in the options, a browser page).
+    Off,
+}
+
 /// Messages the offscreen document sends the service worker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "kebab-case")]
@@ -343,6 +368,21 @@ mod tests {
         }
     }
 
+    fn to_worker_name(m: &ToWorker) -> &'static str {
+        match m {
+            ToWorker::GetCoverage { .. } => "to-worker.get-coverage",
+        }
+    }
+
+    fn coverage_name(c: &Coverage) -> &'static str {
+        match c {
+            Coverage::Measured => "coverage.measured",
+            Coverage::Adopted => "coverage.adopted",
+            Coverage::ReloadNeeded => "coverage.reload-needed",
+            Coverage::Off => "coverage.off",
+        }
+    }
+
     fn from_offscreen_name(m: &FromOffscreen) -> &'static str {
         match m {
             FromOffscreen::OffscreenReady => "from-offscreen.offscreen-ready",
@@ -479,6 +519,16 @@ mod tests {
         }
         for m in [FromOffscreen::OffscreenReady, FromOffscreen::OffscreenIdle] {
             golden(&mut seen, from_offscreen_name(&m), m);
+        }
+        let m = ToWorker::GetCoverage { tab: 1_234_567_890 };
+        golden(&mut seen, to_worker_name(&m), m);
+        for c in [
+            Coverage::Measured,
+            Coverage::Adopted,
+            Coverage::ReloadNeeded,
+            Coverage::Off,
+        ] {
+            golden(&mut seen, coverage_name(&c), c);
         }
         // Answers.
         let metrics = TabMetrics {

@@ -90,13 +90,13 @@ async fn serve_pages() -> String {
     base
 }
 
-struct Setup {
-    pages: String,
-    browser: Browser,
+pub(crate) struct Setup {
+    pub(crate) pages: String,
+    pub(crate) browser: Browser,
     _collector: Collector,
 }
 
-async fn setup() -> Setup {
+pub(crate) async fn setup() -> Setup {
     let collector = Collector::start().await;
     let pages = serve_pages().await;
     let browser = Browser::start(&collector).await;
@@ -107,7 +107,7 @@ async fn setup() -> Setup {
     }
 }
 
-async fn run(client: &Client, script: &str) -> Value {
+pub(crate) async fn run(client: &Client, script: &str) -> Value {
     client
         .execute(script, vec![])
         .await
@@ -115,7 +115,7 @@ async fn run(client: &Client, script: &str) -> Value {
 }
 
 /// Waits until `expr` (a JavaScript expression in the current page) is `"connected"`.
-async fn wait_connected(client: &Client, expr: &str) {
+pub(crate) async fn wait_connected(client: &Client, expr: &str) {
     let start = Instant::now();
     loop {
         let state = client

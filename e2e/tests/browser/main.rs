@@ -6,6 +6,7 @@
 //! (`--test-threads=1`): each starts Chromium, and two cores are few.
 
 mod accuracy;
+mod adopt;
 mod browser;
 mod browser_bench;
 mod dashboard;

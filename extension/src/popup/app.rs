@@ -2,6 +2,7 @@
 
 use super::collector_line::CollectorLine;
 use super::findings::Findings;
+use super::no_call::NoCall;
 use super::peers::Peers;
 use super::quality_bars::QualityBars;
 use super::rates::Rates;
@@ -12,7 +13,7 @@ use super::state::{Action, PopupState};
 use crate::driver::HISTORY_SAMPLES;
 use crate::{browser, offscreen_io, upload_store};
 use gloo_timers::callback::Interval;
-use vitals_shared::messages::{CollectorState, CollectorStatus, TabView};
+use vitals_shared::messages::{CollectorState, CollectorStatus, Coverage, TabView};
 use yew::prelude::*;
 
 fn has_call(view: &TabView) -> bool {
@@ -41,7 +42,10 @@ pub fn pinned_in(search: &str) -> Option<i64> {
 /// its tab only.
 async fn fetch(dispatch: UseReducerDispatcher<PopupState>) {
     if let Some(tab) = pinned_tab() {
-        dispatch.dispatch(match browser::get_tab(Some(tab)).await {
+        let answer = browser::get_tab(Some(tab)).await;
+        let shows_call = matches!(&answer, Ok(Some(view)) if has_call(view));
+        dispatch.dispatch(Action::Coverage(coverage_unless(shows_call, Some(tab)).await));
+        dispatch.dispatch(match answer {
             Ok(view) => Action::Received(view.map(Box::new)),
             Err(e) => Action::Failed(e.to_string()),
         });
@@ -63,11 +67,23 @@ async fn fetch(dispatch: UseReducerDispatcher<PopupState>) {
         },
         Err(e) => Err(e),
     };
+    let shows_call = matches!(&answer, Ok(Some(view)) if has_call(view));
+    let about = active.filter(|_| active != own);
+    dispatch.dispatch(Action::Coverage(coverage_unless(shows_call, about).await));
     dispatch.dispatch(match answer {
         Ok(None) => Action::NoDocument(idle_status().await),
         Ok(view) => Action::Received(view.map(Box::new)),
         Err(e) => Action::Failed(e.to_string()),
     });
+}
+
+/// Whether `tab`'s page is measured at all, asked only when the popup shows no call (it then
+/// says why a running call may be unseen).
+async fn coverage_unless(shows_call: bool, tab: Option<i64>) -> Option<Coverage> {
+    match tab {
+        Some(tab) if !shows_call => browser::get_coverage(tab).await.ok().flatten(),
+        _ => None,
+    }
 }
 
 /// The collector line while no offscreen document runs: "off" unless sending is configured,
@@ -128,7 +144,7 @@ pub fn app() -> Html {
         }
         None if state.loaded => html! {
             <>
-                <p id="no-call" class="no-call">{ "No call in this tab." }</p>
+                <NoCall coverage={state.coverage} />
                 if state.recorded() {
                     <p id="call-ended" class="no-call">{ "The last call's report is still available." }</p>
                     <ReportActions key={format!("{:?}", state.shown_tab())} tab={state.shown_tab()} />

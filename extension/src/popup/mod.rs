@@ -5,6 +5,7 @@ mod collector_line;
 mod export;
 pub mod export_state;
 mod findings;
+mod no_call;
 mod peers;
 mod quality_bars;
 mod rates;

@@ -1,7 +1,7 @@
 //! The popup's state and its reducer: what the offscreen document last said about the tab.
 
 use std::rc::Rc;
-use vitals_shared::messages::{CollectorState, CollectorStatus, HistorySample, TabView};
+use vitals_shared::messages::{CollectorState, CollectorStatus, Coverage, HistorySample, TabView};
 use vitals_shared::metrics::TabMetrics;
 use yew::Reducible;
 
@@ -15,6 +15,9 @@ pub enum Action {
     NoDocument(CollectorStatus),
     /// Asking failed.
     Failed(String),
+    /// Whether the tab the popup is about is measured at all (asked only while it shows no
+    /// call; `None` otherwise).
+    Coverage(Option<Coverage>),
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -25,6 +28,8 @@ pub struct PopupState {
     pub error: Option<String>,
     /// The collector line while no offscreen document runs.
     pub idle: Option<CollectorStatus>,
+    /// The popup's tab's coverage, while it shows no call (says why a call may be unseen).
+    pub coverage: Option<Coverage>,
 }
 
 impl PopupState {
@@ -73,12 +78,14 @@ impl Reducible for PopupState {
                 view: view.map(|v| *v),
                 error: None,
                 idle: None,
+                coverage: self.coverage,
             },
             Action::NoDocument(status) => PopupState {
                 loaded: true,
                 view: None,
                 error: None,
                 idle: Some(status),
+                coverage: self.coverage,
             },
             // Keep showing the last figures: one failed poll should not blank the popup.
             Action::Failed(error) => PopupState {
@@ -86,6 +93,11 @@ impl Reducible for PopupState {
                 view: self.view.clone(),
                 error: Some(error),
                 idle: self.idle.clone(),
+                coverage: self.coverage,
+            },
+            Action::Coverage(coverage) => PopupState {
+                coverage,
+                ..(*self).clone()
             },
         };
         if next == *self {
@@ -180,6 +192,18 @@ mod tests {
         assert!(s.call().is_some());
         let s = s.reduce(Action::Received(Some(Box::new(view_with_peers(2)))));
         assert_eq!(s.error, None);
+    }
+
+    #[test]
+    fn coverage_outlives_the_answers_until_it_is_asked_again() {
+        let s = Rc::new(PopupState::default()).reduce(Action::Coverage(Some(Coverage::ReloadNeeded)));
+        assert!(!s.loaded, "coverage alone is no answer about the call");
+        let s = s.reduce(Action::NoDocument(CollectorStatus::default()));
+        assert_eq!(s.coverage, Some(Coverage::ReloadNeeded));
+        let s = s.reduce(Action::Received(None)).reduce(Action::Failed("boom".into()));
+        assert_eq!(s.coverage, Some(Coverage::ReloadNeeded));
+        let s = s.reduce(Action::Coverage(None));
+        assert_eq!(s.coverage, None);
     }
 
     #[test]
