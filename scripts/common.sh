@@ -82,6 +82,8 @@ tool_plan() {
     chromedriver) command -v chromedriver >/dev/null 2>&1 || echo deb:chromium-driver ;;
     redis) command -v redis-server >/dev/null 2>&1 && command -v redis-cli >/dev/null 2>&1 || echo deb:redis-server ;;
     turn) command -v turnserver >/dev/null 2>&1 || echo deb:coturn ;;
+    # The SFU of the browser test e2e/tests/browser/sfu.rs (VideoRoom plugin, HTTP transport).
+    janus) command -v janus >/dev/null 2>&1 || echo deb:janus ;;
     wasm32) rustup target list --installed 2>/dev/null | grep -qx wasm32-unknown-unknown || echo rustup-target:wasm32-unknown-unknown ;;
     clippy) rustup component list --installed 2>/dev/null | grep -q '^clippy' || echo rustup-component:clippy ;;
     rustfmt) rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || echo rustup-component:rustfmt ;;
@@ -168,7 +170,7 @@ install_debs() {
 # The tools of each script, in one place (scripts/test-scripts checks these lists).
 TOOLS_BUILD=(python3 rsvg wasm32 wasm-bindgen)
 TOOLS_RUN=(python3 rsvg pkg-config openssl-dev wasm32 wasm-bindgen)
-TOOLS_TEST=(python3 rsvg pkg-config openssl-dev chromium chromedriver redis turn wasm32 wasm-bindgen clippy rustfmt cargo-deny)
+TOOLS_TEST=(python3 rsvg pkg-config openssl-dev chromium chromedriver redis turn janus wasm32 wasm-bindgen clippy rustfmt cargo-deny)
 TOOLS_BENCH_COLLECTOR=(python3 curl pkg-config openssl-dev redis)
 TOOLS_BENCH_EXTENSION=(python3 rsvg pkg-config openssl-dev chromium chromedriver wasm32 wasm-bindgen)
 TOOLS_RECORD_FIXTURES=(python3 pkg-config openssl-dev chromium chromedriver turn)

@@ -1,5 +1,6 @@
-//! Browser harness for the end-to-end tests and tools: in-process collector, chromedriver + Chromium with the extension, coturn.
+//! Browser harness for the end-to-end tests and tools: in-process collector, chromedriver + Chromium with the extension, coturn, Janus.
 
+pub mod janus;
 pub mod lab;
 pub mod proxy;
 pub mod tap;

@@ -15,4 +15,5 @@ mod hook;
 mod lifecycle;
 mod options;
 mod popup;
+mod sfu;
 mod upload;
