@@ -87,6 +87,9 @@ struct Baseline {
     answered: HashMap<String, (f64, f64)>,
     /// ICE restarts since the connection was first polled.
     ice_restarts: u32,
+    /// The connection was connected in this or an earlier snapshot (or says no state): only then
+    /// is a change of its selected pair a switch rather than ICE setting it up.
+    connected_once: bool,
 }
 
 /// What the previous snapshot said of a transport.
@@ -510,6 +513,7 @@ fn compute(now_ms: f64, pc: &str, reports: &[RawReport], prev: Option<&Baseline>
     m.audio_in = media::received_audio(&ins);
     m.audio_out = media::sent_audio(&outs, &sources, prev.map(|p| &p.sources));
     m.target_kbps = media::target_kbps(&outs);
+    base.connected_once = prev.is_some_and(|p| p.connected_once) || connected(&m.connection);
     link_changes(&mut m.connection, &mut base, &transports, prev);
     (m.quality, m.mos) = QualityClass::assess(m.best_rtt_ms(), m.loss_pct(), m.jitter_ms);
     m.audio_mos = m.audio_in.as_ref().and_then(|a| {
@@ -524,6 +528,15 @@ fn compute(now_ms: f64, pc: &str, reports: &[RawReport], prev: Option<&Baseline>
         return (None, base);
     }
     (Some(m), base)
+}
+
+/// Whether the connection reads connected (its state, else its ICE state; with neither, as if so).
+fn connected(c: &ConnectionInfo) -> bool {
+    match (c.state.as_deref(), c.ice_state.as_deref()) {
+        (Some(state), _) => state == "connected",
+        (None, Some(ice)) => matches!(ice, "connected" | "completed"),
+        (None, None) => true,
+    }
 }
 
 /// ICE restarts (a transport's local ufrag changed) and selected-pair switches since `prev`.
@@ -546,9 +559,16 @@ fn link_changes(
             if before.ufrag.is_some() && now.ufrag.is_some() && before.ufrag != now.ufrag {
                 base.ice_restarts += 1;
             }
-            let switches = match (before.pair_changes, now.pair_changes) {
-                (Some(a), Some(b)) if b >= a => (b - a).min(u32::MAX as f64) as u32,
-                _ => u32::from(before.selected.is_some() && now.selected.is_some() && before.selected != now.selected),
+            // Only a move from a selected pair of a connection already connected is a switch.
+            // Before its first pair the transport reads 0 changes and none selected; Chromium
+            // counts the first selection as one or two changes, and while ICE and DTLS finish it
+            // may select another pair once more. A connection polled while being set up (often
+            // so with an SFU, whose signalling takes round trips) would otherwise look unstable.
+            let established = prev.is_some_and(|p| p.connected_once);
+            let switches = match (established, &before.selected, before.pair_changes, now.pair_changes) {
+                (false, ..) | (true, None, ..) => 0,
+                (true, Some(_), Some(a), Some(b)) if b >= a => (b - a).min(u32::MAX as f64) as u32,
+                (true, Some(_), ..) => u32::from(now.selected.is_some() && before.selected != now.selected),
             };
             connection.pair_switches = connection.pair_switches.saturating_add(switches);
         }

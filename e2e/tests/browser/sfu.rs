@@ -123,6 +123,9 @@ window.sfu = window.sfu || (() => {
     const offer = await pc.createOffer();
     await pc.setLocalDescription({ type: 'offer', sdp: withoutRtx(offer.sdp) });
     await gathered(pc);
+    // As an app waiting on its signalling: the hook polls the connection before it has a pair
+    // (whose first selection must not read as a switch: connection-unstable).
+    await sleep(1500);
     const ev = await sess.message(handle, { request: 'publish', audio: true, video: true },
       { type: 'offer', sdp: pc.localDescription.sdp, trickle: false });
     if (!ev.jsep) throw new Error(`publish: no answer: ${JSON.stringify(ev)}`);
@@ -457,7 +460,7 @@ async fn janus_videoroom_three_simulcast_publishers_figures_match_the_sfu_and_a_
     }
 
     // The window: the page's counters at both ends; in between, every interval of the extension
-    // and Janus's counters twice a second.
+    // and Janus's counters about every 300 ms.
     client.switch_to_window(tab_a.clone()).await.unwrap();
     let first = run(client, "return sfu.counters()", vec![]).await;
     client.switch_to_window(watcher.clone()).await.unwrap();

@@ -210,6 +210,46 @@ fn link(ufrag: &str, pair: &str, changes: f64, responses: f64, state: &str) -> V
     .collect()
 }
 
+/// A connection polled before it has a pair: Chromium's transport then reads
+/// `selectedCandidatePairChanges` 0 and no `selectedCandidatePairId`, and 2 once connected (seen
+/// in Chromium 156 on a loopback call). With an SFU (signalling over HTTP, ICE after the answer)
+/// the first poll often comes before that, and ICE may settle on another pair before DTLS is
+/// done. Setting the connection up is not a switch.
+#[test]
+fn the_first_pair_selected_is_not_a_switch_and_a_later_change_is() {
+    let mut p = Processor::new();
+    let mut at = |t: f64, reports: Vec<RawReport>| {
+        let out = run(
+            &mut p,
+            Input::Snapshot {
+                now_ms: t,
+                pc: "pc1".into(),
+                reports,
+            },
+        );
+        peer(&out).unwrap().clone()
+    };
+    let unselected: Vec<RawReport> = [
+        json!({"type": "transport", "id": "T1", "iceLocalUsernameFragment": "u1", "selectedCandidatePairChanges": 0}),
+        json!({"type": "peer-connection", "connectionState": "connecting", "iceConnectionState": "checking"}),
+    ]
+    .into_iter()
+    .map(parse_report)
+    .collect();
+    let m = at(1_000.0, unselected);
+    assert_eq!(m.connection.pair_switches, 0);
+    // ICE has a pair, DTLS is not done; then ICE settles on another pair and it connects.
+    let m = at(2_000.0, link("u1", "CP1", 1.0, 1.0, "connecting"));
+    assert_eq!(m.connection.pair_switches, 0);
+    let m = at(3_000.0, link("u1", "CP2", 2.0, 3.0, "connected"));
+    assert_eq!((m.connection.ice_restarts, m.connection.pair_switches), (0, 0));
+    let m = at(4_000.0, link("u1", "CP2", 2.0, 4.0, "connected"));
+    assert_eq!(m.connection.pair_switches, 0);
+    // Once connected, moving to another pair is a switch.
+    let m = at(5_000.0, link("u1", "CP3", 3.0, 5.0, "connected"));
+    assert_eq!(m.connection.pair_switches, 1);
+}
+
 #[test]
 fn connection_states_restarts_switches_and_time_since_an_answer() {
     let mut p = Processor::new();
