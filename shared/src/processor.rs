@@ -87,9 +87,9 @@ struct Baseline {
     answered: HashMap<String, (f64, f64)>,
     /// ICE restarts since the connection was first polled.
     ice_restarts: u32,
-    /// The connection was connected in this or an earlier snapshot (or says no state): only then
-    /// is a change of its selected pair a switch rather than ICE setting it up.
-    connected_once: bool,
+    /// When the connection first read connected (or, saying no state, was first polled): a change
+    /// of its selected pair is a switch only [`ICE_SETTLE_MS`] after that.
+    connected_since_ms: Option<f64>,
 }
 
 /// What the previous snapshot said of a transport.
@@ -513,7 +513,9 @@ fn compute(now_ms: f64, pc: &str, reports: &[RawReport], prev: Option<&Baseline>
     m.audio_in = media::received_audio(&ins);
     m.audio_out = media::sent_audio(&outs, &sources, prev.map(|p| &p.sources));
     m.target_kbps = media::target_kbps(&outs);
-    base.connected_once = prev.is_some_and(|p| p.connected_once) || connected(&m.connection);
+    base.connected_since_ms = prev
+        .and_then(|p| p.connected_since_ms)
+        .or(connected(&m.connection).then_some(now_ms));
     link_changes(&mut m.connection, &mut base, &transports, prev);
     (m.quality, m.mos) = QualityClass::assess(m.best_rtt_ms(), m.loss_pct(), m.jitter_ms);
     m.audio_mos = m.audio_in.as_ref().and_then(|a| {
@@ -529,6 +531,9 @@ fn compute(now_ms: f64, pc: &str, reports: &[RawReport], prev: Option<&Baseline>
     }
     (Some(m), base)
 }
+
+/// How long a connection is connected before a change of its selected pair counts as a switch, ms.
+const ICE_SETTLE_MS: f64 = 10_000.0;
 
 /// Whether the connection reads connected (its state, else its ICE state; with neither, as if so).
 fn connected(c: &ConnectionInfo) -> bool {
@@ -556,16 +561,26 @@ fn link_changes(
             selected: t.selected_candidate_pair_id.clone(),
         };
         if let Some(before) = prev.and_then(|p| p.transports.get(id)) {
-            if before.ufrag.is_some() && now.ufrag.is_some() && before.ufrag != now.ufrag {
+            let restarted = before.ufrag.is_some() && now.ufrag.is_some() && before.ufrag != now.ufrag;
+            if restarted {
                 base.ice_restarts += 1;
             }
-            // Only a move from a selected pair of a connection already connected is a switch.
-            // Before its first pair the transport reads 0 changes and none selected; Chromium
-            // counts the first selection as one or two changes, and while ICE and DTLS finish it
-            // may select another pair once more. A connection polled while being set up (often
-            // so with an SFU, whose signalling takes round trips) would otherwise look unstable.
-            let established = prev.is_some_and(|p| p.connected_once);
-            let switches = match (established, &before.selected, before.pair_changes, now.pair_changes) {
+            // Only a move from a selected pair of a settled connection (or one an ICE restart
+            // makes) is a switch. Before its first pair the transport reads 0 changes and none
+            // selected, and Chromium counts the first selection as one or two changes; in its first
+            // seconds connected, ICE may still move to a better pair (an SFU nominating
+            // aggressively, a direct pair found after a relayed one). A connection polled while
+            // being set up (often so with an SFU, whose signalling takes round trips) would
+            // otherwise look unstable.
+            let settled = prev
+                .and_then(|p| p.connected_since_ms)
+                .is_some_and(|since| base.now_ms - since >= ICE_SETTLE_MS);
+            let switches = match (
+                settled || restarted,
+                &before.selected,
+                before.pair_changes,
+                now.pair_changes,
+            ) {
                 (false, ..) | (true, None, ..) => 0,
                 (true, Some(_), Some(a), Some(b)) if b >= a => (b - a).min(u32::MAX as f64) as u32,
                 (true, Some(_), ..) => u32::from(now.selected.is_some() && before.selected != now.selected),

@@ -433,7 +433,8 @@ async fn janus_videoroom_three_simulcast_publishers_figures_match_the_sfu_and_a_
     // Each warning or critical finding of A's tab (the first sight of each id per connection),
     // with the connection's figures at that moment.
     let mut clean_findings: Vec<Value> = Vec::new();
-    let note_findings = |view: &Value, seen: &mut Vec<Value>| {
+    let mut links: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+    let mut note_findings = |view: &Value, seen: &mut Vec<Value>| {
         for f in view["findings"].as_array().into_iter().flatten() {
             let new = f["severity"] != "info"
                 && !seen
@@ -448,6 +449,13 @@ async fn janus_videoroom_three_simulcast_publishers_figures_match_the_sfu_and_a_
                 let peer = peer.map(|p| json!({"connection": p["connection"], "rtt_ms": p["rtt_ms"], "loss_in_pct": p["loss_in_pct"],
                     "loss_out_pct": p["loss_out_pct"], "jitter_ms": p["jitter_ms"], "video_out": p["video_out"], "video_in": p["video_in"]}));
                 seen.push(json!({"finding": f, "peer": peer}));
+            }
+        }
+        for p in view["peers"].as_array().into_iter().flatten() {
+            let c = json!([p["at_ms"], p["connection"], p["loss_in_pct"], p["jitter_ms"]]);
+            let series = links.entry(p["pc"].as_str().unwrap_or("?").to_owned()).or_default();
+            if series.last() != Some(&c) {
+                series.push(c);
             }
         }
     };
@@ -719,6 +727,13 @@ async fn janus_videoroom_three_simulcast_publishers_figures_match_the_sfu_and_a_
         "clean call ({:?}): findings {clean_findings:?}, collector alerts {bad_alerts:?}",
         call_started.elapsed()
     );
+    for f in &clean_findings {
+        let pc = f["finding"]["pc"].as_str().unwrap_or_default();
+        println!(
+            "{pc}: its connection as the extension saw it ([at, connection, loss in %, jitter ms]): {}",
+            json!(links.get(pc))
+        );
+    }
     if !clean_findings.is_empty() {
         failures.push(format!("the clean call had findings {clean_findings:?}"));
     }
