@@ -33,7 +33,9 @@
 //!   header bytes.
 //!
 //! A clean call: over the whole call (60 s from the first connection), A's tab never shows a
-//! warning or critical finding and the collector raises no such alert for it. On a machine
+//! warning or critical finding and the collector raises no such alert for it. Each publisher
+//! waits 1.5 s after its offer, as an app waiting on its signalling, so the hook polls
+//! connections before ICE has a pair; setting up ICE must not read as `connection-unstable`. On a machine
 //! already loaded by other work the call is not clean (the decoders and the network thread
 //! starve: audio jitter of 60-120 ms, bandwidth estimate drops), and the test says so.
 
