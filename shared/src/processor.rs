@@ -533,7 +533,10 @@ fn compute(now_ms: f64, pc: &str, reports: &[RawReport], prev: Option<&Baseline>
 }
 
 /// How long a connection is connected before a change of its selected pair counts as a switch, ms.
-const ICE_SETTLE_MS: f64 = 10_000.0;
+/// The same span as the diagnosis's `PATH_SETTLE_MS` (from a connection's first interval): an
+/// ICE restart after 6 s of a recording with no ufrag to show it (the `ice-restart` fixture)
+/// must still count.
+const ICE_SETTLE_MS: f64 = 5_000.0;
 
 /// Whether the connection reads connected (its state, else its ICE state; with neither, as if so).
 fn connected(c: &ConnectionInfo) -> bool {

@@ -177,6 +177,8 @@ window.sfu = window.sfu || (() => {
           packets: r.packetsSent, bytes: r.bytesSent, header: r.headerBytesSent });
         if (r.type === 'inbound-rtp') streams.push({ dir: 'in', kind: r.kind, ssrc: r.ssrc, rid: null,
           packets: r.packetsReceived, bytes: r.bytesReceived, header: r.headerBytesReceived });
+        if (r.type === 'candidate-pair' && r.nominated) streams.push({ dir: 'pair', responses: r.responsesReceived,
+          total_rtt_s: r.totalRoundTripTime, current_rtt_s: r.currentRoundTripTime });
       }
       out.push({ role: p.role, name: p.name, feed: p.feed, streams });
     }
@@ -454,7 +456,13 @@ async fn janus_videoroom_three_simulcast_publishers_figures_match_the_sfu_and_a_
             }
         }
         for p in view["peers"].as_array().into_iter().flatten() {
-            let c = json!([p["at_ms"], p["connection"], p["loss_in_pct"], p["jitter_ms"]]);
+            let c = json!([
+                p["at_ms"],
+                p["connection"],
+                p["loss_in_pct"],
+                p["jitter_ms"],
+                p["rtt_ms"]
+            ]);
             let series = links.entry(p["pc"].as_str().unwrap_or("?").to_owned()).or_default();
             if series.last() != Some(&c) {
                 series.push(c);
@@ -473,6 +481,21 @@ async fn janus_videoroom_three_simulcast_publishers_figures_match_the_sfu_and_a_
     // and Janus's counters about every 300 ms.
     client.switch_to_window(tab_a.clone()).await.unwrap();
     let first = run(client, "return sfu.counters()", vec![]).await;
+    println!(
+        "A's selected pairs at the window's start (ICE checks answered, their mean and last RTT): {}",
+        json!(first["pcs"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|p| p["streams"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|s| s["dir"] == "pair")
+                .cloned()
+                .collect::<Vec<_>>())
+            .collect::<Vec<_>>())
+    );
     client.switch_to_window(watcher.clone()).await.unwrap();
     let mut intervals: BTreeMap<usize, BTreeMap<u64, Value>> = BTreeMap::new();
     const WINDOW: Duration = Duration::from_secs(30);
@@ -729,10 +752,17 @@ async fn janus_videoroom_three_simulcast_publishers_figures_match_the_sfu_and_a_
         "clean call ({:?}): findings {clean_findings:?}, collector alerts {bad_alerts:?}",
         call_started.elapsed()
     );
-    for f in &clean_findings {
-        let pc = f["finding"]["pc"].as_str().unwrap_or_default();
+    let mut suspects: Vec<String> = clean_findings
+        .iter()
+        .map(|f| f["finding"]["pc"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    if !bad_alerts.is_empty() {
+        suspects.extend(links.keys().cloned());
+    }
+    suspects.dedup();
+    for pc in &suspects {
         println!(
-            "{pc}: its connection as the extension saw it ([at, connection, loss in %, jitter ms]): {}",
+            "{pc}: its connection as the extension saw it ([at, connection, loss in %, jitter ms, rtt ms]): {}",
             json!(links.get(pc))
         );
     }
