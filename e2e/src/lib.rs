@@ -409,6 +409,19 @@ impl Browser {
     /// browser restart keeps: storage, settings). Chromium loads a command-line extension
     /// afresh at every start, as an install.
     pub async fn restart(self) -> Self {
+        let browser = self.relaunch(&[]).await;
+        wait_hook_registered(&browser.client, &browser.extension_id).await;
+        browser
+    }
+
+    /// [`Browser::restart`] as a browser set to continue where it left off: the tabs open at
+    /// the quit are restored and load at once, perhaps before the extension has registered its
+    /// content scripts. Nothing is waited for; the restored tabs are the session's windows.
+    pub async fn restart_restoring_tabs(self) -> Self {
+        self.relaunch(&["--restore-last-session"]).await
+    }
+
+    async fn relaunch(self, flags: &[&str]) -> Self {
         let Browser {
             client,
             extension_id,
@@ -418,8 +431,7 @@ impl Browser {
         } = self;
         let _ = client.close().await;
         drop(_driver);
-        let (driver, client) = webdriver(_profile.path(), Some(_dist.path())).await;
-        wait_hook_registered(&client, &extension_id).await;
+        let (driver, client) = webdriver_with_flags(_profile.path(), Some(_dist.path()), flags).await;
         Self {
             client,
             extension_id,

@@ -467,3 +467,51 @@ async fn wait_registered(browser: &Browser) {
     client.close_window().await.expect("close the options page");
     client.switch_to_window(back).await.expect("back to the tab");
 }
+
+/// Finds the tab whose URL is `url` among the session's windows and makes it current, waiting
+/// while a restored session is still opening its tabs.
+async fn switch_to_url(client: &Client, url: &str) {
+    let start = Instant::now();
+    loop {
+        for handle in client.windows().await.unwrap_or_default() {
+            if client.switch_to_window(handle).await.is_ok()
+                && client.current_url().await.map(|u| u.as_str() == url).unwrap_or(false)
+            {
+                return;
+            }
+        }
+        assert!(start.elapsed() < PATIENCE, "no tab at {url}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// A tab restored at browser start (Chromium set to continue where it left off) loads its page
+/// again at once, perhaps before the extension has registered its content scripts, and the
+/// page starts its call again: that call is measured, both its connections, each once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn call_in_a_tab_restored_at_browser_start_is_measured() {
+    let Setup {
+        pages,
+        browser,
+        _collector,
+    } = setup().await;
+    let url = format!("{pages}/autostart.html");
+    browser.client().goto(&url).await.unwrap();
+    wait_connected(browser.client(), "vitals.state").await;
+    let browser = browser.restart_restoring_tabs().await;
+    let client = browser.client();
+    switch_to_url(client, &url).await;
+    wait_connected(client, "vitals.state").await;
+    let tab = tab_id(&browser, &url).await;
+    let popup = pinned_popup(&browser, tab).await;
+    popup.wait_number("#upload", "data-kbps", |v| v > 0.0).await;
+    popup.wait_number("#download", "data-kbps", |v| v > 0.0).await;
+    popup.wait_number("#peers", "data-count", |v| v == 2.0).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        popup.wait_number("#peers", "data-count", |_| true).await,
+        2.0,
+        "a connection counted twice"
+    );
+    browser.quit().await;
+}

@@ -62,6 +62,9 @@ document.documentElement.appendChild(frame);
 window.FromFrame = frame.contentWindow.RTCPeerConnection;
 </script>"#;
 
+/// A page that starts its call as it loads (a meeting app rejoining), with nothing else.
+const AUTOSTART: &str = "<!doctype html><title>autostart</title><script src=\"/call.js\"></script><script>startCall(RTCPeerConnection)</script>";
+
 const EMPTY: &str = "<!doctype html><title>empty</title><p>nothing here</p>";
 
 async fn page(uri: Uri) -> impl IntoResponse {
@@ -71,6 +74,7 @@ async fn page(uri: Uri) -> impl IntoResponse {
         "/srcdoc.html" => ("text/html", SRCDOC),
         "/blank.html" => ("text/html", BLANK),
         "/empty.html" => ("text/html", EMPTY),
+        "/autostart.html" => ("text/html", AUTOSTART),
         _ => {
             return (
                 StatusCode::NOT_FOUND,
@@ -93,7 +97,7 @@ async fn serve_pages() -> String {
 pub(crate) struct Setup {
     pub(crate) pages: String,
     pub(crate) browser: Browser,
-    _collector: Collector,
+    pub(crate) _collector: Collector,
 }
 
 pub(crate) async fn setup() -> Setup {
