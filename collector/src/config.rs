@@ -109,12 +109,25 @@ pub enum ConfigError {
     MissingSecret(&'static str, &'static str),
     #[error("{0:?} is not a number from 0 up")]
     NotNonNegative(String),
+    #[error("{0} is too short: give at least {MIN_SECRET_CHARS} characters (scripts/run generates 48)")]
+    WeakSecret(&'static str),
+    #[error("VITALS_INGEST_KEY and VITALS_ADMIN_TOKEN are the same: the ingest key is public (it ships in every extension), so the admin token must differ")]
+    SameSecrets,
+    #[error(
+        "history of {0} days is more than the {MAX_HISTORY_DAYS} days allowed (VITALS_HISTORY_DAYS / --history-days)"
+    )]
+    RetentionTooLong(f64),
     #[error(transparent)]
     Webhook(#[from] crate::webhook::WebhookError),
 }
 
+/// Fewest characters of the ingest key and the admin token: a short one can be guessed.
+pub const MIN_SECRET_CHARS: usize = 16;
+/// Longest history retention: more would grow the store without bound.
+pub const MAX_HISTORY_DAYS: f64 = 90.0;
+
 impl ServeArgs {
-    /// The ingest key and admin token, or which one is missing.
+    /// The ingest key and admin token, or which one is missing, too short, or that they are equal.
     pub fn secrets(&self) -> Result<(Secret, Secret), ConfigError> {
         let ingest_key = self
             .ingest_key
@@ -124,6 +137,14 @@ impl ServeArgs {
             .admin_token
             .clone()
             .ok_or(ConfigError::MissingSecret("VITALS_ADMIN_TOKEN", "admin-token"))?;
+        for (name, secret) in [("VITALS_INGEST_KEY", &ingest_key), ("VITALS_ADMIN_TOKEN", &admin_token)] {
+            if secret.expose().trim().chars().count() < MIN_SECRET_CHARS {
+                return Err(ConfigError::WeakSecret(name));
+            }
+        }
+        if ingest_key == admin_token {
+            return Err(ConfigError::SameSecrets);
+        }
         Ok((ingest_key, admin_token))
     }
 
@@ -151,9 +172,12 @@ impl ServeArgs {
             .transpose()
     }
 
-    /// How long the store keeps history, alerts and TURN usage.
-    pub fn retention_ms(&self) -> u64 {
-        (self.history_days * 86_400_000.0).round().min(u64::MAX as f64 / 2.0) as u64
+    /// How long the store keeps history, alerts and TURN usage, at most [`MAX_HISTORY_DAYS`].
+    pub fn retention_ms(&self) -> Result<u64, ConfigError> {
+        if self.history_days > MAX_HISTORY_DAYS {
+            return Err(ConfigError::RetentionTooLong(self.history_days));
+        }
+        Ok((self.history_days * 86_400_000.0).round() as u64)
     }
 }
 
@@ -163,14 +187,24 @@ mod tests {
 
     #[test]
     fn no_subcommand_means_serve_and_debug_hides_secrets() {
-        let cli = Cli::try_parse_from(["collector", "--ingest-key", "k-123", "--admin-token", "t-456"]).unwrap();
+        let cli = Cli::try_parse_from([
+            "collector",
+            "--ingest-key",
+            "k-123-4567890abcdef",
+            "--admin-token",
+            "t-456-7890abcdef123",
+        ])
+        .unwrap();
         let text = format!("{cli:?}");
         assert!(!text.contains("k-123") && !text.contains("t-456"), "{text}");
         let Command::Serve(args) = cli.into_command() else {
             panic!("expected serve")
         };
         let (ingest, admin) = args.secrets().unwrap();
-        assert_eq!((ingest.expose(), admin.expose()), ("k-123", "t-456"));
+        assert_eq!(
+            (ingest.expose(), admin.expose()),
+            ("k-123-4567890abcdef", "t-456-7890abcdef123")
+        );
     }
 
     #[test]
@@ -211,13 +245,60 @@ mod tests {
         assert_eq!(settings.alerts.loss_pct, 2.5);
         assert_eq!(settings.alerts.clear_after_ms, 30_000);
         assert_eq!(settings.alerts.turn_price_per_gb, 0.1);
-        assert_eq!(args.retention_ms(), 36 * 3_600_000);
+        assert_eq!(args.retention_ms().unwrap(), 36 * 3_600_000);
         for bad in ["-1", "NaN", "inf", "fast"] {
             assert!(
                 Cli::try_parse_from(["collector", "--alert-latency-ms", bad]).is_err(),
                 "{bad}"
             );
         }
+    }
+
+    fn serve_args(flags: &[&str]) -> ServeArgs {
+        let cli = Cli::try_parse_from(std::iter::once("collector").chain(flags.iter().copied())).unwrap();
+        let Command::Serve(args) = cli.into_command() else {
+            panic!("expected serve")
+        };
+        args
+    }
+
+    #[test]
+    fn short_or_equal_secrets_are_refused_with_the_variable_named() {
+        let strong = "0123456789abcdef0123";
+        let error = serve_args(&["--ingest-key", "short-key", "--admin-token", strong])
+            .secrets()
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("VITALS_INGEST_KEY is too short"), "{error}");
+        let error = serve_args(&["--ingest-key", strong, "--admin-token", "0123456789abcde"])
+            .secrets()
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("VITALS_ADMIN_TOKEN is too short"), "{error}");
+        let error = serve_args(&["--ingest-key", strong, "--admin-token", strong])
+            .secrets()
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("are the same"), "{error}");
+        assert!(
+            serve_args(&["--ingest-key", strong, "--admin-token", "0123456789abcdef"])
+                .secrets()
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn history_beyond_90_days_is_refused() {
+        assert_eq!(
+            serve_args(&["--history-days", "90"]).retention_ms().unwrap(),
+            90 * 86_400_000
+        );
+        let error = serve_args(&["--history-days", "1e300"])
+            .retention_ms()
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("more than the 90 days"), "{error}");
+        assert!(serve_args(&["--history-days", "90.5"]).retention_ms().is_err());
     }
 
     #[test]

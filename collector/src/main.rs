@@ -64,10 +64,11 @@ enum ServeError {
 async fn serve(args: ServeArgs) -> Result<(), ServeError> {
     let (ingest_key, admin_token) = args.secrets()?;
     let webhook = args.webhook()?;
+    let retention_ms = args.retention_ms()?;
     let store: Arc<dyn Store> = match &args.redis_url {
         Some(url) => {
             let options = RedisOptions {
-                retention_ms: args.retention_ms(),
+                retention_ms,
                 ..RedisOptions::default()
             };
             let store = RedisStore::new(url.expose(), options)?;
@@ -80,7 +81,7 @@ async fn serve(args: ServeArgs) -> Result<(), ServeError> {
         }
         None => {
             tracing::info!("store: in memory (set REDIS_URL to share state between processes)");
-            Arc::new(MemoryStore::with_retention(LIVE_TTL_MS, args.retention_ms()))
+            Arc::new(MemoryStore::with_retention(LIVE_TTL_MS, retention_ms))
         }
     };
     let listener = tokio::net::TcpListener::bind(args.listen)
