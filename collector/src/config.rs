@@ -84,6 +84,11 @@ pub struct ServeArgs {
     /// Severities posted to the webhook, comma-separated: info, warning, critical.
     #[arg(long, env = "VITALS_WEBHOOK_SEVERITIES", default_value = "critical,warning", value_parser = severities)]
     pub webhook_severities: SeverityList,
+    /// Alerts posted to the webhook a minute at most; the rest are posted as one "N more alerts"
+    /// message when the minute ends.
+    #[arg(long, env = "VITALS_WEBHOOK_PER_MINUTE", default_value_t = crate::webhook::BUDGET_PER_MINUTE,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub webhook_per_minute: u32,
 }
 
 /// A comma-separated list of alert severities.
@@ -168,7 +173,14 @@ impl ServeArgs {
     pub fn webhook(&self) -> Result<Option<crate::webhook::Webhook>, crate::webhook::WebhookError> {
         self.webhook_url
             .as_ref()
-            .map(|url| crate::webhook::Webhook::new(url.expose(), self.webhook_severities.0.clone()))
+            .map(|url| {
+                crate::webhook::Webhook::new(url.expose(), self.webhook_severities.0.clone()).map(|webhook| {
+                    webhook.with_budget(crate::webhook::Budget {
+                        alerts: self.webhook_per_minute,
+                        window: std::time::Duration::from_secs(60),
+                    })
+                })
+            })
             .transpose()
     }
 
@@ -316,6 +328,8 @@ mod tests {
         };
         assert_eq!(args.webhook_severities.0, vec![Severity::Info, Severity::Critical]);
         assert!(Cli::try_parse_from(["collector", "--webhook-severities", "loud"]).is_err());
+        assert_eq!(serve_args(&["--webhook-per-minute", "5"]).webhook_per_minute, 5);
+        assert!(Cli::try_parse_from(["collector", "--webhook-per-minute", "0"]).is_err());
         let cli = Cli::try_parse_from(["collector", "--webhook-url", "mailto:x@example.com"]).unwrap();
         let Command::Serve(args) = cli.into_command() else {
             panic!("expected serve")
