@@ -89,6 +89,10 @@ pub struct ServeArgs {
     #[arg(long, env = "VITALS_WEBHOOK_PER_MINUTE", default_value_t = crate::webhook::BUDGET_PER_MINUTE,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub webhook_per_minute: u32,
+    /// Serve the demo call page at `/demo` (for trying the extension; not for production, where
+    /// it would share the dashboard's origin).
+    #[arg(long, env = "VITALS_DEMO")]
+    pub demo: bool,
 }
 
 /// A comma-separated list of alert severities.
@@ -166,6 +170,7 @@ impl ServeArgs {
                 per_sec: self.rate_limit_per_sec,
                 burst: self.rate_limit_burst,
             },
+            demo_page: self.demo,
         }
     }
 
@@ -258,6 +263,8 @@ mod tests {
         assert_eq!(settings.alerts.clear_after_ms, 30_000);
         assert_eq!(settings.alerts.turn_price_per_gb, 0.1);
         assert_eq!(args.retention_ms().unwrap(), 36 * 3_600_000);
+        assert!(!settings.demo_page, "the demo page is off unless asked for");
+        assert!(serve_args(&["--demo"]).settings().demo_page);
         for bad in ["-1", "NaN", "inf", "fast"] {
             assert!(
                 Cli::try_parse_from(["collector", "--alert-latency-ms", bad]).is_err(),
