@@ -4,7 +4,7 @@ use crate::support::{self, send};
 use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
 use futures_util::StreamExt;
-use serde_json::{json, Value};
+use serde_json::json;
 use vitals_collector::{app, AppState};
 
 const INGEST_KEY: &str = "ingest-key-for-tests";
@@ -144,7 +144,10 @@ async fn no_admin_token_or_ticket_appears_in_the_logs_at_trace() {
     let log_path = std::env::temp_dir().join(format!("vitals-trace-{}-{port}.log", std::process::id()));
     let log = std::fs::File::create(&log_path).unwrap();
     let mut collector = std::process::Command::new(env!("CARGO_BIN_EXE_collector"))
-        .env("RUST_LOG", "trace")
+        .env(
+            "RUST_LOG",
+            "trace,socketioxide=trace,engineioxide=trace,tungstenite=trace",
+        )
         .env("VITALS_LISTEN", &addr)
         .env("VITALS_INGEST_KEY", INGEST_KEY)
         .env("VITALS_ADMIN_TOKEN", ADMIN_TOKEN)
@@ -160,17 +163,7 @@ async fn no_admin_token_or_ticket_appears_in_the_logs_at_trace() {
         assert!(std::time::Instant::now() < deadline, "the collector did not start");
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-    let client = reqwest::Client::new();
-    let answer: Value = client
-        .post(format!("http://{addr}/api/v1/stream-ticket"))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let ticket = answer["ticket"].as_str().unwrap().to_owned();
+    let ticket = support::stream_ticket(addr.parse().unwrap(), ADMIN_TOKEN).await;
     let (mut socket, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/api/v1/stream?ticket={ticket}"))
         .await
         .expect("the ticket opens the stream");
@@ -185,6 +178,11 @@ async fn no_admin_token_or_ticket_appears_in_the_logs_at_trace() {
             .await
             .unwrap();
     }
+    // A Socket.IO admin, with both credentials in its connection auth.
+    let auth = json!({"token": INGEST_KEY, "adminToken": ADMIN_TOKEN});
+    let _admin = crate::socketio::Client::connect(addr.parse().unwrap(), auth)
+        .await
+        .expect("a Socket.IO admin connects");
     let response = client
         .post(format!("http://{addr}/api/v1/ingest"))
         .bearer_auth(INGEST_KEY)

@@ -27,19 +27,8 @@ async fn start(state: AppState) -> SocketAddr {
     addr
 }
 
-/// A stream ticket of `POST /api/v1/stream-ticket`, as the dashboard asks for one.
 async fn ticket(addr: SocketAddr) -> String {
-    let answer: Value = reqwest::Client::new()
-        .post(format!("http://{addr}/api/v1/stream-ticket"))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(answer["expires_in_ms"], 30_000);
-    answer["ticket"].as_str().unwrap().to_owned()
+    support::stream_ticket(addr, ADMIN_TOKEN).await
 }
 
 async fn connect(addr: SocketAddr) -> Socket {
