@@ -84,6 +84,15 @@ pub struct ServeArgs {
     /// Severities posted to the webhook, comma-separated: info, warning, critical.
     #[arg(long, env = "VITALS_WEBHOOK_SEVERITIES", default_value = "critical,warning", value_parser = severities)]
     pub webhook_severities: SeverityList,
+    /// Alerts posted to the webhook a minute at most; the rest are posted as one "N more alerts"
+    /// message when the minute ends.
+    #[arg(long, env = "VITALS_WEBHOOK_PER_MINUTE", default_value_t = crate::webhook::BUDGET_PER_MINUTE,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub webhook_per_minute: u32,
+    /// Serve the demo call page at `/demo` (for trying the extension; not for production, where
+    /// it would share the dashboard's origin).
+    #[arg(long, env = "VITALS_DEMO")]
+    pub demo: bool,
 }
 
 /// A comma-separated list of alert severities.
@@ -109,12 +118,25 @@ pub enum ConfigError {
     MissingSecret(&'static str, &'static str),
     #[error("{0:?} is not a number from 0 up")]
     NotNonNegative(String),
+    #[error("{0} is too short: give at least {MIN_SECRET_CHARS} characters (scripts/run generates 48)")]
+    WeakSecret(&'static str),
+    #[error("VITALS_INGEST_KEY and VITALS_ADMIN_TOKEN are the same: the ingest key is public (it ships in every extension), so the admin token must differ")]
+    SameSecrets,
+    #[error(
+        "history of {0} days is more than the {MAX_HISTORY_DAYS} days allowed (VITALS_HISTORY_DAYS / --history-days)"
+    )]
+    RetentionTooLong(f64),
     #[error(transparent)]
     Webhook(#[from] crate::webhook::WebhookError),
 }
 
+/// Fewest characters of the ingest key and the admin token: a short one can be guessed.
+pub const MIN_SECRET_CHARS: usize = 16;
+/// Longest history retention: more would grow the store without bound.
+pub const MAX_HISTORY_DAYS: f64 = 90.0;
+
 impl ServeArgs {
-    /// The ingest key and admin token, or which one is missing.
+    /// The ingest key and admin token, or which one is missing, too short, or that they are equal.
     pub fn secrets(&self) -> Result<(Secret, Secret), ConfigError> {
         let ingest_key = self
             .ingest_key
@@ -124,6 +146,14 @@ impl ServeArgs {
             .admin_token
             .clone()
             .ok_or(ConfigError::MissingSecret("VITALS_ADMIN_TOKEN", "admin-token"))?;
+        for (name, secret) in [("VITALS_INGEST_KEY", &ingest_key), ("VITALS_ADMIN_TOKEN", &admin_token)] {
+            if secret.expose().trim().chars().count() < MIN_SECRET_CHARS {
+                return Err(ConfigError::WeakSecret(name));
+            }
+        }
+        if ingest_key == admin_token {
+            return Err(ConfigError::SameSecrets);
+        }
         Ok((ingest_key, admin_token))
     }
 
@@ -140,6 +170,7 @@ impl ServeArgs {
                 per_sec: self.rate_limit_per_sec,
                 burst: self.rate_limit_burst,
             },
+            demo_page: self.demo,
         }
     }
 
@@ -147,13 +178,23 @@ impl ServeArgs {
     pub fn webhook(&self) -> Result<Option<crate::webhook::Webhook>, crate::webhook::WebhookError> {
         self.webhook_url
             .as_ref()
-            .map(|url| crate::webhook::Webhook::new(url.expose(), self.webhook_severities.0.clone()))
+            .map(|url| {
+                crate::webhook::Webhook::new(url.expose(), self.webhook_severities.0.clone()).map(|webhook| {
+                    webhook.with_budget(crate::webhook::Budget {
+                        alerts: self.webhook_per_minute,
+                        window: std::time::Duration::from_secs(60),
+                    })
+                })
+            })
             .transpose()
     }
 
-    /// How long the store keeps history, alerts and TURN usage.
-    pub fn retention_ms(&self) -> u64 {
-        (self.history_days * 86_400_000.0).round().min(u64::MAX as f64 / 2.0) as u64
+    /// How long the store keeps history, alerts and TURN usage, at most [`MAX_HISTORY_DAYS`].
+    pub fn retention_ms(&self) -> Result<u64, ConfigError> {
+        if self.history_days > MAX_HISTORY_DAYS {
+            return Err(ConfigError::RetentionTooLong(self.history_days));
+        }
+        Ok((self.history_days * 86_400_000.0).round() as u64)
     }
 }
 
@@ -163,14 +204,24 @@ mod tests {
 
     #[test]
     fn no_subcommand_means_serve_and_debug_hides_secrets() {
-        let cli = Cli::try_parse_from(["collector", "--ingest-key", "k-123", "--admin-token", "t-456"]).unwrap();
+        let cli = Cli::try_parse_from([
+            "collector",
+            "--ingest-key",
+            "k-123-4567890abcdef",
+            "--admin-token",
+            "t-456-7890abcdef123",
+        ])
+        .unwrap();
         let text = format!("{cli:?}");
         assert!(!text.contains("k-123") && !text.contains("t-456"), "{text}");
         let Command::Serve(args) = cli.into_command() else {
             panic!("expected serve")
         };
         let (ingest, admin) = args.secrets().unwrap();
-        assert_eq!((ingest.expose(), admin.expose()), ("k-123", "t-456"));
+        assert_eq!(
+            (ingest.expose(), admin.expose()),
+            ("k-123-4567890abcdef", "t-456-7890abcdef123")
+        );
     }
 
     #[test]
@@ -211,13 +262,62 @@ mod tests {
         assert_eq!(settings.alerts.loss_pct, 2.5);
         assert_eq!(settings.alerts.clear_after_ms, 30_000);
         assert_eq!(settings.alerts.turn_price_per_gb, 0.1);
-        assert_eq!(args.retention_ms(), 36 * 3_600_000);
+        assert_eq!(args.retention_ms().unwrap(), 36 * 3_600_000);
+        assert!(!settings.demo_page, "the demo page is off unless asked for");
+        assert!(serve_args(&["--demo"]).settings().demo_page);
         for bad in ["-1", "NaN", "inf", "fast"] {
             assert!(
                 Cli::try_parse_from(["collector", "--alert-latency-ms", bad]).is_err(),
                 "{bad}"
             );
         }
+    }
+
+    fn serve_args(flags: &[&str]) -> ServeArgs {
+        let cli = Cli::try_parse_from(std::iter::once("collector").chain(flags.iter().copied())).unwrap();
+        let Command::Serve(args) = cli.into_command() else {
+            panic!("expected serve")
+        };
+        args
+    }
+
+    #[test]
+    fn short_or_equal_secrets_are_refused_with_the_variable_named() {
+        let strong = "0123456789abcdef0123";
+        let error = serve_args(&["--ingest-key", "short-key", "--admin-token", strong])
+            .secrets()
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("VITALS_INGEST_KEY is too short"), "{error}");
+        let error = serve_args(&["--ingest-key", strong, "--admin-token", "0123456789abcde"])
+            .secrets()
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("VITALS_ADMIN_TOKEN is too short"), "{error}");
+        let error = serve_args(&["--ingest-key", strong, "--admin-token", strong])
+            .secrets()
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("are the same"), "{error}");
+        assert!(
+            serve_args(&["--ingest-key", strong, "--admin-token", "0123456789abcdef"])
+                .secrets()
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn history_beyond_90_days_is_refused() {
+        assert_eq!(
+            serve_args(&["--history-days", "90"]).retention_ms().unwrap(),
+            90 * 86_400_000
+        );
+        let error = serve_args(&["--history-days", "1e300"])
+            .retention_ms()
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("more than the 90 days"), "{error}");
+        assert!(serve_args(&["--history-days", "90.5"]).retention_ms().is_err());
     }
 
     #[test]
@@ -235,6 +335,8 @@ mod tests {
         };
         assert_eq!(args.webhook_severities.0, vec![Severity::Info, Severity::Critical]);
         assert!(Cli::try_parse_from(["collector", "--webhook-severities", "loud"]).is_err());
+        assert_eq!(serve_args(&["--webhook-per-minute", "5"]).webhook_per_minute, 5);
+        assert!(Cli::try_parse_from(["collector", "--webhook-per-minute", "0"]).is_err());
         let cli = Cli::try_parse_from(["collector", "--webhook-url", "mailto:x@example.com"]).unwrap();
         let Command::Serve(args) = cli.into_command() else {
             panic!("expected serve")

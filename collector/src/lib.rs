@@ -16,6 +16,7 @@ pub mod store;
 pub mod stream;
 #[cfg(feature = "testing")]
 pub mod testing;
+mod tickets;
 pub mod turn;
 pub mod webhook;
 

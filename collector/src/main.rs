@@ -13,8 +13,9 @@ use vitals_collector::AppState;
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_env_filter(quiet_wire_logs(filter))
         .init();
     let result = match Cli::parse().into_command() {
         Command::Serve(args) => serve(args).await,
@@ -27,6 +28,17 @@ async fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `filter` with Socket.IO's libraries and the WebSocket one at `info` at most, whatever
+/// `RUST_LOG` says: their debug and trace lines print connection auth payloads and messages,
+/// which hold the ingest key and the admin token.
+fn quiet_wire_logs(filter: EnvFilter) -> EnvFilter {
+    ["socketioxide=info", "engineioxide=info", "tungstenite=info"]
+        .into_iter()
+        .fold(filter, |filter, directive| {
+            filter.add_directive(directive.parse().expect("a valid directive"))
+        })
 }
 
 /// `collector analyze FILE`: JSON lines on stdout, the error on stderr (exit code 2: not a recording).
@@ -64,10 +76,11 @@ enum ServeError {
 async fn serve(args: ServeArgs) -> Result<(), ServeError> {
     let (ingest_key, admin_token) = args.secrets()?;
     let webhook = args.webhook()?;
+    let retention_ms = args.retention_ms()?;
     let store: Arc<dyn Store> = match &args.redis_url {
         Some(url) => {
             let options = RedisOptions {
-                retention_ms: args.retention_ms(),
+                retention_ms,
                 ..RedisOptions::default()
             };
             let store = RedisStore::new(url.expose(), options)?;
@@ -80,7 +93,7 @@ async fn serve(args: ServeArgs) -> Result<(), ServeError> {
         }
         None => {
             tracing::info!("store: in memory (set REDIS_URL to share state between processes)");
-            Arc::new(MemoryStore::with_retention(LIVE_TTL_MS, args.retention_ms()))
+            Arc::new(MemoryStore::with_retention(LIVE_TTL_MS, retention_ms))
         }
     };
     let listener = tokio::net::TcpListener::bind(args.listen)

@@ -16,6 +16,8 @@ pub struct Settings {
     pub alerts: AlertThresholds,
     /// Ingest requests allowed per participant (across every process sharing the store).
     pub rate_limit: RateLimit,
+    /// Whether `/demo` (the demo call page, not for production) is served.
+    pub demo_page: bool,
 }
 
 impl Settings {
@@ -43,6 +45,8 @@ pub struct Shared {
     /// fan-out are on the same Redis.
     pub(crate) publish_channel: Option<Arc<str>>,
     pub(crate) sweeper_started: Arc<AtomicBool>,
+    /// Single-use tickets for the admin WebSocket.
+    pub(crate) tickets: Arc<crate::tickets::Tickets>,
 }
 
 impl std::ops::Deref for AppState {
@@ -65,6 +69,7 @@ impl AppState {
             hub: Arc::new(stream::Hub::default()),
             publish_channel: None,
             sweeper_started: Arc::default(),
+            tickets: Arc::default(),
         }))
     }
 
@@ -88,6 +93,15 @@ impl AppState {
             _ => None,
         };
         shared.hub = Arc::new(hub);
+        shared.sweeper_started = Arc::default();
+        self
+    }
+
+    /// The same state serving the demo call page at `/demo` (`--demo`; off by default, since
+    /// it is not for production and shares the dashboard's origin).
+    pub fn with_demo_page(mut self) -> Self {
+        let shared = Arc::make_mut(&mut self.0);
+        Arc::make_mut(&mut shared.settings).demo_page = true;
         shared.sweeper_started = Arc::default();
         self
     }

@@ -71,11 +71,12 @@ impl Collector {
         Self::start_with(vitals_collector::AppState::for_tests(INGEST_KEY, ADMIN_TOKEN)).await
     }
 
-    /// The collector in-process over `state` (another store, e.g. Redis), on a free port.
+    /// The collector in-process over `state` (another store, e.g. Redis), on a free port, with
+    /// the demo call page the tests open.
     pub async fn start_with(state: vitals_collector::AppState) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(vitals_collector::serve(listener, state));
+        tokio::spawn(vitals_collector::serve(listener, state.with_demo_page()));
         Self::at(base)
     }
 

@@ -649,17 +649,6 @@ async fn worker(
     stats
 }
 
-/// Percent-encodes a query value (RFC 3986 unreserved characters pass).
-fn encode_query(value: &str) -> String {
-    value
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
 /// Reads the admin stream until `stop`, feeding alert messages to `alerts`.
 async fn read_stream(
     mut socket: tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>>,
@@ -705,9 +694,17 @@ async fn read_stream(
 /// Returns once the stream is open; the task's result is what [`read_stream`] counted.
 async fn spawn_stream_reader(
     url: String,
+    admin_token: String,
     alerts: Arc<Alerts>,
     stop: Arc<tokio::sync::Notify>,
 ) -> Result<tokio::sync::oneshot::Receiver<(u64, u64)>, Error> {
+    // The admin token as a bearer header: the collector refuses it in the URL.
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut request = url.into_client_request().map_err(Error::Stream)?;
+    let bearer = format!("Bearer {admin_token}")
+        .parse()
+        .map_err(|_| Error::Usage("the admin token must be visible ASCII".into()))?;
+    request.headers_mut().insert("authorization", bearer);
     let (opened_tx, opened_rx) = tokio::sync::oneshot::channel();
     let (done_tx, done_rx) = tokio::sync::oneshot::channel();
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -718,7 +715,7 @@ async fn spawn_stream_reader(
         .name("admin-stream".into())
         .spawn(move || {
             runtime.block_on(async move {
-                match tokio_tungstenite::connect_async(url).await {
+                match tokio_tungstenite::connect_async(request).await {
                     Ok((socket, _)) => {
                         let _ = opened_tx.send(Ok(()));
                         let _ = done_tx.send(read_stream(socket, alerts, stop).await);
@@ -852,8 +849,8 @@ async fn run(mut args: Args) -> Result<(), Error> {
     let stop_stream = Arc::new(tokio::sync::Notify::new());
     let stream_task = match &args.admin_token {
         Some(token) => {
-            let url = format!("ws://{addr}/api/v1/stream?token={}", encode_query(token));
-            Some(spawn_stream_reader(url, alerts.clone(), stop_stream.clone()).await?)
+            let url = format!("ws://{addr}/api/v1/stream");
+            Some(spawn_stream_reader(url, token.clone(), alerts.clone(), stop_stream.clone()).await?)
         }
         None => None,
     };

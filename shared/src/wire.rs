@@ -90,6 +90,17 @@ impl IngestBatch {
         if self.label.as_ref().is_some_and(|l| l.len() > MAX_ID_LEN) {
             return Err(InvalidBatch::LabelLength);
         }
+        let texts = [
+            ("meeting_id", Some(&self.meeting_id)),
+            ("participant_id", Some(&self.participant_id)),
+            ("label", self.label.as_ref()),
+        ];
+        if let Some((name, _)) = texts
+            .iter()
+            .find(|(_, text)| text.is_some_and(|text| !is_printable_text(text)))
+        {
+            return Err(InvalidBatch::IdCharacters { name });
+        }
         if self.events.is_empty() || self.events.len() > MAX_EVENTS_PER_BATCH {
             return Err(InvalidBatch::EventCount);
         }
@@ -105,6 +116,24 @@ impl IngestBatch {
     }
 }
 
+/// Whether `text` shows as what it says: no control characters (C0, DEL, C1, so no line breaks
+/// or TABs), no bidirectional formatting (which can make `evil.com/moc.knab` read as
+/// `bank.com/...`), no line or paragraph separators and no zero-width characters. Ids and labels
+/// reach admins' screens, CSV exports and chat webhooks.
+pub fn is_printable_text(text: &str) -> bool {
+    !text.chars().any(|c| {
+        c.is_control()
+            || matches!(
+                c,
+                '\u{061C}'
+                    | '\u{200B}'..='\u{200F}'
+                    | '\u{2028}'..='\u{202E}'
+                    | '\u{2060}'..='\u{2069}'
+                    | '\u{FEFF}'
+            )
+    })
+}
+
 /// Why an ingest batch was refused: the message names the problem.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum InvalidBatch {
@@ -112,6 +141,8 @@ pub enum InvalidBatch {
     IdLength { name: &'static str },
     #[error("label is longer than {MAX_ID_LEN} bytes")]
     LabelLength,
+    #[error("{name} must be printable text: no control, bidirectional-formatting or invisible characters")]
+    IdCharacters { name: &'static str },
     #[error("events must hold 1 to {MAX_EVENTS_PER_BATCH} events")]
     EventCount,
     #[error("event {seq}: ts_ms must be a finite time in ms")]
@@ -186,6 +217,34 @@ mod tests {
             "meeting_id": "m", "participant_id": "p", "events": [], "extra": 1
         }));
         assert!(b.is_err());
+    }
+
+    #[test]
+    fn ids_and_labels_must_be_printable_and_the_refusal_names_the_field() {
+        let batch = |meeting: &str, participant: &str, label: Option<&str>| IngestBatch {
+            meeting_id: meeting.into(),
+            participant_id: participant.into(),
+            label: label.map(Into::into),
+            events: vec![Event {
+                seq: 1,
+                ts_ms: 1.0,
+                full: true,
+                metrics: MetricsFields::default(),
+            }],
+        };
+        let refused = |b: IngestBatch| b.validate().unwrap_err().to_string();
+        assert!(refused(batch("m\n[CRITICAL] fake", "p", None)).starts_with("meeting_id must be printable"));
+        assert!(refused(batch("m", "p\u{202E}lmth.exe", None)).starts_with("participant_id must be printable"));
+        assert!(refused(batch("m", "p", Some("Al\u{200B}ice"))).starts_with("label must be printable"));
+        assert!(refused(batch("m", "p\u{7}", None)).contains("participant_id"));
+        assert!(refused(batch("m", "p\u{85}", None)).contains("participant_id"));
+        assert!(refused(batch("m\t", "p", None)).contains("meeting_id"));
+        // Printable text of any script, and the characters escaped downstream, stay allowed.
+        assert!(
+            batch("https://meet.example.com/räum-日本", "<!channel> & co", Some("Zoë 😀"))
+                .validate()
+                .is_ok()
+        );
     }
 
     #[test]

@@ -162,6 +162,9 @@ pub struct AlertsResponse {
     next_cursor: Option<String>,
 }
 
+/// Most alerts of one millisecond an alerts cursor may say were sent already.
+const MAX_CURSOR_SKIP: usize = 1_000_000;
+
 /// `GET /api/v1/alerts?since=&to=&meeting=&limit=&cursor=`: the alert history from `since`
 /// (default: 24 hours ago) to `to` (default: no end), at most `limit` records (`ALERTS_LIMIT`);
 /// the rest come with `cursor`.
@@ -177,7 +180,14 @@ pub async fn alerts(
     let limit = params.limit(ALERTS_LIMIT)?;
     // The cursor is `{time}:{records of that time already sent}`.
     let (from, skip) = match params.cursor()? {
-        Some((at, skip)) => (at, skip.parse().map_err(|_| invalid_cursor())?),
+        // A skip beyond any real page (Redis refuses offsets past i64) is not one we answered.
+        Some((at, skip)) => (
+            at,
+            skip.parse()
+                .ok()
+                .filter(|skip| *skip <= MAX_CURSOR_SKIP)
+                .ok_or_else(invalid_cursor)?,
+        ),
         None => (since, 0),
     };
     let read = AlertPage {

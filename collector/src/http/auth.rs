@@ -1,4 +1,4 @@
-//! Who may call what: one extractor, generic over the role (the ingest key or the admin token), that the Socket.IO handshake checks through too.
+//! Who may call what: one extractor, generic over the role (the ingest key or the admin token), that the Socket.IO handshake checks through too, and the admin stream's ticket.
 
 use super::error::ApiError;
 use crate::secret::Secret;
@@ -8,13 +8,11 @@ use axum::http::header;
 use axum::http::request::Parts;
 use std::marker::PhantomData;
 
-/// A credential the collector accepts, and where it may stand in a request.
+/// A credential the collector accepts, always in the `Authorization` header (never in a URL,
+/// which proxies and browser histories keep).
 pub trait Role: Send + Sync + 'static {
     /// What a refusal names: "ingest key" or "admin token".
     const NAME: &'static str;
-    /// Whether a `token` query parameter may carry it (browsers cannot set headers on a
-    /// WebSocket).
-    const IN_QUERY: bool = false;
     /// The secret of this role in `state`.
     fn secret(state: &AppState) -> &Secret;
 }
@@ -24,9 +22,6 @@ pub struct Ingest;
 
 /// The admin token, in the `Authorization` header.
 pub struct Admin;
-
-/// The admin token, in the `Authorization` header or as the `token` query parameter.
-pub struct AdminOrQuery;
 
 impl Role for Ingest {
     const NAME: &'static str = "ingest key";
@@ -42,14 +37,6 @@ impl Role for Admin {
     }
 }
 
-impl Role for AdminOrQuery {
-    const NAME: &'static str = "admin token";
-    const IN_QUERY: bool = true;
-    fn secret(state: &AppState) -> &Secret {
-        &state.admin_token
-    }
-}
-
 /// Proof that the request carries the credential of role `R`.
 pub struct Auth<R: Role>(PhantomData<R>);
 
@@ -57,8 +44,6 @@ pub struct Auth<R: Role>(PhantomData<R>);
 pub type IngestKey = Auth<Ingest>;
 /// Proof that the request carries the admin token.
 pub type AdminToken = Auth<Admin>;
-/// Proof that the request carries the admin token, as a bearer header or as `token` in the query.
-pub type StreamToken = Auth<AdminOrQuery>;
 
 /// Whether `credential` is the secret of role `R` (compared in constant time).
 pub fn holds<R: Role>(state: &AppState, credential: &[u8]) -> bool {
@@ -72,27 +57,44 @@ pub fn bearer(parts: &Parts) -> Option<&[u8]> {
     scheme.eq_ignore_ascii_case(b"bearer ").then_some(credential)
 }
 
-#[derive(serde::Deserialize)]
-struct TokenQuery {
-    token: Option<String>,
-}
-
 impl<R: Role> FromRequestParts<AppState> for Auth<R> {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let granted = match bearer(parts) {
-            Some(credential) => holds::<R>(state, credential),
-            None if R::IN_QUERY => axum::extract::Query::<TokenQuery>::try_from_uri(&parts.uri)
-                .ok()
-                .and_then(|q| q.0.token)
-                .is_some_and(|token| holds::<R>(state, token.as_bytes())),
-            None => false,
-        };
-        if granted {
+        if bearer(parts).is_some_and(|credential| holds::<R>(state, credential)) {
             Ok(Self(PhantomData))
         } else {
             Err(ApiError::Unauthorized(R::NAME))
+        }
+    }
+}
+
+/// Proof that a request may open the admin stream: the admin token as a bearer header (for
+/// programs), or a ticket of `POST /api/v1/stream-ticket` as the `ticket` query parameter (for
+/// browsers, whose WebSocket cannot carry a header), used up by this request. The admin token in
+/// the query (`?token=`) is refused.
+pub struct StreamAccess;
+
+#[derive(serde::Deserialize)]
+struct TicketQuery {
+    ticket: Option<String>,
+}
+
+impl FromRequestParts<AppState> for StreamAccess {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let granted = match bearer(parts) {
+            Some(credential) => holds::<Admin>(state, credential),
+            None => axum::extract::Query::<TicketQuery>::try_from_uri(&parts.uri)
+                .ok()
+                .and_then(|q| q.0.ticket)
+                .is_some_and(|ticket| state.tickets.redeem(&ticket)),
+        };
+        if granted {
+            Ok(Self)
+        } else {
+            Err(ApiError::Unauthorized("admin token or stream ticket"))
         }
     }
 }

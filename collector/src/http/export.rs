@@ -210,9 +210,10 @@ const fn csv_columns() -> [&'static str; CSV_WIDTH] {
 }
 
 /// Participant-chosen text that a spreadsheet would run as a formula (it starts with `=`, `+`,
-/// `-` or `@` and is not a number) gets a leading `'`.
+/// `-` or `@`, or with a TAB or CR, which spreadsheets skip before reading a formula, and is not
+/// a number) gets a leading `'`.
 fn defused(value: &str) -> std::borrow::Cow<'_, str> {
-    if value.starts_with(['=', '+', '-', '@']) && value.parse::<f64>().is_err() {
+    if value.starts_with(['=', '+', '-', '@', '\t', '\r']) && value.parse::<f64>().is_err() {
         format!("'{value}").into()
     } else {
         value.into()
@@ -315,6 +316,14 @@ mod tests {
         assert_eq!(csv_field("=cmd()"), "'=cmd()");
         assert_eq!(csv_field("-12.5"), "-12.5");
         assert_eq!(csv_field(""), "");
+    }
+
+    #[test]
+    fn a_leading_tab_or_carriage_return_is_defused_too() {
+        assert_eq!(defused("\t=cmd()"), "'\t=cmd()");
+        assert_eq!(defused("\r=cmd()"), "'\r=cmd()");
+        assert_eq!(csv_field("\t=1+1"), "'\t=1+1");
+        assert_eq!(defused("a\tb"), "a\tb");
     }
 
     #[test]

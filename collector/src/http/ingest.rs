@@ -37,7 +37,6 @@ pub fn router(state: AppState) -> Router<AppState> {
 
 static APPLICATION_JSON: HeaderValue = HeaderValue::from_static("application/json");
 static ANY_ORIGIN: HeaderValue = HeaderValue::from_static("*");
-static NOSNIFF: HeaderValue = HeaderValue::from_static("nosniff");
 
 /// Whether the content type is `application/json` (parameters such as `charset` allowed).
 fn is_plain_json(headers: &HeaderMap) -> bool {
@@ -105,14 +104,12 @@ fn ack_response(ack: &IngestAck) -> Response {
     response
 }
 
-/// What the router's layers do to an ingest answer: the CORS and `nosniff` headers, the ingest
+/// What the router's layers do to an ingest answer: the CORS and security headers, the ingest
 /// metrics, and the request trace (at debug level, and server errors at error level).
 fn finish_direct(state: &AppState, mut response: Response, started: Instant) -> Response {
     let headers = response.headers_mut();
     headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, ANY_ORIGIN.clone());
-    if !headers.contains_key(header::X_CONTENT_TYPE_OPTIONS) {
-        headers.insert(header::X_CONTENT_TYPE_OPTIONS, NOSNIFF.clone());
-    }
+    super::security_headers(headers);
     let elapsed = started.elapsed();
     let status = response.status();
     state.metrics.observe_ingest(status.as_u16(), elapsed);

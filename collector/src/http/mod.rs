@@ -1,4 +1,4 @@
-//! The HTTP layer: one router per resource (ingest, admin reads, export, stream, Socket.IO, pages), one place for auth, and the `App` service with the direct ingest path.
+//! The HTTP layer: one router per resource (ingest, admin reads, export, stream, Socket.IO, pages), one place for auth, the security headers, and the `App` service with the direct ingest path.
 
 mod admin;
 pub mod auth;
@@ -27,20 +27,56 @@ use tower_http::trace::TraceLayer;
 
 /// All routes over `state`, Socket.IO included.
 pub fn router(state: AppState) -> Router {
-    let routes: Router = Router::new()
-        .merge(pages::router())
+    // Admin answers hold participants' data: no cache (the browser's, a proxy's) keeps them.
+    let admin = Router::new()
         .merge(admin::router())
         .merge(export::router())
         .merge(stream::router())
+        .layer(SetResponseHeaderLayer::overriding(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        ));
+    let routes: Router = Router::new()
+        .merge(pages::router(state.settings.demo_page))
+        .merge(admin)
         .merge(ingest::router(state.clone()))
         .fallback(pages::not_found)
-        .layer(SetResponseHeaderLayer::if_not_present(
-            header::X_CONTENT_TYPE_OPTIONS,
-            HeaderValue::from_static("nosniff"),
-        ))
-        .layer(TraceLayer::new_for_http())
+        .layer(axum::middleware::map_response(|mut response: Response| async move {
+            security_headers(response.headers_mut());
+            response
+        }))
+        // The request's span names its method and path, never its query (which may carry a
+        // ticket, or a token of an older dashboard) or its headers.
+        .layer(TraceLayer::new_for_http().make_span_with(|request: &Request| {
+            tracing::debug_span!("request", method = %request.method(), path = request.uri().path())
+        }))
         .with_state(state.clone());
     routes.merge(socketio::router(state))
+}
+
+/// What every page may load: its own scripts, styles and images, and connections to its own
+/// origin (the API and the WebSocket); nothing inline, no plugins, and no framing by any site.
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
+     img-src 'self' data:; media-src 'self' blob:; connect-src 'self'; base-uri 'none'; \
+     form-action 'self'; frame-ancestors 'none'";
+
+/// The headers every answer of the router carries (unless the handler set its own): the CSP, no
+/// framing, no referrer, no content sniffing.
+pub(crate) fn security_headers(headers: &mut axum::http::HeaderMap) {
+    static HEADERS: [(header::HeaderName, HeaderValue); 4] = [
+        (
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(CONTENT_SECURITY_POLICY),
+        ),
+        (header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")),
+        (header::REFERRER_POLICY, HeaderValue::from_static("no-referrer")),
+        (header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")),
+    ];
+    for (name, value) in &HEADERS {
+        if !headers.contains_key(name) {
+            headers.insert(name.clone(), value.clone());
+        }
+    }
 }
 
 /// The whole HTTP application: [`router`] behind a direct path for the usual ingest request.

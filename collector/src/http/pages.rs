@@ -1,4 +1,4 @@
-//! The embedded pages (dashboard, demo call), health, readiness, Prometheus metrics and the JSON 404.
+//! The embedded pages (dashboard, and the demo call when asked for), their scripts and styles, health, readiness, Prometheus metrics and the JSON 404.
 
 use super::error::ApiError;
 use crate::clock::now_ms;
@@ -22,14 +22,39 @@ static DASHBOARD: LazyLock<String> = LazyLock::new(|| {
 });
 const DEMO_HTML: &str = include_str!("../../static/demo.html");
 
-/// The pages and the health routes.
-pub fn router() -> Router<AppState> {
-    Router::new()
+/// The pages and the health routes; the demo call page only if `demo_page` (`--demo`).
+pub fn router(demo_page: bool) -> Router<AppState> {
+    let router = Router::new()
         .route("/", get(dashboard))
-        .route("/demo", get(demo))
+        .route(
+            "/dashboard.js",
+            get(asset(JAVASCRIPT, include_str!("../../static/dashboard.js"))),
+        )
+        .route(
+            "/dashboard.css",
+            get(asset(CSS, include_str!("../../static/dashboard.css"))),
+        )
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
+        .route("/metrics", get(metrics));
+    if !demo_page {
+        return router;
+    }
+    router
+        .route("/demo", get(demo))
+        .route("/demo.js", get(asset(JAVASCRIPT, include_str!("../../static/demo.js"))))
+        .route("/demo.css", get(asset(CSS, include_str!("../../static/demo.css"))))
+}
+
+const JAVASCRIPT: &str = "text/javascript; charset=utf-8";
+const CSS: &str = "text/css; charset=utf-8";
+
+/// A handler answering an embedded script or style sheet.
+fn asset(
+    content_type: &'static str,
+    text: &'static str,
+) -> impl Fn() -> std::future::Ready<([(header::HeaderName, &'static str); 1], &'static str)> + Clone {
+    move || std::future::ready(([(header::CONTENT_TYPE, content_type)], text))
 }
 
 /// `GET /readyz`: 200 when the store answers, 503 otherwise (take the process out of rotation).

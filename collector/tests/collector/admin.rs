@@ -632,6 +632,28 @@ async fn history_and_alerts_come_in_pages_with_every_row_once_redis() {
     history_and_alerts_come_in_pages_with_every_row_once(Backend::Redis).await;
 }
 
+/// A cursor whose skip no page could have (past Redis's i64 offsets) is a 400 naming it, not a
+/// 500 from the store.
+#[tokio::test]
+async fn a_huge_alerts_cursor_is_400_on_either_store() {
+    for backend in [Backend::Memory, Backend::Redis] {
+        let (app, _redis) = app_on(backend, AlertThresholds::default()).await;
+        ingest(&app, "p-1", 1, json!({"rtt_ms": 900.0})).await;
+        for cursor in ["1:18446744073709551615", "1:9223372036854775808", "1:1000001"] {
+            let answer = get(&app, &format!("/api/v1/alerts?cursor={cursor}")).await;
+            assert_eq!(
+                answer.status,
+                StatusCode::BAD_REQUEST,
+                "{backend:?} {cursor}: {}",
+                answer.text
+            );
+            assert!(answer.text.contains("cursor"), "{backend:?}: {}", answer.text);
+        }
+        let answer = get(&app, "/api/v1/alerts?cursor=1:1000000").await;
+        assert_eq!(answer.status, StatusCode::OK, "{backend:?}: {}", answer.text);
+    }
+}
+
 /// The body's chunks as the server sent them.
 async fn chunks(app: &Router, uri: &str) -> (StatusCode, axum::http::HeaderMap, Vec<String>) {
     let request = Request::get(uri)

@@ -293,24 +293,36 @@ async fn health_dashboard_and_demo_pages() {
         (health.status, health.body),
         (StatusCode::OK, Value::String("ok".into()))
     );
-    for (uri, marker) in [("/", "/api/v1/meetings"), ("/demo", "RTCPeerConnection")] {
-        let answer = send(&app, get(uri)).await;
+    let with_demo = vitals_collector::app(AppState::for_tests(INGEST_KEY, ADMIN_TOKEN).with_demo_page());
+    for (uri, marker, content_type) in [
+        ("/", "/dashboard.js", "text/html"),
+        ("/dashboard.js", "/api/v1/meetings", "text/javascript"),
+        ("/dashboard.css", "font:", "text/css"),
+        ("/demo", "/demo.js", "text/html"),
+        ("/demo.js", "RTCPeerConnection", "text/javascript"),
+    ] {
+        let answer = send(&with_demo, get(uri)).await;
         assert_eq!(answer.status, StatusCode::OK, "{uri}");
         assert!(answer.headers[header::CONTENT_TYPE]
             .to_str()
             .unwrap()
-            .starts_with("text/html"));
+            .starts_with(content_type));
         assert!(
             answer.body.as_str().unwrap().contains(marker),
             "{uri} should mention {marker}"
         );
     }
-    let dashboard = send(&app, get("/")).await;
-    for panel in ["/api/v1/alerts", "/api/v1/turn-usage", "id=\"alerts\"", "id=\"turn\""] {
-        assert!(
-            dashboard.body.as_str().unwrap().contains(panel),
-            "dashboard lacks {panel}"
-        );
+    let dashboard = send(&app, get("/dashboard.js")).await;
+    let page = send(&app, get("/")).await;
+    for (text, panel) in [
+        (&dashboard, "/api/v1/alerts"),
+        (&dashboard, "/api/v1/turn-usage"),
+        (&dashboard, "/api/v1/stream-ticket"),
+        (&page, "id=\"alerts\""),
+        (&page, "id=\"turn\""),
+        (&page, "id=\"sign-out\""),
+    ] {
+        assert!(text.text.contains(panel), "dashboard lacks {panel}");
     }
     assert!(
         !dashboard.body.as_str().unwrap().contains("innerHTML"),

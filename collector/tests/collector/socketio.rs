@@ -56,7 +56,7 @@ fn parse(text: &str) -> Option<(u8, Option<u64>, Value)> {
     Some((kind - b'0', ack, data))
 }
 
-struct Client {
+pub(crate) struct Client {
     ws: Ws,
     next_ack: u64,
     /// Events received while waiting for something else.
@@ -66,7 +66,7 @@ struct Client {
 impl Client {
     /// Opens the Engine.IO session and connects to the namespace with `auth`; the `connect_error`
     /// data if refused.
-    async fn connect(addr: SocketAddr, auth: Value) -> Result<Client, Value> {
+    pub(crate) async fn connect(addr: SocketAddr, auth: Value) -> Result<Client, Value> {
         let url = format!("ws://{addr}/socket.io/?EIO=4&transport=websocket");
         let (ws, _) = tokio_tungstenite::connect_async(url).await.expect("engine.io connects");
         let mut client = Client {

@@ -27,10 +27,22 @@ async fn start(state: AppState) -> SocketAddr {
     addr
 }
 
+async fn ticket(addr: SocketAddr) -> String {
+    support::stream_ticket(addr, ADMIN_TOKEN).await
+}
+
 async fn connect(addr: SocketAddr) -> Socket {
-    let url = format!("ws://{addr}/api/v1/stream?token={ADMIN_TOKEN}");
+    let url = format!("ws://{addr}/api/v1/stream?ticket={}", ticket(addr).await);
     let (socket, _) = tokio_tungstenite::connect_async(url).await.expect("stream connects");
     socket
+}
+
+/// The status of a refused WebSocket handshake to `request`.
+async fn refused(request: impl tokio_tungstenite::tungstenite::client::IntoClientRequest + Unpin) -> u16 {
+    match tokio_tungstenite::connect_async(request).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => response.status().as_u16(),
+        other => panic!("expected a refusal, got {:?}", other.map(|(_, r)| r.status())),
+    }
 }
 
 async fn ingest(addr: SocketAddr, participant: &str, seq: u64, metrics: Value) {
@@ -159,33 +171,35 @@ async fn each_participant_has_its_own_window() {
 }
 
 #[tokio::test]
-async fn a_wrong_or_missing_token_is_refused_before_the_upgrade() {
+async fn a_wrong_missing_or_query_token_is_refused_before_the_upgrade() {
     let addr = start(AppState::for_tests(INGEST_KEY, ADMIN_TOKEN)).await;
     for url in [
-        format!("ws://{addr}/api/v1/stream?token=wrong"),
+        format!("ws://{addr}/api/v1/stream?ticket=wrong"),
         format!("ws://{addr}/api/v1/stream"),
-        // The ingest key is not an admin token.
-        format!("ws://{addr}/api/v1/stream?token={INGEST_KEY}"),
+        // The admin token never goes in a URL, where proxies log it: the old `?token=` is gone.
+        format!("ws://{addr}/api/v1/stream?token={ADMIN_TOKEN}"),
+        format!("ws://{addr}/api/v1/stream?ticket={ADMIN_TOKEN}"),
     ] {
-        match tokio_tungstenite::connect_async(url.clone()).await {
-            Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
-                assert_eq!(response.status(), 401, "{url}")
-            }
-            other => panic!("{url}: expected 401, got {:?}", other.map(|(_, r)| r.status())),
-        }
+        assert_eq!(refused(url.clone()).await, 401, "{url}");
     }
-    // A wrong bearer header is refused even with a right query token.
-    let mut request = format!("ws://{addr}/api/v1/stream?token={ADMIN_TOKEN}")
+    // A ticket needs the admin token; the ingest key is not one.
+    let status = reqwest::Client::new()
+        .post(format!("http://{addr}/api/v1/stream-ticket"))
+        .bearer_auth(INGEST_KEY)
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, 401);
+    // A wrong bearer header is refused even with a right ticket.
+    let mut request = format!("ws://{addr}/api/v1/stream?ticket={}", ticket(addr).await)
         .into_client_request()
         .unwrap();
     request
         .headers_mut()
         .insert("authorization", "Bearer wrong".parse().unwrap());
-    match tokio_tungstenite::connect_async(request).await {
-        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => assert_eq!(response.status(), 401),
-        other => panic!("expected 401, got {:?}", other.map(|(_, r)| r.status())),
-    }
-    // The right bearer header is accepted.
+    assert_eq!(refused(request).await, 401);
+    // The right bearer header is accepted (programs can set it).
     let mut request = format!("ws://{addr}/api/v1/stream").into_client_request().unwrap();
     request
         .headers_mut()
@@ -193,6 +207,15 @@ async fn a_wrong_or_missing_token_is_refused_before_the_upgrade() {
     tokio_tungstenite::connect_async(request)
         .await
         .expect("bearer accepted");
+}
+
+#[tokio::test]
+async fn a_stream_ticket_opens_the_stream_once() {
+    let addr = start(AppState::for_tests(INGEST_KEY, ADMIN_TOKEN)).await;
+    let ticket = ticket(addr).await;
+    let url = format!("ws://{addr}/api/v1/stream?ticket={ticket}");
+    let (_socket, _) = tokio_tungstenite::connect_async(url.clone()).await.expect("first use");
+    assert_eq!(refused(url).await, 401, "a ticket used twice");
 }
 
 #[tokio::test]

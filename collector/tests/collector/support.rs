@@ -65,3 +65,18 @@ pub async fn send(app: &vitals_collector::App, request: axum::http::Request<axum
         body,
     }
 }
+
+/// A stream ticket of `POST /api/v1/stream-ticket` at `addr`, as the dashboard asks for one.
+pub async fn stream_ticket(addr: std::net::SocketAddr, admin_token: &str) -> String {
+    let answer: serde_json::Value = reqwest::Client::new()
+        .post(format!("http://{addr}/api/v1/stream-ticket"))
+        .bearer_auth(admin_token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(answer["expires_in_ms"], 30_000);
+    answer["ticket"].as_str().unwrap().to_owned()
+}
