@@ -76,6 +76,9 @@ struct TabState {
     /// CDNs, fingerprinting scripts) is no meeting. The processor repeats its full snapshot
     /// until one is acknowledged, so the first event uploaded is complete.
     rtp_seen: bool,
+    /// Events the processor numbered before RTP flowed (never queued): later events are
+    /// numbered this much lower, so the uploaded numbers start at 1 without a gap.
+    skipped: u64,
 }
 
 /// The offscreen driver.
@@ -147,7 +150,15 @@ impl Driver {
                 self.forget_drained();
             }
             ToOffscreen::Config(settings) => {
+                let target_changed = (&settings.collector_url, &settings.ingest_key)
+                    != (&self.settings.collector_url, &self.settings.ingest_key);
                 self.settings = settings;
+                if target_changed {
+                    // A refused upload waits a minute; a fixed key or URL should not.
+                    self.uploads.retry_now();
+                    self.last_ok = None;
+                    self.last_error = None;
+                }
                 // Turning sending off discards the queue (the user's choice); a missing or
                 // refused collector URL keeps it.
                 if !self.sending() {
@@ -180,6 +191,7 @@ impl Driver {
             last_snapshot_ms: 0.0,
             next_tick_ms: None,
             rtp_seen: false,
+            skipped: 0,
         });
         if state.processor.is_none() {
             // A new call session: the tab is new, or it navigated and came back.
@@ -190,6 +202,7 @@ impl Driver {
             state.recorder = CallRecorder::default();
             state.next_tick_ms = None;
             state.rtp_seen = false;
+            state.skipped = 0;
         }
         state.url = url;
         state.last_snapshot_ms = at_ms;
@@ -219,7 +232,11 @@ impl Driver {
                     }
                     state.latest = live.then_some(m);
                 }
-                Output::Emit(event) if sending && state.rtp_seen => self.uploads.push(&state.session, tab, meeting_id(&state.url), event),
+                Output::Emit(mut event) if sending && state.rtp_seen => {
+                    event.seq -= state.skipped;
+                    self.uploads.push(&state.session, tab, meeting_id(&state.url), event)
+                }
+                Output::Emit(_) if sending => state.skipped += 1,
                 Output::NextTick { at_ms } => state.next_tick_ms = Some(at_ms),
                 Output::PeerMetrics(m) => state.recorder.record_peer(&m),
                 Output::Finding(change) => state.recorder.record_finding(&change),
@@ -262,9 +279,9 @@ impl Driver {
             .tabs
             .iter()
             .find(|(_, t)| t.processor.is_some() && t.session == session);
-        if let Some(tab) = feeding.map(|(id, _)| *id) {
+        if let Some((tab, skipped)) = feeding.map(|(id, t)| (*id, t.skipped)) {
             for seq in acked {
-                self.feed(tab, Input::Acked { seq });
+                self.feed(tab, Input::Acked { seq: seq + skipped });
             }
         }
     }
@@ -653,6 +670,18 @@ mod tests {
         assert_eq!((status.state.as_str(), status.queued, status.dropped), ("retrying", 1, 0));
         assert!(status.last_error.unwrap().contains("check the ingest key"));
         assert_eq!(d.effects(now(2.0)), vec![Effect::WakeAt(now(2.0) + crate::upload::REFUSED_BACKOFF_MS)]);
+        // The user fixes the key: the kept event goes at once.
+        d.handle(
+            ToOffscreen::Config(Settings {
+                ingest_key: "fixed".into(),
+                ..d.settings.clone()
+            }),
+            now(3.0),
+        );
+        let Effect::Post(retry) = d.effects(now(3.0)).remove(0) else {
+            panic!("expected the kept event to go once the key changed")
+        };
+        assert_eq!((retry.ingest_key.as_str(), retry.batch.events.len()), ("fixed", 1));
     }
 
     #[test]
@@ -846,8 +875,7 @@ mod tests {
         };
         let seqs: Vec<u64> = req.batch.events.iter().map(|e| e.seq).collect();
         assert!(seqs.len() > queued, "{seqs:?}");
-        // Numbers only grow (events from before media flowed again were never queued).
-        assert!(seqs.windows(2).all(|w| w[0] < w[1]), "no number twice: {seqs:?}");
+        assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>(), "no number twice, none skipped");
         assert!(req.batch.participant_id.starts_with("inst-4-"));
         assert!(req.batch.events.last().unwrap().full);
         d.upload_done(&req.session, UploadResult::Accepted(seqs), now(19.1));

@@ -131,6 +131,13 @@ impl UploadQueue {
         Some(batch)
     }
 
+    /// The next batch may go at once (the user changed the collector URL or key, so the
+    /// refusal that set the backoff may be fixed).
+    pub fn retry_now(&mut self) {
+        self.failures = 0;
+        self.retry_at_ms = 0.0;
+    }
+
     /// When a waiting retry is due, if one waits.
     pub fn retry_at(&self) -> Option<f64> {
         (self.in_flight.is_none() && !self.events.is_empty() && self.failures > 0).then_some(self.retry_at_ms)
@@ -390,6 +397,13 @@ impl Uploads {
             self.writes.push(StoreOp::Remove(store::dropped_key()));
         }
         self.forget_drained();
+    }
+
+    /// Every queue may post at once (see [`UploadQueue::retry_now`]).
+    pub fn retry_now(&mut self) {
+        for outbox in self.outboxes.values_mut() {
+            outbox.queue.retry_now();
+        }
     }
 
     /// The posts due now, one per session at most.
