@@ -105,7 +105,7 @@ async fn forged_messages_from_a_content_script_are_ignored() {
         client,
         "const [base, done] = arguments;
          (async () => {
-           const [tab] = await chrome.tabs.query({ url: base + '/*' });
+           const tab = (await chrome.tabs.query({})).find((t) => String(t.url).startsWith(base + '/'));
            const [{ result }] = await chrome.scripting.executeScript({
              target: { tabId: tab.id },
              func: async () => {
