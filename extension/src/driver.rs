@@ -667,9 +667,15 @@ mod tests {
         };
         d.upload_done(&req.session, UploadResult::from_status(401), now(2.0));
         let status = d.status();
-        assert_eq!((status.state.as_str(), status.queued, status.dropped), ("retrying", 1, 0));
+        assert_eq!(
+            (status.state.as_str(), status.queued, status.dropped),
+            ("retrying", 1, 0)
+        );
         assert!(status.last_error.unwrap().contains("check the ingest key"));
-        assert_eq!(d.effects(now(2.0)), vec![Effect::WakeAt(now(2.0) + crate::upload::REFUSED_BACKOFF_MS)]);
+        assert_eq!(
+            d.effects(now(2.0)),
+            vec![Effect::WakeAt(now(2.0) + crate::upload::REFUSED_BACKOFF_MS)]
+        );
         // The user fixes the key: the kept event goes at once.
         d.handle(
             ToOffscreen::Config(Settings {
@@ -692,10 +698,15 @@ mod tests {
             let t_s = f64::from(t);
             let mut poll = stats(4, "a", t_s, 100.0, "host");
             if let ToOffscreen::Stats { items, .. } = &mut poll {
-                items[0].reports.retain(|r| !matches!(r, RawReport::OutboundRtp(_) | RawReport::InboundRtp(_)));
+                items[0]
+                    .reports
+                    .retain(|r| !matches!(r, RawReport::OutboundRtp(_) | RawReport::InboundRtp(_)));
             }
             d.handle(poll, now(t_s));
-            assert!(!d.effects(now(t_s)).iter().any(|e| matches!(e, Effect::Post(_))), "at {t} s");
+            assert!(
+                !d.effects(now(t_s)).iter().any(|e| matches!(e, Effect::Post(_))),
+                "at {t} s"
+            );
         }
         assert_eq!(d.status().queued, 0);
         // Media starts: the session is uploaded from then on, with a full snapshot first.
@@ -721,7 +732,10 @@ mod tests {
                 0.0,
             );
             media_flowed(&mut d, 4);
-            assert!(!d.effects(now(2.0)).iter().any(|e| matches!(e, Effect::Post(_))), "{url}");
+            assert!(
+                !d.effects(now(2.0)).iter().any(|e| matches!(e, Effect::Post(_))),
+                "{url}"
+            );
             let status = d.status();
             assert_eq!((status.state.as_str(), status.queued), ("retrying", 1), "{url}");
             assert!(status.last_error.unwrap().contains("wait in the queue"));
@@ -875,7 +889,11 @@ mod tests {
         };
         let seqs: Vec<u64> = req.batch.events.iter().map(|e| e.seq).collect();
         assert!(seqs.len() > queued, "{seqs:?}");
-        assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>(), "no number twice, none skipped");
+        assert_eq!(
+            seqs,
+            (1..=seqs.len() as u64).collect::<Vec<_>>(),
+            "no number twice, none skipped"
+        );
         assert!(req.batch.participant_id.starts_with("inst-4-"));
         assert!(req.batch.events.last().unwrap().full);
         d.upload_done(&req.session, UploadResult::Accepted(seqs), now(19.1));

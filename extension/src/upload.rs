@@ -52,10 +52,12 @@ impl UploadResult {
     /// Classifies a collector's answer status (not 2xx, which carries the acknowledgement).
     pub fn from_status(status: u16) -> Self {
         match status {
-            400 => UploadResult::Rejected("Collector rejected a batch as malformed (400); its events were dropped".into()),
-            401 | 403 => UploadResult::Refused(format!(
-                "Collector refused the upload ({status}): check the ingest key"
-            )),
+            400 => {
+                UploadResult::Rejected("Collector rejected a batch as malformed (400); its events were dropped".into())
+            }
+            401 | 403 => {
+                UploadResult::Refused(format!("Collector refused the upload ({status}): check the ingest key"))
+            }
             404 => UploadResult::Refused("Collector refused the upload (404): check the collector URL".into()),
             413 => UploadResult::Refused("Collector refused the upload (413): the batch is too large for it".into()),
             408 | 429 => UploadResult::Failed(format!("collector answered {status}, retrying")),
@@ -637,7 +639,10 @@ mod tests {
         let mut q = UploadQueue::default();
         q.push(event(1));
         q.take_batch(0.0).unwrap();
-        assert_eq!(q.finish(&UploadResult::Failed("down".into()), 100.0), Finished::default());
+        assert_eq!(
+            q.finish(&UploadResult::Failed("down".into()), 100.0),
+            Finished::default()
+        );
         assert_eq!(q.retry_at(), Some(1_100.0));
         assert!(q.take_batch(1_000.0).is_none());
         q.take_batch(1_100.0).unwrap();
@@ -653,10 +658,16 @@ mod tests {
     fn statuses_are_classified_so_only_a_400_drops() {
         assert!(matches!(UploadResult::from_status(400), UploadResult::Rejected(_)));
         for status in [401, 403, 404, 413, 418] {
-            assert!(matches!(UploadResult::from_status(status), UploadResult::Refused(_)), "{status}");
+            assert!(
+                matches!(UploadResult::from_status(status), UploadResult::Refused(_)),
+                "{status}"
+            );
         }
         for status in [408, 429, 500, 503] {
-            assert!(matches!(UploadResult::from_status(status), UploadResult::Failed(_)), "{status}");
+            assert!(
+                matches!(UploadResult::from_status(status), UploadResult::Failed(_)),
+                "{status}"
+            );
         }
         let UploadResult::Refused(message) = UploadResult::from_status(401) else {
             unreachable!()
@@ -695,7 +706,10 @@ mod tests {
         up.finish(&s, &UploadResult::from_status(400), 1_100.0);
         disk.apply(&mut up);
         assert_eq!(up.dropped(), MAX_EVENTS_PER_BATCH as u64);
-        assert_eq!(disk.event_seqs(), vec![MAX_EVENTS_PER_BATCH as u64 + 1, MAX_EVENTS_PER_BATCH as u64 + 2]);
+        assert_eq!(
+            disk.event_seqs(),
+            vec![MAX_EVENTS_PER_BATCH as u64 + 1, MAX_EVENTS_PER_BATCH as u64 + 2]
+        );
         assert_eq!(disk.0[&store::dropped_key()], MAX_EVENTS_PER_BATCH.to_string());
         // The rest is sent at once, no backoff.
         assert_eq!(seqs(&up.take_batches(1_100.0)[0]).len(), 2);
@@ -709,7 +723,10 @@ mod tests {
         }
         up.take_batches(1_000.0).remove(0);
         // The collector holds 1 and 3 (and names a number that was never sent, ignored).
-        assert_eq!(up.finish(&s, &UploadResult::Accepted(vec![1, 3, 99]), 1_100.0), vec![1, 3]);
+        assert_eq!(
+            up.finish(&s, &UploadResult::Accepted(vec![1, 3, 99]), 1_100.0),
+            vec![1, 3]
+        );
         disk.apply(&mut up);
         assert_eq!(disk.event_seqs(), vec![2]);
         assert_eq!(up.queued(), 1);

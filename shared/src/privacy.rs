@@ -164,13 +164,28 @@ mod tests {
             collector_base(" http://127.0.0.1:7878/ ").as_deref(),
             Ok("http://127.0.0.1:7878")
         );
-        assert_eq!(collector_base("http://localhost:7878").as_deref(), Ok("http://localhost:7878"));
+        assert_eq!(
+            collector_base("http://localhost:7878").as_deref(),
+            Ok("http://localhost:7878")
+        );
         assert_eq!(collector_base("http://[::1]:7878").as_deref(), Ok("http://[::1]:7878"));
-        assert_eq!(collector_base("http://0x7f000001:7878").as_deref(), Ok("http://127.0.0.1:7878"));
-        for remote in ["http://vitals.example.com", "http://10.1.2.3:7878", "http://[2001:db8::1]/"] {
+        assert_eq!(
+            collector_base("http://0x7f000001:7878").as_deref(),
+            Ok("http://127.0.0.1:7878")
+        );
+        for remote in [
+            "http://vitals.example.com",
+            "http://10.1.2.3:7878",
+            "http://[2001:db8::1]/",
+        ] {
             assert_eq!(collector_base(remote), Err(CollectorUrlError::NeedsHttps), "{remote}");
         }
-        for bad in ["", "vitals.example.com", "ftp://vitals.example.com", "https://u:p@vitals.example.com"] {
+        for bad in [
+            "",
+            "vitals.example.com",
+            "ftp://vitals.example.com",
+            "https://u:p@vitals.example.com",
+        ] {
             assert_eq!(collector_base(bad), Err(CollectorUrlError::Invalid), "{bad}");
         }
     }

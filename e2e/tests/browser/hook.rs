@@ -534,7 +534,11 @@ async fn an_array_index_setter_sees_nothing_of_the_hook() {
     popup_shows_call(&popup).await;
     client.switch_to_window(call_tab).await.unwrap();
     let caught = run(client, "return window.caught.length;").await;
-    assert_eq!(caught, json!(0), "the page's Array.prototype setter received the hook's values");
+    assert_eq!(
+        caught,
+        json!(0),
+        "the page's Array.prototype setter received the hook's values"
+    );
     s.browser.quit().await;
 }
 
@@ -571,9 +575,9 @@ async fn a_connection_without_media_is_never_uploaded() {
     // ...for longer than the first event and a 10 s heartbeat take, and none reaches the collector.
     tokio::time::sleep(Duration::from_secs(14)).await;
     let meetings = s.collector.meetings().await;
-    let participants: usize = meetings["meetings"]
-        .as_array()
-        .map_or(0, |m| m.iter().map(|m| m["participants"].as_array().map_or(0, Vec::len)).sum());
+    let participants: usize = meetings["meetings"].as_array().map_or(0, |m| {
+        m.iter().map(|m| m["participants"].as_array().map_or(0, Vec::len)).sum()
+    });
     assert_eq!(participants, 0, "a connection without media was uploaded: {meetings}");
     // Media starts in the same tab: now it is a call, and it is uploaded.
     client.switch_to_window(call_tab).await.unwrap();

@@ -42,9 +42,9 @@ async fn wait_status(client: &Client, what: &str, pred: impl Fn(&Value) -> bool)
 
 async fn participants(collector: &Collector) -> usize {
     let meetings = collector.meetings().await;
-    meetings["meetings"]
-        .as_array()
-        .map_or(0, |m| m.iter().map(|m| m["participants"].as_array().map_or(0, Vec::len)).sum())
+    meetings["meetings"].as_array().map_or(0, |m| {
+        m.iter().map(|m| m["participants"].as_array().map_or(0, Vec::len)).sum()
+    })
 }
 
 async fn set_sync(client: &Client, values: Value) {
@@ -69,7 +69,10 @@ async fn a_refused_key_keeps_the_queue_until_it_is_fixed() {
     browser.open_demo(&collector.demo_url(None)).await;
     browser.open_popup().await;
     let refused = wait_status(client, "refused with events queued", |s| {
-        s["last_error"].as_str().is_some_and(|e| e.contains("check the ingest key")) && s["queued"].as_u64() > Some(0)
+        s["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("check the ingest key"))
+            && s["queued"].as_u64() > Some(0)
     })
     .await;
     assert_eq!(refused["dropped"], json!(0), "{refused}");
@@ -127,7 +130,11 @@ async fn forged_messages_from_a_content_script_are_ignored() {
     )
     .await;
     assert!(forged.get("error").is_none(), "{forged}");
-    assert_eq!(forged["ours"], json!("report"), "the popup's own question is answered: {forged}");
+    assert_eq!(
+        forged["ours"],
+        json!("report"),
+        "the popup's own question is answered: {forged}"
+    );
     assert_eq!(forged["forged"]["report"], Value::Null, "{forged}");
     assert_eq!(forged["forged"]["view"], Value::Null, "{forged}");
     assert_eq!(forged["forged"]["storage"], json!("refused"), "{forged}");

@@ -253,7 +253,10 @@ mod tests {
         let e = origin_pattern("http://vitals.example.com").unwrap_err();
         assert!(e.to_string().contains("must use https://"), "{e}");
         assert!(origin_pattern("http://10.1.2.3:7878").is_err());
-        assert_eq!(origin_pattern("http://127.0.0.1:7878").as_deref(), Ok("http://127.0.0.1/*"));
+        assert_eq!(
+            origin_pattern("http://127.0.0.1:7878").as_deref(),
+            Ok("http://127.0.0.1/*")
+        );
         assert!(origin_pattern("https://vitals.example.com").is_ok());
     }
 
