@@ -494,17 +494,25 @@ async fn hostile_page_cannot_disturb_the_pipeline() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dummy_connections_do_not_crowd_out_the_call() {
     let s = setup().await;
-    let client = s.browser.client();
-    client.goto(&format!("{}/plain.html", s.pages)).await.unwrap();
-    run(
-        client,
+    call_of_script_is_measured(
+        &s,
         "window.dummies = Array.from({ length: 70 }, () => new RTCPeerConnection()); startCall(RTCPeerConnection);",
     )
     .await;
+    s.browser.quit().await;
+}
+
+/// Runs `script` (which starts a call) on the plain page and waits for the popup to show the
+/// call; returns the call tab's handle, with the popup tab current.
+async fn call_of_script_is_measured(s: &Setup, script: &str) -> fantoccini::wd::WindowHandle {
+    let client = s.browser.client();
+    client.goto(&format!("{}/plain.html", s.pages)).await.unwrap();
+    run(client, script).await;
     wait_connected(client, "vitals.state").await;
+    let call_tab = client.window().await.unwrap();
     let popup = s.browser.open_popup().await;
     popup_shows_call(&popup).await;
-    s.browser.quit().await;
+    call_tab
 }
 
 /// A page's index setter on `Array.prototype` receives nothing the hook makes (its tracked
@@ -512,10 +520,8 @@ async fn dummy_connections_do_not_crowd_out_the_call() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_array_index_setter_sees_nothing_of_the_hook() {
     let s = setup().await;
-    let client = s.browser.client();
-    client.goto(&format!("{}/plain.html", s.pages)).await.unwrap();
-    run(
-        client,
+    let call_tab = call_of_script_is_measured(
+        &s,
         "window.caught = [];
          const ours = (v) => v !== null && typeof v === 'object' && (Object.getPrototypeOf(v) === null || 'kit' in v || 'reports' in v);
          for (const i of ['0', '1', '2']) {
@@ -528,10 +534,7 @@ async fn an_array_index_setter_sees_nothing_of_the_hook() {
          startCall(RTCPeerConnection);",
     )
     .await;
-    wait_connected(client, "vitals.state").await;
-    let call_tab = client.window().await.unwrap();
-    let popup = s.browser.open_popup().await;
-    popup_shows_call(&popup).await;
+    let client = s.browser.client();
     client.switch_to_window(call_tab).await.unwrap();
     let caught = run(client, "return window.caught.length;").await;
     assert_eq!(
