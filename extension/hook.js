@@ -2,7 +2,7 @@
 (() => {
   'use strict';
   // Everything the hook uses is saved now, before any page script can replace it.
-  const { apply, construct, get: reflectGet, defineProperty, getOwnPropertyDescriptor } = Reflect;
+  const { apply, construct, get: reflectGet, defineProperty, getOwnPropertyDescriptor, setPrototypeOf } = Reflect;
   const ProxyCtor = Proxy;
   const WeakRefCtor = typeof WeakRef === 'function' ? WeakRef : null;
   const weakRefDeref = WeakRefCtor && WeakRefCtor.prototype.deref;
@@ -11,6 +11,13 @@
   const objectCreate = Object.create;
   const hasOwn = Object.prototype.hasOwnProperty;
   const createNull = () => objectCreate(null);
+  // An array with no prototype: `a[a.length] = x` then always makes an own element, even when
+  // the page put an index setter on Array.prototype (which would otherwise receive x).
+  const list = () => {
+    const a = [];
+    setPrototypeOf(a, null);
+    return a;
+  };
   const setIntervalSaved = setInterval;
   const clearIntervalSaved = clearInterval;
   const random = Math.random;
@@ -59,7 +66,7 @@
   let timer = 0;
   // Tracked connections: {id, ref (WeakRef), kit (the realm's saved natives), busy}. An array
   // walked by index, so page changes to Map or Array methods cannot see or break it.
-  let tracked = [];
+  let tracked = list();
   // Every connection this hook has tracked or handed on (so that one is never tracked twice).
   const known = new WeakMapCtor();
   // The newer hook this one handed its connections to: {track, handover}, or null.
@@ -83,7 +90,7 @@
 
   const forget = (i) => {
     const entry = tracked[i];
-    const rest = [];
+    const rest = list();
     for (let j = 0; j < tracked.length; j++) if (j !== i) rest[rest.length] = tracked[j];
     tracked = rest;
     send({ type: 'closed', pc: entry.id });
@@ -118,8 +125,8 @@
   TARGETED.transport = true;
 
   const fullScan = (entry, report, size) => {
-    const out = [];
-    const ids = [];
+    const out = list();
+    const ids = list();
     const candidates = createNull();
     let targetable = true;
     apply(entry.kit.forEach, report, [(r) => {
@@ -139,7 +146,7 @@
   // The targeted fetch, or null when the report no longer matches the plan (then: a full scan).
   const targeted = (entry, report) => {
     const { kit, plan } = entry;
-    const out = [];
+    const out = list();
     for (let i = 0; i < plan.ids.length; i++) {
       const copy = copyOf(apply(kit.get, report, [plan.ids[i]]));
       if (!copy) return null;
@@ -199,7 +206,7 @@
 
   const poll = () => {
     if (round) flush(round);
-    const r = { items: [], waiting: 1, sent: false };
+    const r = { items: list(), waiting: 1, sent: false };
     round = r;
     for (let i = tracked.length - 1; i >= 0; i--) {
       const entry = tracked[i];
@@ -232,11 +239,29 @@
     settle(r, null); // the round's own count: sent now if nothing is pending
   };
 
+  // Whether a tracked connection never got going (collected, closed, or never given a remote
+  // description): a page cannot fill the slots with dummy connections and leave none for its
+  // call. Runs only when the slots are full and a connection is made, never per poll.
+  const idle = (entry) => {
+    const pc = deref(entry);
+    if (!pc || apply(entry.kit.signalingState, pc, []) === 'closed') return true;
+    return entry.kit.remoteDescription !== null && apply(entry.kit.remoteDescription, pc, []) === null;
+  };
+  // Forgets the oldest idle tracked connection; false when every one is in use.
+  const evictIdle = () => {
+    for (let i = 0; i < tracked.length; i++) {
+      let gone = false;
+      try { gone = idle(tracked[i]); } catch (_) { gone = true; }
+      if (gone) { forget(i); return true; }
+    }
+    return false;
+  };
+
   const track = (pc, kit) => {
     if (successor) { apply(successor.track, undefined, [pc]); return; }
     if (apply(weakMapGet, known, [pc]) !== undefined) return;
     apply(weakMapSet, known, [pc, true]);
-    if (tracked.length >= MAX_CONNECTIONS_PER_POLL) return;
+    if (tracked.length >= MAX_CONNECTIONS_PER_POLL && !evictIdle()) return;
     counter += 1;
     tracked[tracked.length] = {
       id: `${prefix}-${counter}`,
@@ -264,12 +289,12 @@
     if (successor) return apply(successor.handover, undefined, [nextTrack, nextHandover]);
     successor = { track: nextTrack, handover: nextHandover };
     if (timer) { clearIntervalSaved(timer); timer = 0; }
-    const pcs = [];
+    const pcs = list();
     for (let i = 0; i < tracked.length; i++) {
       const pc = deref(tracked[i]);
       if (pc) pcs[pcs.length] = pc;
     }
-    tracked = [];
+    tracked = list();
     round = null;
     port = null; // a poll still in flight sends nothing
     return pcs;
@@ -341,6 +366,7 @@
       signalingState: getter(Native.prototype, 'signalingState'),
       connectionState: getter(Native.prototype, 'connectionState'),
       iceConnectionState: getter(Native.prototype, 'iceConnectionState'),
+      remoteDescription: getter(Native.prototype, 'remoteDescription'),
       forEach: win.RTCStatsReport.prototype.forEach,
       get: win.RTCStatsReport.prototype.get,
       size: getOwnPropertyDescriptor(win.RTCStatsReport.prototype, 'size').get,

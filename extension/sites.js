@@ -25,7 +25,8 @@ function scriptsFor({ sites_mode: mode, sites }) {
     if (list.length === 0) return [];
     where = { matches: list, excludeMatches: [] };
   } else {
-    where = { matches: ['<all_urls>'], excludeMatches: mode === 'deny' ? list : [] };
+    // Every http(s) page: the host permission the manifest asks for (`*://*/*`).
+    where = { matches: ['*://*/*'], excludeMatches: mode === 'deny' ? list : [] };
   }
   return [
     { id: HOOK_ID, js: ['hook.js'], world: 'MAIN', ...COMMON, ...where },

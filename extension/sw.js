@@ -2,6 +2,14 @@
 import { watchSites } from './sites.js';
 import { adoptOpenTabs, coverageOf } from './adopt.js';
 
+// chrome.storage holds the collector URL, key and install id: only this extension's own pages and
+// worker may read or change it, never a content script (a page's isolated world, which a
+// compromised renderer controls; bridge.js needs no storage). Session storage is trusted-only by
+// default; local and sync are opened to content scripts unless restricted (Chromium 120+ accepts
+// the call for them; an older one refuses it, which leaves its default).
+for (const area of ['local', 'sync', 'session']) {
+  Promise.resolve().then(() => chrome.storage[area].setAccessLevel({ accessLevel: 'TRUSTED_CONTEXTS' })).catch(() => {});
+}
 watchSites(); // hook.js and bridge.js run on the sites the options page allows
 // Every start of this worker runs this; it does its work once per run of the extension
 // (install, update, reload, re-enable, browser start), on the tabs already open.

@@ -89,6 +89,12 @@ impl Collector {
         }
     }
 
+    /// The meeting id the extension uploads for this collector's page at `path` (the origin
+    /// without its port, the IP-literal host replaced: `privacy::meeting_id`).
+    pub fn meeting_id(&self, path: &str) -> String {
+        vitals_shared::privacy::meeting_id(&format!("{}{path}", self.base)).expect("an http URL")
+    }
+
     /// The demo call page, relayed through `turn` over `transport` when given.
     pub fn demo_url(&self, turn: Option<(&Turn, &str)>) -> String {
         match turn {

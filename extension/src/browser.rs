@@ -90,7 +90,7 @@ pub async fn post_batch(req: &PostRequest) -> UploadResult {
         .json(&req.batch)
     {
         Ok(r) => r,
-        Err(e) => return UploadResult::Refused(e.to_string()),
+        Err(e) => return UploadResult::Refused(format!("The upload could not be made: {e}")),
     };
     let response = match request.send().await {
         Ok(r) => r,
@@ -102,10 +102,8 @@ pub async fn post_batch(req: &PostRequest) -> UploadResult {
             Ok(ack) => UploadResult::Accepted(ack.accepted),
             Err(e) => UploadResult::Failed(format!("bad answer from the collector: {e}")),
         }
-    } else if status == 408 || status == 429 || status >= 500 {
-        UploadResult::Failed(format!("collector answered {status}"))
     } else {
-        UploadResult::Refused(format!("collector refused the batch: {status}"))
+        UploadResult::from_status(status)
     }
 }
 

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use vitals_shared::limits::valid_pc_id;
 use vitals_shared::messages::{Badge, CollectorState, CollectorStatus, Settings, TabView, ToOffscreen};
 use vitals_shared::metrics::TabMetrics;
-use vitals_shared::privacy::meeting_id;
+use vitals_shared::privacy::{collector_base, meeting_id};
 use vitals_shared::processor::{Input, Output, Processor, STALE_PC_MS};
 use vitals_shared::report::{CallRecorder, Report, REPORT_WINDOW_MS};
 use vitals_shared::wire::IngestBatch;
@@ -71,6 +71,14 @@ struct TabState {
     recorder: CallRecorder,
     last_snapshot_ms: f64,
     next_tick_ms: Option<f64>,
+    /// RTP flowed in this session (some interval sent or received media bytes). Until then its
+    /// events are not uploaded: a data-channel-only or media-less connection (WebTorrent, P2P
+    /// CDNs, fingerprinting scripts) is no meeting. The processor repeats its full snapshot
+    /// until one is acknowledged, so the first event uploaded is complete.
+    rtp_seen: bool,
+    /// Events the processor numbered before RTP flowed (never queued): later events are
+    /// numbered this much lower, so the uploaded numbers start at 1 without a gap.
+    skipped: u64,
 }
 
 /// The offscreen driver.
@@ -94,8 +102,21 @@ impl Driver {
         Self::default()
     }
 
+    /// The user turned sending on: events are queued (bounded) even while the collector URL is
+    /// missing or refused, and posted once it is usable.
     fn sending(&self) -> bool {
-        self.settings.sending && !self.settings.collector_url.trim().is_empty()
+        self.settings.sending
+    }
+
+    /// The ingest endpoint, or why events cannot go to the configured collector (none set, or
+    /// plain http to a remote host: see `privacy::collector_base`).
+    fn endpoint(&self) -> Result<String, String> {
+        if self.settings.collector_url.trim().is_empty() {
+            return Err("No collector URL is set: events wait in the queue.".into());
+        }
+        collector_base(&self.settings.collector_url)
+            .map(|base| format!("{base}/api/v1/ingest"))
+            .map_err(|e| format!("{e} Events wait in the queue."))
     }
 
     /// Handles one message; returns the answer to a question.
@@ -129,7 +150,17 @@ impl Driver {
                 self.forget_drained();
             }
             ToOffscreen::Config(settings) => {
+                let target_changed = (&settings.collector_url, &settings.ingest_key)
+                    != (&self.settings.collector_url, &self.settings.ingest_key);
                 self.settings = settings;
+                if target_changed {
+                    // A refused upload waits a minute; a fixed key or URL should not.
+                    self.uploads.retry_now();
+                    self.last_ok = None;
+                    self.last_error = None;
+                }
+                // Turning sending off discards the queue (the user's choice); a missing or
+                // refused collector URL keeps it.
                 if !self.sending() {
                     self.uploads.clear();
                     self.last_ok = None;
@@ -159,6 +190,8 @@ impl Driver {
             recorder: CallRecorder::default(),
             last_snapshot_ms: 0.0,
             next_tick_ms: None,
+            rtp_seen: false,
+            skipped: 0,
         });
         if state.processor.is_none() {
             // A new call session: the tab is new, or it navigated and came back.
@@ -168,6 +201,8 @@ impl Driver {
                 .open_session(tab, meeting_id(&url).as_deref(), at_ms, at_ms);
             state.recorder = CallRecorder::default();
             state.next_tick_ms = None;
+            state.rtp_seen = false;
+            state.skipped = 0;
         }
         state.url = url;
         state.last_snapshot_ms = at_ms;
@@ -191,12 +226,17 @@ impl Driver {
         while let Some(out) = processor.poll_output() {
             match out {
                 Output::TabMetrics(m) => {
+                    state.rtp_seen |= m.figures.bitrate_kbps().is_some_and(|kbps| kbps > 0.0);
                     if live {
                         state.recorder.record_tab(&m);
                     }
                     state.latest = live.then_some(m);
                 }
-                Output::Emit(event) if sending => self.uploads.push(&state.session, tab, meeting_id(&state.url), event),
+                Output::Emit(mut event) if sending && state.rtp_seen => {
+                    event.seq -= state.skipped;
+                    self.uploads.push(&state.session, tab, meeting_id(&state.url), event)
+                }
+                Output::Emit(_) if sending => state.skipped += 1,
                 Output::NextTick { at_ms } => state.next_tick_ms = Some(at_ms),
                 Output::PeerMetrics(m) => state.recorder.record_peer(&m),
                 Output::Finding(change) => state.recorder.record_finding(&change),
@@ -229,7 +269,7 @@ impl Driver {
                 self.last_ok = Some(true);
                 self.last_error = None;
             }
-            UploadResult::Refused(e) | UploadResult::Failed(e) => {
+            UploadResult::Rejected(e) | UploadResult::Refused(e) | UploadResult::Failed(e) => {
                 self.last_ok = Some(false);
                 self.last_error = Some(e.clone());
             }
@@ -239,9 +279,9 @@ impl Driver {
             .tabs
             .iter()
             .find(|(_, t)| t.processor.is_some() && t.session == session);
-        if let Some(tab) = feeding.map(|(id, _)| *id) {
+        if let Some((tab, skipped)) = feeding.map(|(id, t)| (*id, t.skipped)) {
             for seq in acked {
-                self.feed(tab, Input::Acked { seq });
+                self.feed(tab, Input::Acked { seq: seq + skipped });
             }
         }
     }
@@ -288,11 +328,7 @@ impl Driver {
     pub fn effects(&mut self, now_ms: f64) -> Vec<Effect> {
         let mut effects = Vec::new();
         self.uploads.expire(now_ms);
-        if self.sending() {
-            let endpoint = format!(
-                "{}/api/v1/ingest",
-                self.settings.collector_url.trim().trim_end_matches('/')
-            );
+        if let (true, Ok(endpoint)) = (self.sending(), self.endpoint()) {
             let install = if self.settings.install_id.is_empty() {
                 "anonymous"
             } else {
@@ -332,18 +368,24 @@ impl Driver {
 
     /// The collector connection as the popup shows it.
     pub fn status(&self) -> CollectorStatus {
-        let state = match (self.sending(), self.last_ok) {
-            (false, _) => CollectorState::Off,
-            (true, None) => CollectorState::Connecting,
-            (true, Some(true)) => CollectorState::Connected,
-            (true, Some(false)) => CollectorState::Retrying,
+        let endpoint = self.endpoint();
+        let state = match (self.sending(), &endpoint, self.last_ok) {
+            (false, _, _) => CollectorState::Off,
+            (true, Err(_), _) => CollectorState::Retrying,
+            (true, Ok(_), None) => CollectorState::Connecting,
+            (true, Ok(_), Some(true)) => CollectorState::Connected,
+            (true, Ok(_), Some(false)) => CollectorState::Retrying,
+        };
+        let last_error = match (self.sending(), endpoint) {
+            (true, Err(why)) => Some(why),
+            _ => self.last_error.clone(),
         };
         CollectorStatus {
             state,
             queued: self.uploads.queued(),
             dropped: self.uploads.dropped(),
             sent: self.sent,
-            last_error: self.last_error.clone(),
+            last_error,
         }
     }
 
@@ -568,24 +610,30 @@ mod tests {
         assert!(d.tabs.values().all(|t| t.recorder.is_empty()));
     }
 
+    /// Tab `tab`'s connection "a" polled at 1 s and 2 s: media flowed over the interval.
+    fn media_flowed(d: &mut Driver, tab: i64) {
+        d.handle(stats(tab, "a", 1.0, 100.0, "host"), now(1.0));
+        d.handle(stats(tab, "a", 2.0, 100.0, "host"), now(2.0));
+    }
+
     #[test]
     fn events_are_posted_and_acked() {
         let mut d = configured();
-        d.handle(stats(4, "a", 1.0, 100.0, "host"), now(1.0));
-        let effects = d.effects(now(1.0));
+        media_flowed(&mut d, 4);
+        let effects = d.effects(now(2.0));
         let Some(Effect::Post(req)) = effects.first() else {
             panic!("expected a post, got {effects:?}")
         };
         assert_eq!(req.endpoint, "http://127.0.0.1:7878/api/v1/ingest");
         assert_eq!(req.ingest_key, "k");
-        assert_eq!(req.batch.meeting_id, "http://127.0.0.1:8000/demo");
+        assert_eq!(req.batch.meeting_id, "http://ip-literal/demo");
         assert!(req.batch.participant_id.starts_with("inst-4-"));
         assert_eq!(req.batch.label.as_deref(), Some("Alice"));
         assert!(req.batch.events[0].full);
         let seqs: Vec<u64> = req.batch.events.iter().map(|e| e.seq).collect();
         // Nothing else goes while the batch is in flight.
-        assert!(!d.effects(now(1.0)).iter().any(|e| matches!(e, Effect::Post(_))));
-        d.upload_done(&req.session, UploadResult::Accepted(seqs), now(1.1));
+        assert!(!d.effects(now(2.0)).iter().any(|e| matches!(e, Effect::Post(_))));
+        d.upload_done(&req.session, UploadResult::Accepted(seqs), now(2.1));
         let status = d.status();
         assert_eq!((status.state.as_str(), status.queued, status.sent), ("connected", 0, 1));
     }
@@ -593,21 +641,118 @@ mod tests {
     #[test]
     fn failed_posts_wait_for_the_backoff() {
         let mut d = configured();
-        d.handle(stats(4, "a", 1.0, 100.0, "host"), now(1.0));
-        let Effect::Post(req) = d.effects(now(1.0)).remove(0) else {
+        media_flowed(&mut d, 4);
+        let Effect::Post(req) = d.effects(now(2.0)).remove(0) else {
             panic!("expected a post")
         };
         d.upload_done(
             &req.session,
             UploadResult::Failed("connection refused".into()),
-            now(1.0),
+            now(2.0),
         );
-        let effects = d.effects(now(1.0));
-        assert_eq!(effects, vec![Effect::WakeAt(now(1.0) + 1000.0)]);
+        let effects = d.effects(now(2.0));
+        assert_eq!(effects, vec![Effect::WakeAt(now(2.0) + 1000.0)]);
         assert_eq!(d.status().state, "retrying");
         assert_eq!(d.status().queued, 1);
-        d.tick(now(2.0));
-        assert!(matches!(d.effects(now(2.0))[0], Effect::Post(_)));
+        d.tick(now(3.0));
+        assert!(matches!(d.effects(now(3.0))[0], Effect::Post(_)));
+    }
+
+    #[test]
+    fn a_refused_upload_keeps_the_queue_and_says_what_to_fix() {
+        let mut d = configured();
+        media_flowed(&mut d, 4);
+        let Effect::Post(req) = d.effects(now(2.0)).remove(0) else {
+            panic!("expected a post")
+        };
+        d.upload_done(&req.session, UploadResult::from_status(401), now(2.0));
+        let status = d.status();
+        assert_eq!(
+            (status.state.as_str(), status.queued, status.dropped),
+            ("retrying", 1, 0)
+        );
+        assert!(status.last_error.unwrap().contains("check the ingest key"));
+        assert_eq!(
+            d.effects(now(2.0)),
+            vec![Effect::WakeAt(now(2.0) + crate::upload::REFUSED_BACKOFF_MS)]
+        );
+        // The user fixes the key: the kept event goes at once.
+        d.handle(
+            ToOffscreen::Config(Settings {
+                ingest_key: "fixed".into(),
+                ..d.settings.clone()
+            }),
+            now(3.0),
+        );
+        let Effect::Post(retry) = d.effects(now(3.0)).remove(0) else {
+            panic!("expected the kept event to go once the key changed")
+        };
+        assert_eq!((retry.ingest_key.as_str(), retry.batch.events.len()), ("fixed", 1));
+    }
+
+    #[test]
+    fn a_connection_without_media_is_never_uploaded() {
+        let mut d = configured();
+        // A data-channel-only connection: a transport and a candidate pair, no RTP.
+        for t in 1..=30 {
+            let t_s = f64::from(t);
+            let mut poll = stats(4, "a", t_s, 100.0, "host");
+            if let ToOffscreen::Stats { items, .. } = &mut poll {
+                items[0]
+                    .reports
+                    .retain(|r| !matches!(r, RawReport::OutboundRtp(_) | RawReport::InboundRtp(_)));
+            }
+            d.handle(poll, now(t_s));
+            assert!(
+                !d.effects(now(t_s)).iter().any(|e| matches!(e, Effect::Post(_))),
+                "at {t} s"
+            );
+        }
+        assert_eq!(d.status().queued, 0);
+        // Media starts: the session is uploaded from then on, with a full snapshot first.
+        d.handle(stats(4, "a", 31.0, 100.0, "host"), now(31.0));
+        d.handle(stats(4, "a", 32.0, 100.0, "host"), now(32.0));
+        let posted = d.effects(now(32.0)).into_iter().find_map(|e| match e {
+            Effect::Post(req) => Some(req),
+            _ => None,
+        });
+        assert!(posted.expect("a post once media flows").batch.events[0].full);
+    }
+
+    #[test]
+    fn a_missing_or_plain_http_remote_collector_keeps_the_queue() {
+        for url in ["", "http://vitals.example.com"] {
+            let mut d = Driver::new();
+            d.handle(
+                ToOffscreen::Config(Settings {
+                    collector_url: url.into(),
+                    sending: true,
+                    ..Settings::default()
+                }),
+                0.0,
+            );
+            media_flowed(&mut d, 4);
+            assert!(
+                !d.effects(now(2.0)).iter().any(|e| matches!(e, Effect::Post(_))),
+                "{url}"
+            );
+            let status = d.status();
+            assert_eq!((status.state.as_str(), status.queued), ("retrying", 1), "{url}");
+            assert!(status.last_error.unwrap().contains("wait in the queue"));
+            // The user sets a usable collector: the kept events go.
+            d.handle(
+                ToOffscreen::Config(Settings {
+                    collector_url: "https://vitals.example.com".into(),
+                    sending: true,
+                    ..Settings::default()
+                }),
+                now(3.0),
+            );
+            let Effect::Post(req) = d.effects(now(3.0)).remove(0) else {
+                panic!("expected a post")
+            };
+            assert_eq!(req.endpoint, "https://vitals.example.com/api/v1/ingest");
+        }
     }
 
     #[test]
@@ -621,16 +766,16 @@ mod tests {
     #[test]
     fn a_gone_tab_keeps_its_queue_until_it_drains() {
         let mut d = configured();
-        d.handle(stats(4, "a", 1.0, 100.0, "host"), now(1.0));
-        let Effect::Post(req) = d.effects(now(1.0)).remove(0) else {
+        media_flowed(&mut d, 4);
+        let Effect::Post(req) = d.effects(now(2.0)).remove(0) else {
             panic!("expected a post")
         };
-        d.handle(ToOffscreen::TabGone { tab: 4 }, now(1.1));
+        d.handle(ToOffscreen::TabGone { tab: 4 }, now(2.1));
         assert_eq!(d.status().queued, 1);
         d.upload_done(
             &req.session,
             UploadResult::Accepted(vec![req.batch.events[0].seq]),
-            now(1.2),
+            now(2.2),
         );
         assert_eq!(d.status().queued, 0);
         assert!(d.tabs.is_empty());
@@ -744,7 +889,11 @@ mod tests {
         };
         let seqs: Vec<u64> = req.batch.events.iter().map(|e| e.seq).collect();
         assert!(seqs.len() > queued, "{seqs:?}");
-        assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>(), "no number twice");
+        assert_eq!(
+            seqs,
+            (1..=seqs.len() as u64).collect::<Vec<_>>(),
+            "no number twice, none skipped"
+        );
         assert!(req.batch.participant_id.starts_with("inst-4-"));
         assert!(req.batch.events.last().unwrap().full);
         d.upload_done(&req.session, UploadResult::Accepted(seqs), now(19.1));
@@ -755,6 +904,7 @@ mod tests {
     fn idle_is_said_a_while_after_the_last_call_and_later_while_uploads_wait() {
         let mut d = configured();
         d.restore(Vec::new(), now(0.0));
+        d.handle(stats(4, "a", 0.0, 100.0, "host"), now(0.0));
         d.handle(stats(4, "a", 1.0, 100.0, "host"), now(1.0));
         let Effect::Post(req) = d.effects(now(1.0)).remove(0) else {
             panic!("expected a post")
@@ -771,6 +921,7 @@ mod tests {
         assert!(idle(d.effects(later)), "and again later");
 
         // A new call, and the collector goes down: its events keep the document open longer.
+        d.handle(stats(5, "b", 99.0, 100.0, "host"), now(99.0));
         d.handle(stats(5, "b", 100.0, 100.0, "host"), now(100.0));
         assert!(!idle(settle_failing(&mut d, now(100.0) + IDLE_AFTER_MS)));
         assert!(d.status().queued > 0);

@@ -28,16 +28,52 @@ pub const RESUME_MS: f64 = 30_000.0;
 /// First retry delay after a failure, doubled per further failure up to [`MAX_BACKOFF_MS`].
 pub const BASE_BACKOFF_MS: f64 = 1_000.0;
 pub const MAX_BACKOFF_MS: f64 = 60_000.0;
+/// Delay before retrying after the collector refused the upload as a whole (401, 403, 404,
+/// 413, ...): a key or URL the user has to fix, so asking again every second would only spam it.
+pub const REFUSED_BACKOFF_MS: f64 = 60_000.0;
 
 /// How an upload ended.
 #[derive(Debug, Clone, PartialEq)]
 pub enum UploadResult {
-    /// 2xx: the collector holds these sequence numbers.
+    /// 2xx: the collector holds these sequence numbers (others of the batch stay queued).
     Accepted(Vec<u64>),
-    /// The collector refused the batch for good (4xx other than 408 and 429): retrying cannot help.
+    /// 400: the collector found this batch malformed; retrying it cannot help, so its events
+    /// are dropped and counted.
+    Rejected(String),
+    /// The collector refused the upload as a whole (401, 403, 404, 413, another 4xx, or a
+    /// request that could not be built): the queue is kept and retried after
+    /// [`REFUSED_BACKOFF_MS`], until the user fixes the key or URL.
     Refused(String),
     /// Network error, 5xx, 408 or 429: try again later.
     Failed(String),
+}
+
+impl UploadResult {
+    /// Classifies a collector's answer status (not 2xx, which carries the acknowledgement).
+    pub fn from_status(status: u16) -> Self {
+        match status {
+            400 => {
+                UploadResult::Rejected("Collector rejected a batch as malformed (400); its events were dropped".into())
+            }
+            401 | 403 => {
+                UploadResult::Refused(format!("Collector refused the upload ({status}): check the ingest key"))
+            }
+            404 => UploadResult::Refused("Collector refused the upload (404): check the collector URL".into()),
+            413 => UploadResult::Refused("Collector refused the upload (413): the batch is too large for it".into()),
+            408 | 429 => UploadResult::Failed(format!("collector answered {status}, retrying")),
+            s if s >= 500 => UploadResult::Failed(format!("collector answered {status}, retrying")),
+            _ => UploadResult::Refused(format!("Collector refused the upload ({status})")),
+        }
+    }
+}
+
+/// What happened to a finished batch's events.
+#[derive(Debug, Default, PartialEq)]
+pub struct Finished {
+    /// Acknowledged by the collector: they leave the queue.
+    pub acked: Vec<u64>,
+    /// Rejected with their batch: they leave the queue and count as dropped.
+    pub rejected: Vec<u64>,
 }
 
 /// Delay before the retry that follows `failures` consecutive failures.
@@ -97,38 +133,65 @@ impl UploadQueue {
         Some(batch)
     }
 
+    /// The next batch may go at once (the user changed the collector URL or key, so the
+    /// refusal that set the backoff may be fixed).
+    pub fn retry_now(&mut self) {
+        self.failures = 0;
+        self.retry_at_ms = 0.0;
+    }
+
     /// When a waiting retry is due, if one waits.
     pub fn retry_at(&self) -> Option<f64> {
         (self.in_flight.is_none() && !self.events.is_empty() && self.failures > 0).then_some(self.retry_at_ms)
     }
 
-    /// The in-flight batch ended. Accepted and refused batches leave the queue (a batch the
-    /// collector answered but did not fully accept would never be); failed ones stay for a retry.
-    /// Returns the sequence numbers that left.
-    pub fn finish(&mut self, result: &UploadResult, now_ms: f64) -> Vec<u64> {
+    /// The in-flight batch ended. Only the sequence numbers the collector acknowledged leave on
+    /// a 2xx (a sent event it did not acknowledge is retried after the backoff); a rejected
+    /// (400) batch leaves whole; refused and failed ones stay for a retry, refused ones slowly.
+    pub fn finish(&mut self, result: &UploadResult, now_ms: f64) -> Finished {
         let Some(sent) = self.in_flight.take() else {
-            return Vec::new();
+            return Finished::default();
         };
+        let mut finished = Finished::default();
         match result {
-            UploadResult::Accepted(_) | UploadResult::Refused(_) => {
-                let mut left = Vec::new();
-                self.events.retain(|e| {
-                    let keep = !sent.contains(&e.seq);
-                    if !keep {
-                        left.push(e.seq);
-                    }
-                    keep
-                });
+            UploadResult::Accepted(acked) => {
+                finished.acked = self.remove(|seq| sent.contains(&seq) && acked.contains(&seq));
+                if finished.acked.len() < sent.len() {
+                    self.failures = self.failures.saturating_add(1);
+                    self.retry_at_ms = now_ms + backoff_ms(self.failures);
+                } else {
+                    self.failures = 0;
+                    self.retry_at_ms = 0.0;
+                }
+            }
+            UploadResult::Rejected(_) => {
+                finished.rejected = self.remove(|seq| sent.contains(&seq));
                 self.failures = 0;
                 self.retry_at_ms = 0.0;
-                left
+            }
+            UploadResult::Refused(_) => {
+                self.failures = self.failures.saturating_add(1);
+                self.retry_at_ms = now_ms + REFUSED_BACKOFF_MS;
             }
             UploadResult::Failed(_) => {
                 self.failures = self.failures.saturating_add(1);
                 self.retry_at_ms = now_ms + backoff_ms(self.failures);
-                Vec::new()
             }
         }
+        finished
+    }
+
+    /// Removes the queued events whose sequence number `leaves`; returns their numbers.
+    fn remove(&mut self, leaves: impl Fn(u64) -> bool) -> Vec<u64> {
+        let mut left = Vec::new();
+        self.events.retain(|e| {
+            let keep = !leaves(e.seq);
+            if !keep {
+                left.push(e.seq);
+            }
+            keep
+        });
+        left
     }
 }
 
@@ -338,6 +401,13 @@ impl Uploads {
         self.forget_drained();
     }
 
+    /// Every queue may post at once (see [`UploadQueue::retry_now`]).
+    pub fn retry_now(&mut self) {
+        for outbox in self.outboxes.values_mut() {
+            outbox.queue.retry_now();
+        }
+    }
+
     /// The posts due now, one per session at most.
     pub fn take_batches(&mut self, now_ms: f64) -> Vec<Batch> {
         self.outboxes
@@ -358,17 +428,26 @@ impl Uploads {
         let Some(outbox) = self.outboxes.get_mut(session) else {
             return Vec::new();
         };
-        for seq in outbox.queue.finish(result, now_ms) {
-            self.writes.push(StoreOp::Remove(store::event_key(session, seq)));
-        }
-        let acked = match result {
-            UploadResult::Accepted(seqs) if outbox.live => seqs
+        let finished = outbox.queue.finish(result, now_ms);
+        let acked = if outbox.live {
+            finished
+                .acked
                 .iter()
                 .filter(|s| **s > outbox.base)
                 .map(|s| s - outbox.base)
-                .collect(),
-            _ => Vec::new(),
+                .collect()
+        } else {
+            Vec::new()
         };
+        for seq in &finished.acked {
+            self.writes.push(StoreOp::Remove(store::event_key(session, *seq)));
+        }
+        for seq in &finished.rejected {
+            self.drop_event(session, *seq);
+        }
+        if !finished.rejected.is_empty() {
+            self.write_dropped();
+        }
         self.forget_drained();
         acked
     }
@@ -390,7 +469,7 @@ impl Uploads {
         self.outboxes.values().any(|o| o.queue.in_flight())
     }
 
-    /// Events the bounds evicted.
+    /// Events the bounds evicted or the collector rejected (400).
     pub fn dropped(&self) -> u64 {
         self.dropped
     }
@@ -550,7 +629,7 @@ mod tests {
         assert_eq!(batch.len(), 2);
         q.push(event(3));
         assert!(q.take_batch(0.0).is_none(), "a second batch while one is in flight");
-        assert_eq!(q.finish(&UploadResult::Accepted(vec![1, 2]), 10.0), vec![1, 2]);
+        assert_eq!(q.finish(&UploadResult::Accepted(vec![1, 2]), 10.0).acked, vec![1, 2]);
         let batch = q.take_batch(10.0).unwrap();
         assert_eq!(batch.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![3]);
     }
@@ -560,7 +639,10 @@ mod tests {
         let mut q = UploadQueue::default();
         q.push(event(1));
         q.take_batch(0.0).unwrap();
-        assert!(q.finish(&UploadResult::Failed("down".into()), 100.0).is_empty());
+        assert_eq!(
+            q.finish(&UploadResult::Failed("down".into()), 100.0),
+            Finished::default()
+        );
         assert_eq!(q.retry_at(), Some(1_100.0));
         assert!(q.take_batch(1_000.0).is_none());
         q.take_batch(1_100.0).unwrap();
@@ -573,12 +655,83 @@ mod tests {
     }
 
     #[test]
-    fn refused_batches_are_not_retried() {
-        let mut q = UploadQueue::default();
-        q.push(event(1));
-        q.take_batch(0.0).unwrap();
-        q.finish(&UploadResult::Refused("400".into()), 1.0);
-        assert!(q.is_empty());
+    fn statuses_are_classified_so_only_a_400_drops() {
+        assert!(matches!(UploadResult::from_status(400), UploadResult::Rejected(_)));
+        for status in [401, 403, 404, 413, 418] {
+            assert!(
+                matches!(UploadResult::from_status(status), UploadResult::Refused(_)),
+                "{status}"
+            );
+        }
+        for status in [408, 429, 500, 503] {
+            assert!(
+                matches!(UploadResult::from_status(status), UploadResult::Failed(_)),
+                "{status}"
+            );
+        }
+        let UploadResult::Refused(message) = UploadResult::from_status(401) else {
+            unreachable!()
+        };
+        assert!(message.contains("check the ingest key"), "{message}");
+    }
+
+    #[test]
+    fn a_refused_upload_keeps_the_queue_and_retries_slowly() {
+        let (mut disk, mut up, s) = first_call();
+        up.push(&s, 4, Some(MEETING.into()), event(1));
+        up.push(&s, 4, Some(MEETING.into()), event(2));
+        up.take_batches(1_000.0).remove(0);
+        let refused = UploadResult::from_status(401);
+        assert!(up.finish(&s, &refused, 1_100.0).is_empty());
+        disk.apply(&mut up);
+        assert_eq!(disk.event_seqs(), vec![1, 2], "still stored");
+        assert_eq!((up.queued(), up.dropped()), (2, 0));
+        assert_eq!(up.retry_at(), Some(1_100.0 + REFUSED_BACKOFF_MS));
+        assert!(up.take_batches(1_100.0 + REFUSED_BACKOFF_MS - 1.0).is_empty());
+        // The key is fixed: the same events go on the next retry and leave once acknowledged.
+        let batch = up.take_batches(1_100.0 + REFUSED_BACKOFF_MS).remove(0);
+        assert_eq!(seqs(&batch), vec![1, 2]);
+        up.finish(&s, &UploadResult::Accepted(vec![1, 2]), 70_000.0);
+        assert_eq!(up.queued(), 0);
+    }
+
+    #[test]
+    fn a_rejected_batch_alone_is_dropped_and_counted() {
+        let (mut disk, mut up, s) = first_call();
+        for seq in 1..=(MAX_EVENTS_PER_BATCH as u64 + 2) {
+            up.push(&s, 4, Some(MEETING.into()), event(seq));
+        }
+        let batch = up.take_batches(1_000.0).remove(0);
+        assert_eq!(batch.events.len(), MAX_EVENTS_PER_BATCH);
+        up.finish(&s, &UploadResult::from_status(400), 1_100.0);
+        disk.apply(&mut up);
+        assert_eq!(up.dropped(), MAX_EVENTS_PER_BATCH as u64);
+        assert_eq!(
+            disk.event_seqs(),
+            vec![MAX_EVENTS_PER_BATCH as u64 + 1, MAX_EVENTS_PER_BATCH as u64 + 2]
+        );
+        assert_eq!(disk.0[&store::dropped_key()], MAX_EVENTS_PER_BATCH.to_string());
+        // The rest is sent at once, no backoff.
+        assert_eq!(seqs(&up.take_batches(1_100.0)[0]).len(), 2);
+    }
+
+    #[test]
+    fn a_2xx_removes_only_the_acknowledged_events() {
+        let (mut disk, mut up, s) = first_call();
+        for seq in 1..=3 {
+            up.push(&s, 4, Some(MEETING.into()), event(seq));
+        }
+        up.take_batches(1_000.0).remove(0);
+        // The collector holds 1 and 3 (and names a number that was never sent, ignored).
+        assert_eq!(
+            up.finish(&s, &UploadResult::Accepted(vec![1, 3, 99]), 1_100.0),
+            vec![1, 3]
+        );
+        disk.apply(&mut up);
+        assert_eq!(disk.event_seqs(), vec![2]);
+        assert_eq!(up.queued(), 1);
+        let retry = up.retry_at().expect("the unacknowledged event is retried");
+        assert_eq!(seqs(&up.take_batches(retry)[0]), vec![2]);
     }
 
     #[test]

@@ -482,7 +482,7 @@ async fn each_condition_is_diagnosed_reaches_the_collector_and_resolves_and_a_cl
         calls.push(Call {
             window,
             tab: 0,
-            meeting: format!("{}/diag/{}", collector.base, c.name),
+            meeting: collector.meeting_id(&format!("/diag/{}", c.name)),
             proxy,
         });
     }
@@ -647,7 +647,7 @@ async fn each_condition_is_diagnosed_reaches_the_collector_and_resolves_and_a_cl
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(300);
-    let clean_meeting = format!("{}/diag/clean", collector.base);
+    let clean_meeting = collector.meeting_id("/diag/clean");
     let mut weighed_from: Option<(Instant, WireBytes)> = None;
     while clean_started.elapsed() < Duration::from_secs(clean_secs) {
         let views = findings_of(client, &all_tabs[..1]).await;
@@ -729,7 +729,7 @@ async fn a_cpu_limited_encoder_is_diagnosed_and_resolves() {
         .find(|(_, url)| url.ends_with("/diag/cpu"))
         .expect("the call's tab")
         .0;
-    let meeting = format!("{}/diag/cpu", collector.base);
+    let meeting = collector.meeting_id("/diag/cpu");
     let overuse_starts = Duration::from_millis(OVERUSE.0);
     let overuse_ends = Duration::from_millis(OVERUSE.0 + OVERUSE.1);
     let (mut reported, mut ended, mut raised, mut cleared) = (None, None, None, None);

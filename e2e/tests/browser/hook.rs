@@ -97,7 +97,7 @@ async fn serve_pages() -> String {
 pub(crate) struct Setup {
     pub(crate) pages: String,
     pub(crate) browser: Browser,
-    pub(crate) _collector: Collector,
+    pub(crate) collector: Collector,
 }
 
 pub(crate) async fn setup() -> Setup {
@@ -107,7 +107,7 @@ pub(crate) async fn setup() -> Setup {
     Setup {
         pages,
         browser,
-        _collector: collector,
+        collector,
     }
 }
 
@@ -490,5 +490,107 @@ async fn hostile_page_cannot_disturb_the_pipeline() {
         json!([0, "undefined"]),
         "page content was rendered in the popup"
     );
+    s.browser.quit().await;
+}
+
+/// A page that makes more idle connections than the hook polls (64) before its call: the idle
+/// ones give way, and the call is still measured.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dummy_connections_do_not_crowd_out_the_call() {
+    let s = setup().await;
+    call_of_script_is_measured(
+        &s,
+        "window.dummies = Array.from({ length: 70 }, () => new RTCPeerConnection()); startCall(RTCPeerConnection);",
+    )
+    .await;
+    s.browser.quit().await;
+}
+
+/// Runs `script` (which starts a call) on the plain page and waits for the popup to show the
+/// call; returns the call tab's handle, with the popup tab current.
+async fn call_of_script_is_measured(s: &Setup, script: &str) -> fantoccini::wd::WindowHandle {
+    let client = s.browser.client();
+    client.goto(&format!("{}/plain.html", s.pages)).await.unwrap();
+    run(client, script).await;
+    wait_connected(client, "vitals.state").await;
+    let call_tab = client.window().await.unwrap();
+    let popup = s.browser.open_popup().await;
+    popup_shows_call(&popup).await;
+    call_tab
+}
+
+/// A page's index setter on `Array.prototype` receives nothing the hook makes (its tracked
+/// connections, report copies, poll rounds), and the call is measured all the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_array_index_setter_sees_nothing_of_the_hook() {
+    let s = setup().await;
+    let call_tab = call_of_script_is_measured(
+        &s,
+        "window.caught = [];
+         const ours = (v) => v !== null && typeof v === 'object' && (Object.getPrototypeOf(v) === null || 'kit' in v || 'reports' in v);
+         for (const i of ['0', '1', '2']) {
+           Object.defineProperty(Array.prototype, i, { configurable: true,
+             set(v) {
+               if (ours(v)) window.caught.length += 1;
+               Object.defineProperty(this, i, { value: v, writable: true, enumerable: true, configurable: true });
+             } });
+         }
+         startCall(RTCPeerConnection);",
+    )
+    .await;
+    let client = s.browser.client();
+    client.switch_to_window(call_tab).await.unwrap();
+    let caught = run(client, "return window.caught.length;").await;
+    assert_eq!(
+        caught,
+        json!(0),
+        "the page's Array.prototype setter received the hook's values"
+    );
+    s.browser.quit().await;
+}
+
+/// A data-channel-only connection (WebTorrent, P2P CDNs, fingerprinting scripts) is measured
+/// locally but never uploaded as a meeting; the same page's media call is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_without_media_is_never_uploaded() {
+    let s = setup().await;
+    let client = s.browser.client();
+    client.goto(&format!("{}/plain.html", s.pages)).await.unwrap();
+    run(
+        client,
+        "(async () => {
+           const a = new RTCPeerConnection(), b = new RTCPeerConnection();
+           a.onicecandidate = (e) => e.candidate && b.addIceCandidate(e.candidate);
+           b.onicecandidate = (e) => e.candidate && a.addIceCandidate(e.candidate);
+           b.ondatachannel = (e) => { e.channel.onmessage = () => {}; };
+           const ch = a.createDataChannel('swarm');
+           ch.onopen = () => { window.dataState = 'connected'; setInterval(() => ch.send('x'.repeat(1000)), 100); };
+           await a.setLocalDescription(await a.createOffer());
+           await b.setRemoteDescription(a.localDescription);
+           await b.setLocalDescription(await b.createAnswer());
+           await a.setRemoteDescription(b.localDescription);
+           window.dataPcs = [a, b];
+         })();",
+    )
+    .await;
+    wait_connected(client, "window.dataState").await;
+    let call_tab = client.window().await.unwrap();
+    // The hook polls the connection and the offscreen document keeps its figures (the popup
+    // shows the tab's connections)...
+    let popup = s.browser.open_popup().await;
+    popup.wait_number("#peers", "data-count", |n| n >= 2.0).await;
+    // ...for longer than the first event and a 10 s heartbeat take, and none reaches the collector.
+    tokio::time::sleep(Duration::from_secs(14)).await;
+    let meetings = s.collector.meetings().await;
+    let participants: usize = meetings["meetings"].as_array().map_or(0, |m| {
+        m.iter().map(|m| m["participants"].as_array().map_or(0, Vec::len)).sum()
+    });
+    assert_eq!(participants, 0, "a connection without media was uploaded: {meetings}");
+    // Media starts in the same tab: now it is a call, and it is uploaded.
+    client.switch_to_window(call_tab).await.unwrap();
+    run(client, "startCall(RTCPeerConnection);").await;
+    wait_connected(client, "vitals.state").await;
+    let p = s.collector.wait_participant(|_| true).await;
+    assert!(p["participant_id"].is_string(), "{p}");
     s.browser.quit().await;
 }

@@ -16,4 +16,5 @@ mod lifecycle;
 mod options;
 mod popup;
 mod sfu;
+mod trust;
 mod upload;

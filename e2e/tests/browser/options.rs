@@ -216,8 +216,8 @@ async fn allow_list_limits_the_hook_to_the_listed_sites() {
     let (collector, browser, denied_url, allowed_url) = start().await;
     let client = browser.client();
     open_options(&browser).await;
-    // Installed with every site: both scripts registered for <all_urls>.
-    wait_registered(client, &["<all_urls>"], &[]).await;
+    // Installed with every site: both scripts registered for *://*/*.
+    wait_registered(client, &["*://*/*"], &[]).await;
     assert!(checked(client, "#sites-all").await, "all sites is the default");
     assert!(
         text(client, "#site-list").await.is_none(),
@@ -283,10 +283,10 @@ async fn allow_list_limits_the_hook_to_the_listed_sites() {
     );
     let popup = browser.open_popup().await;
     popup.wait_number("#upload", "data-kbps", |v| v > 0.0).await;
-    wait_meeting(&collector, "http://localhost:").await;
+    wait_meeting(&collector, "http://localhost/").await;
     // The 127.0.0.1 call has been live all along: nothing of it reached the collector.
     let ids = meeting_ids(&collector).await;
-    assert!(ids.iter().all(|id| id.starts_with("http://localhost:")), "{ids:?}");
+    assert!(ids.iter().all(|id| id.starts_with("http://localhost/")), "{ids:?}");
     browser.quit().await;
 }
 
@@ -302,12 +302,12 @@ async fn deny_list_survives_a_restart_and_all_sites_restores_the_hook() {
     type_into(client, "#site-input", "127.0.0.1").await;
     save(client).await; // the typed entry is added by Save itself
     assert_eq!(listed(client).await, ["*://127.0.0.1/*"]);
-    wait_registered(client, &["<all_urls>"], &["*://127.0.0.1/*"]).await;
+    wait_registered(client, &["*://*/*"], &["*://127.0.0.1/*"]).await;
 
     let browser = browser.restart().await;
     let client = browser.client();
     open_options(&browser).await;
-    wait_registered(client, &["<all_urls>"], &["*://127.0.0.1/*"]).await;
+    wait_registered(client, &["*://*/*"], &["*://127.0.0.1/*"]).await;
     assert!(checked(client, "#sites-deny").await, "the setting survives the restart");
 
     assert!(
@@ -319,15 +319,15 @@ async fn deny_list_survives_a_restart_and_all_sites_restores_the_hook() {
         open_call(&browser, &allowed_url).await,
         "hook missing on a site not excluded"
     );
-    wait_meeting(&collector, "http://localhost:").await;
+    wait_meeting(&collector, "http://localhost/").await;
     let ids = meeting_ids(&collector).await;
-    assert!(ids.iter().all(|id| id.starts_with("http://localhost:")), "{ids:?}");
+    assert!(ids.iter().all(|id| id.starts_with("http://localhost/")), "{ids:?}");
 
     // Back to all sites.
     open_options(&browser).await;
     click(client, "#sites-all").await;
     save(client).await;
-    wait_registered(client, &["<all_urls>"], &[]).await;
+    wait_registered(client, &["*://*/*"], &[]).await;
     let stored = client.execute_async(STORED, vec![]).await.unwrap();
     assert_eq!(stored["sites_mode"], "all", "{stored}");
     assert_eq!(

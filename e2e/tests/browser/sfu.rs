@@ -731,8 +731,7 @@ async fn janus_videoroom_three_simulcast_publishers_figures_match_the_sfu_and_a_
         note_findings(&view, &mut clean_findings);
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
-    let meeting: String =
-        url::form_urlencoded::byte_serialize(format!("{}/sfu/a", collector.base).as_bytes()).collect();
+    let meeting: String = url::form_urlencoded::byte_serialize(collector.meeting_id("/sfu/a").as_bytes()).collect();
     let alerts = reqwest::Client::new()
         .get(format!("{}/api/v1/alerts?since=0&meeting={meeting}", collector.base))
         .bearer_auth(vitals_e2e::ADMIN_TOKEN)

@@ -78,7 +78,7 @@ pub fn app() -> Html {
             let pattern = origin_pattern(url).ok();
             if *loaded {
                 wasm_bindgen_futures::spawn_local(async move {
-                    if let Ok(all) = browser::has_host_permissions(&["<all_urls>"]).await {
+                    if let Ok(all) = browser::has_host_permissions(&["*://*/*"]).await {
                         dispatch.dispatch(Action::AllSitesAccess(all));
                     }
                     if let Some(pattern) = pattern {

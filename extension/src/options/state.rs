@@ -116,6 +116,10 @@ pub enum CollectorUrlError {
     Scheme,
     #[error("collector URL {0}")]
     Site(SiteError),
+    /// Plain http to a remote host (see `privacy::collector_base`): the events would cross the
+    /// network unencrypted.
+    #[error("{0}")]
+    Insecure(vitals_shared::privacy::CollectorUrlError),
 }
 
 impl OptionsState {
@@ -236,12 +240,25 @@ pub fn origin_pattern(collector_url: &str) -> Result<String, CollectorUrlError> 
     if !web {
         return Err(CollectorUrlError::Scheme);
     }
+    vitals_shared::privacy::collector_base(url).map_err(CollectorUrlError::Insecure)?;
     sites::normalize(url).map_err(CollectorUrlError::Site)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_plain_http_remote_collector_is_refused_with_the_reason() {
+        let e = origin_pattern("http://vitals.example.com").unwrap_err();
+        assert!(e.to_string().contains("must use https://"), "{e}");
+        assert!(origin_pattern("http://10.1.2.3:7878").is_err());
+        assert_eq!(
+            origin_pattern("http://127.0.0.1:7878").as_deref(),
+            Ok("http://127.0.0.1/*")
+        );
+        assert!(origin_pattern("https://vitals.example.com").is_ok());
+    }
 
     #[test]
     fn edits_change_one_field_and_clear_the_message() {
