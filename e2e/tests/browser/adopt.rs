@@ -493,7 +493,7 @@ async fn call_in_a_tab_restored_at_browser_start_is_measured() {
     let Setup {
         pages,
         browser,
-        _collector,
+        collector: _collector,
     } = setup().await;
     let url = format!("{pages}/autostart.html");
     browser.client().goto(&url).await.unwrap();
