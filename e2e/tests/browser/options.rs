@@ -164,7 +164,7 @@ fn on_localhost(url: &str) -> String {
     url.replacen("127.0.0.1", "localhost", 1)
 }
 
-/// The meetings the collector knows, by id (`http://host:port/demo`).
+/// The meetings the collector knows, by id (`http://host/demo`: no port, an IP host as `ip-literal`).
 async fn meeting_ids(collector: &Collector) -> Vec<String> {
     let meetings = collector.meetings().await;
     meetings["meetings"]
@@ -343,7 +343,7 @@ async fn deny_list_survives_a_restart_and_all_sites_restores_the_hook() {
         json!(true),
         "reloaded page hooked"
     );
-    wait_meeting(&collector, "http://127.0.0.1:").await;
+    wait_meeting(&collector, "http://ip-literal/").await;
     browser.quit().await;
 }
 
@@ -416,7 +416,7 @@ async fn collector_permission_is_asked_on_save_and_shown() {
         .unwrap();
     assert_eq!(has_access, json!(false), "the collector's host is not granted");
     assert!(open_call(&browser, &demo_url).await, "hook on the allowed 127.0.0.1");
-    wait_meeting(&collector, "http://127.0.0.1:").await;
+    wait_meeting(&collector, "http://ip-literal/").await;
     let popup = browser.open_popup().await;
     let status = popup.wait_text("#collector").await;
     assert!(!status.contains("unreachable"), "{status}");
