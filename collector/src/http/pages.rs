@@ -1,10 +1,8 @@
-//! The embedded pages (dashboard, demo call), health, readiness, Prometheus metrics and the JSON 404.
+//! The embedded pages (dashboard, demo call), health, readiness and the JSON 404.
 
 use super::error::ApiError;
-use crate::clock::now_ms;
 use crate::state::AppState;
 use axum::extract::State;
-use axum::http::header;
 use axum::response::{Html, IntoResponse};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -29,22 +27,12 @@ pub fn router() -> Router<AppState> {
         .route("/demo", get(demo))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
 }
 
 /// `GET /readyz`: 200 when the store answers, 503 otherwise (take the process out of rotation).
 async fn readyz(State(state): State<AppState>) -> Result<&'static str, ApiError> {
     state.store.ping().await?;
     Ok("ready")
-}
-
-/// `GET /metrics`: Prometheus text. Open like `/healthz`: it holds counts only, no ids or URLs.
-async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
-    let meetings = state.store.live_meetings(now_ms()).await?;
-    Ok((
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
-        state.metrics.render(&meetings),
-    ))
 }
 
 /// `GET /healthz`: the process answers (store reachability is a readiness question).

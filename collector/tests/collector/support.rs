@@ -4,10 +4,12 @@ pub use vitals_collector::testing::TestRedis;
 use vitals_shared::wire::Event;
 use vitals_shared::wire::{IngestBatch, MetricsFields};
 
+/// An event with no time of its own (`ts_ms` 0), so the collector's clock (the `now` a test
+/// passes) places it; the event-time tests set times.
 pub fn event(seq: u64, full: bool, metrics: MetricsFields) -> Event {
     Event {
         seq,
-        ts_ms: 1_700_000_000_000.0 + seq as f64 * 1000.0,
+        ts_ms: 0.0,
         full,
         metrics,
     }
