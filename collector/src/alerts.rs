@@ -19,7 +19,8 @@ pub use vitals_shared::alerts::{ActiveAlert, AlertKind, AlertState, AlertThresho
 /// One line of the alert history.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AlertRecord {
-    /// When it happened, ms since the Unix epoch (the collector's clock).
+    /// When it happened, ms since the Unix epoch (the events' time when an event raised or
+    /// resolved it, clamped as `pipeline` says; else the collector's clock).
     pub at: u64,
     pub meeting_id: String,
     pub participant_id: String,

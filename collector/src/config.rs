@@ -17,6 +17,10 @@ pub struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "parsed once at start: boxing the serve options would buy nothing"
+)]
 pub enum Command {
     /// Serve the API and the dashboard (the default).
     Serve(ServeArgs),
@@ -93,6 +97,35 @@ pub struct ServeArgs {
     /// it would share the dashboard's origin).
     #[arg(long, env = "VITALS_DEMO")]
     pub demo: bool,
+    /// Ingest requests per second (HTTP and Socket.IO emits) of all clients together.
+    #[arg(long, env = "VITALS_GLOBAL_RATE_PER_SEC", default_value = "5000", value_parser = non_negative)]
+    pub global_rate_per_sec: f64,
+    /// Ingest requests all clients together may send at once.
+    #[arg(long, env = "VITALS_GLOBAL_RATE_BURST", default_value = "10000", value_parser = non_negative)]
+    pub global_rate_burst: f64,
+    /// Ingest requests per second of one client address (refill rate, this process).
+    #[arg(long, env = "VITALS_CLIENT_RATE_PER_SEC", default_value = "50", value_parser = non_negative)]
+    pub client_rate_per_sec: f64,
+    /// Ingest requests one client address may send at once.
+    #[arg(long, env = "VITALS_CLIENT_RATE_BURST", default_value = "200", value_parser = non_negative)]
+    pub client_rate_burst: f64,
+    /// New (meeting, participant) ids one client address may create per minute.
+    #[arg(long, env = "VITALS_NEW_IDS_PER_MIN", default_value = "120")]
+    pub new_ids_per_min: u32,
+    /// Take the client's address from the last `X-Forwarded-For` entry (only behind a proxy
+    /// that sets it; otherwise any client could pick its address).
+    #[arg(long, env = "VITALS_TRUST_PROXY")]
+    pub trust_proxy: bool,
+    /// Bearer token for `GET /metrics` (the admin token is accepted too).
+    #[arg(long, env = "VITALS_METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<Secret>,
+    /// Requests served at once; beyond, 503 with `Retry-After`.
+    #[arg(long, env = "VITALS_MAX_CONCURRENT_REQUESTS", default_value = "1024")]
+    pub max_concurrent_requests: usize,
+    /// Seconds to read a request (headers and body) and answer it; beyond, 408 and the
+    /// connection is closed.
+    #[arg(long, env = "VITALS_REQUEST_TIMEOUT_SECS", default_value = "30", value_parser = non_negative)]
+    pub request_timeout_secs: f64,
 }
 
 /// A comma-separated list of alert severities.
@@ -171,6 +204,25 @@ impl ServeArgs {
                 burst: self.rate_limit_burst,
             },
             demo_page: self.demo,
+            admission: crate::admission::AdmissionLimits {
+                global: crate::ratelimit::RateLimit {
+                    per_sec: self.global_rate_per_sec,
+                    burst: self.global_rate_burst,
+                },
+                per_client: crate::ratelimit::RateLimit {
+                    per_sec: self.client_rate_per_sec,
+                    burst: self.client_rate_burst,
+                },
+                new_ids_per_min: self.new_ids_per_min,
+                trust_proxy: self.trust_proxy,
+            },
+            metrics_token: self.metrics_token.clone(),
+            // main() refuses a retention over the limit before this is asked.
+            retention_ms: self.retention_ms().unwrap_or((MAX_HISTORY_DAYS * 86_400_000.0) as u64),
+            server: crate::http::ServerLimits {
+                max_concurrent_requests: self.max_concurrent_requests.max(1),
+                request_timeout: std::time::Duration::from_secs_f64(self.request_timeout_secs.clamp(0.1, 86_400.0)),
+            },
         }
     }
 

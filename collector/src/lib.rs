@@ -3,6 +3,7 @@
 //! `main.rs` only parses configuration and calls into here, so tests build the same router with
 //! [`app`] and drive it without a socket, or run it in-process with [`serve`].
 
+pub mod admission;
 pub mod alerts;
 mod clock;
 pub mod config;
@@ -20,7 +21,7 @@ mod tickets;
 pub mod turn;
 pub mod webhook;
 
-pub use http::{ApiError, App, INGEST_BODY_LIMIT_BYTES};
+pub use http::{ApiError, App, ServerLimits, INGEST_BODY_LIMIT_BYTES};
 pub use pipeline::{IngestError, SWEEP_INTERVAL};
 pub use secret::Secret;
 pub use state::{AppState, Settings, Shared};

@@ -3,10 +3,16 @@
 //! Labels are closed sets only (status codes, quality classes, alert types): never meeting ids,
 //! URLs or other free text, which would leak and let clients grow the series without bound.
 
+//!
+//! The live gauges are kept as commits happen, never counted on a request: every commit that
+//! changes a participant's class (or makes it live, or expires it) moves them by that change, in
+//! the process that committed it. So with several processes sharing a Redis, each one's gauges
+//! are its share of the changes, and their sum (`sum(vitals_participants)`) is the whole.
+
 use crate::alerts::{AlertKind, AlertRecord, AlertState};
-use crate::store::MeetingView;
+use serde::{Deserialize, Serialize};
 use std::fmt::Write;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 use vitals_shared::QualityClass;
 
@@ -17,6 +23,24 @@ const LATENCY_BUCKETS_S: [f64; 12] = [
 
 /// Ingest answers by status (the statuses ingest can give).
 const STATUSES: [u16; 8] = [200, 400, 401, 413, 415, 429, 500, 503];
+
+/// The quality classes of the gauges, `None` (not known yet) last.
+const QUALITIES: [Option<QualityClass>; 5] = [
+    Some(QualityClass::Excellent),
+    Some(QualityClass::Good),
+    Some(QualityClass::Fair),
+    Some(QualityClass::Poor),
+    None,
+];
+
+/// What one live participant adds to the gauges.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GaugeClass {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quality: Option<QualityClass>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub relayed: bool,
+}
 
 /// The counters, updated lock-free by the request handlers.
 #[derive(Debug, Default)]
@@ -31,6 +55,8 @@ pub struct Metrics {
     latency_count: AtomicU64,
     latency_sum_us: AtomicU64,
     alerts_raised: [AtomicU64; AlertKind::ALL.len()],
+    participants_by_quality: [AtomicI64; QUALITIES.len()],
+    relayed_participants: AtomicI64,
 }
 
 impl Metrics {
@@ -62,8 +88,24 @@ impl Metrics {
         }
     }
 
-    /// The exposition text, with gauges from the live `meetings`.
-    pub fn render(&self, meetings: &[MeetingView]) -> String {
+    /// Moves the live gauges by one committed change of a participant's class.
+    pub fn observe_live(&self, from: Option<GaugeClass>, to: Option<GaugeClass>) {
+        if from == to {
+            return;
+        }
+        for (class, delta) in [(from, -1), (to, 1)] {
+            if let Some(class) = class {
+                let i = QUALITIES.iter().position(|q| *q == class.quality).expect("every class");
+                self.participants_by_quality[i].fetch_add(delta, Ordering::Relaxed);
+                if class.relayed {
+                    self.relayed_participants.fetch_add(delta, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+
+    /// The exposition text.
+    pub fn render(&self) -> String {
         let mut out = String::new();
         let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
         let _ = writeln!(
@@ -132,30 +174,29 @@ impl Metrics {
                 load(count)
             );
         }
-        let participants = || meetings.iter().flat_map(|m| &m.participants);
-        let _ = writeln!(out, "# HELP vitals_live_meetings Meetings with a live participant.");
-        let _ = writeln!(out, "# TYPE vitals_live_meetings gauge");
-        let _ = writeln!(out, "vitals_live_meetings {}", meetings.len());
-        let _ = writeln!(out, "# HELP vitals_participants Live participants by quality class.");
+        let _ = writeln!(
+            out,
+            "# HELP vitals_participants Live participants by quality class (this process's share of the changes)."
+        );
         let _ = writeln!(out, "# TYPE vitals_participants gauge");
-        for quality in [
-            Some(QualityClass::Excellent),
-            Some(QualityClass::Good),
-            Some(QualityClass::Fair),
-            Some(QualityClass::Poor),
-            None,
-        ] {
-            let count = participants().filter(|p| p.metrics.quality == quality).count();
+        for (quality, count) in QUALITIES.iter().zip(&self.participants_by_quality) {
             let name = quality.map_or("unknown", QualityClass::as_str);
-            let _ = writeln!(out, "vitals_participants{{quality=\"{name}\"}} {count}");
+            let _ = writeln!(
+                out,
+                "vitals_participants{{quality=\"{name}\"}} {}",
+                count.load(Ordering::Relaxed)
+            );
         }
         let _ = writeln!(
             out,
-            "# HELP vitals_relayed_participants Live participants relayed through TURN."
+            "# HELP vitals_relayed_participants Live participants relayed through TURN (this process's share of the changes)."
         );
         let _ = writeln!(out, "# TYPE vitals_relayed_participants gauge");
-        let relayed = participants().filter(|p| p.metrics.using_relay == Some(true)).count();
-        let _ = writeln!(out, "vitals_relayed_participants {relayed}");
+        let _ = writeln!(
+            out,
+            "vitals_relayed_participants {}",
+            self.relayed_participants.load(Ordering::Relaxed)
+        );
         out
     }
 }
@@ -165,12 +206,37 @@ mod tests {
     use super::*;
 
     #[test]
+    fn live_gauges_move_by_each_change() {
+        let metrics = Metrics::default();
+        let poor = GaugeClass {
+            quality: Some(QualityClass::Poor),
+            relayed: true,
+        };
+        let good = GaugeClass {
+            quality: Some(QualityClass::Good),
+            relayed: false,
+        };
+        metrics.observe_live(None, Some(poor));
+        metrics.observe_live(None, Some(poor));
+        metrics.observe_live(Some(poor), Some(good));
+        metrics.observe_live(Some(good), None);
+        let text = metrics.render();
+        for line in [
+            "vitals_participants{quality=\"poor\"} 1",
+            "vitals_participants{quality=\"good\"} 0",
+            "vitals_relayed_participants 1",
+        ] {
+            assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
+        }
+    }
+
+    #[test]
     fn histogram_buckets_are_cumulative_and_statuses_counted() {
         let metrics = Metrics::default();
         metrics.observe_ingest(200, Duration::from_micros(800));
         metrics.observe_ingest(429, Duration::from_millis(30));
         metrics.observe_ingest(299, Duration::from_secs(9));
-        let text = metrics.render(&[]);
+        let text = metrics.render();
         for line in [
             "vitals_ingest_requests_total{status=\"200\"} 1",
             "vitals_ingest_requests_total{status=\"429\"} 1",

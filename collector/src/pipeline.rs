@@ -20,6 +20,7 @@
 
 use crate::alerts::{self, AlertRecord, AlertThresholds};
 use crate::clock::now_ms;
+use crate::metrics::GaugeClass;
 use crate::state::{AppState, Settings, Shared};
 use crate::store::{
     events_in_seq_order, history_bucket, next_version, turn_bucket, unique_seqs, Commit, CommitOutcome, DueChange,
@@ -48,6 +49,10 @@ pub enum IngestError {
     /// The participant sent too fast; it may retry after this many seconds.
     #[error("too many requests, retry in {retry_after_secs} s")]
     RateLimited { retry_after_secs: u64 },
+    /// The client created its minute's share of new participants; it may retry after this
+    /// many seconds.
+    #[error("too many new participants from this client, retry in {retry_after_secs} s")]
+    NewIdQuota { retry_after_secs: u64 },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -59,6 +64,8 @@ struct Planned {
     alerts: Vec<AlertRecord>,
     /// What the admin stream gets when the commit succeeds, in order.
     stream: Vec<Arc<StreamEvent>>,
+    /// The participant's class in the live gauges before and after the commit.
+    gauge: (Option<GaugeClass>, Option<GaugeClass>),
 }
 
 impl Planned {
@@ -67,6 +74,7 @@ impl Planned {
             commit,
             alerts,
             stream: Vec::new(),
+            gauge: (None, None),
         }
     }
 }
@@ -79,6 +87,8 @@ fn next_due(record: &Record, thresholds: &AlertThresholds, live_ttl_ms: u64) -> 
         record.gate.held.then_some(record.gate.until),
         turn::idle_due(record.derived.relay.as_ref()),
         alerts::resolve_due(thresholds, &record.derived.alerts, record.last_seen, expires_at),
+        // Counted in the live gauges until it expires.
+        record.marks.gauge.is_some().then_some(expires_at),
     ]
     .into_iter()
     .flatten()
@@ -134,7 +144,7 @@ fn publish_state(
 /// Marks which usage index entries a commit relaying bytes at `now_ms` writes.
 fn index_turn(record: &mut Record, commit: &mut Commit) {
     if commit.relayed.is_some() {
-        let bucket = turn_bucket(commit.now_ms);
+        let bucket = turn_bucket(commit.usage_at_ms);
         commit.index_turn = record.marks.turn_bucket != bucket;
         record.marks.turn_bucket = bucket;
     }
@@ -178,10 +188,50 @@ fn close_out(record: &mut Record, settings: &Settings, key: &ParticipantKey, now
         let metrics = record.metrics();
         write_history(record, &mut commit, metrics);
     }
-    Planned::new(commit, alerts)
+    let mut planned = Planned::new(commit, alerts);
+    planned.gauge = (record.marks.gauge.take(), None);
+    planned
 }
 
-/// Applies `batch` to the `loaded` record at `now_ms`; `Err` is the rate limit's wait.
+/// How far into the future an event's time is believed (a client's clock running fast).
+const MAX_EVENT_AHEAD_MS: u64 = 30_000;
+
+/// The time of `batch`'s newest event (its `ts_ms`), clamped to the `retention_ms` before
+/// `now_ms` and [`MAX_EVENT_AHEAD_MS`] after; `now_ms` when it has no usable time (0: a client
+/// without a clock).
+fn event_time(batch: &IngestBatch, now_ms: u64, retention_ms: u64) -> u64 {
+    let newest = batch
+        .events
+        .iter()
+        .max_by_key(|event| event.seq)
+        .map(|event| event.ts_ms)
+        .filter(|ts| ts.is_finite() && *ts > 0.0);
+    match newest {
+        None => now_ms,
+        Some(ts) => (ts as u64).clamp(
+            now_ms.saturating_sub(retention_ms),
+            now_ms.saturating_add(MAX_EVENT_AHEAD_MS),
+        ),
+    }
+}
+
+/// Where a batch came from: the client's address, and the admission counting the new ids it
+/// creates (none: not counted).
+#[derive(Clone, Copy)]
+pub struct Origin<'a> {
+    pub client: std::net::IpAddr,
+    pub admission: Option<&'a crate::admission::Admission>,
+}
+
+impl Origin<'_> {
+    /// A batch from inside the collector's host, counted against no quota (tests, tools).
+    pub const LOCAL: Origin<'static> = Origin {
+        client: std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+        admission: None,
+    };
+}
+
+/// Applies `batch` from `origin` to the `loaded` record at `now_ms`.
 fn plan_ingest(
     settings: &Settings,
     live_ttl_ms: u64,
@@ -189,8 +239,17 @@ fn plan_ingest(
     loaded: Versioned,
     batch: &IngestBatch,
     now_ms: u64,
-) -> Result<(Planned, IngestOutcome), u64> {
+    origin: Origin<'_>,
+) -> Result<(Planned, IngestOutcome), IngestError> {
     let stored = loaded.record.is_some();
+    let gauge_from = loaded.record.as_ref().and_then(|r| r.marks.gauge);
+    if let (false, Some(admission)) = (stored, origin.admission) {
+        admission
+            .admit_new_id(origin.client, now_ms)
+            .map_err(|refusal| IngestError::NewIdQuota {
+                retry_after_secs: refusal.retry_after_secs(),
+            })?;
+    }
     let mut record = loaded.record.unwrap_or_default();
     let mut planned = Planned::new(
         Commit::new(
@@ -214,9 +273,14 @@ fn plan_ingest(
             ..Default::default()
         };
     }
-    settings.rate_limit.take(&mut record.bucket, now_ms)?;
+    settings
+        .rate_limit
+        .take_for(&mut record.buckets, origin.client, now_ms)
+        .map_err(|retry_after_secs| IngestError::RateLimited { retry_after_secs })?;
+    // The events' time for the history, alerts and TURN usage; the collector's for the rest.
+    let event_ms = event_time(batch, now_ms, settings.retention_ms).max(record.marks.event_ms);
     // A state the stream held back is its bucket's last point if this batch starts a new bucket.
-    let bucket = history_bucket(now_ms);
+    let bucket = history_bucket(event_ms);
     let held_point = (record.gate.held && record.marks.history_bucket != bucket).then(|| record.metrics());
     let mut applied = Vec::new();
     for event in events_in_seq_order(batch) {
@@ -230,6 +294,11 @@ fn plan_ingest(
     }
     record.last_seen = record.last_seen.max(now_ms);
     let participant = record.view(&key.participant_id);
+    record.marks.gauge = Some(GaugeClass {
+        quality: participant.metrics.quality,
+        relayed: participant.metrics.using_relay == Some(true),
+    });
+    planned.gauge = (gauge_from, record.marks.gauge);
     let commit = &mut planned.commit;
     let mut metrics_event = Vec::new();
     if !applied.is_empty() {
@@ -240,11 +309,13 @@ fn plan_ingest(
             metrics,
             &key.meeting_id,
             &key.participant_id,
-            now_ms,
+            event_ms,
         ));
-        if let Some(relayed) = turn::account(&mut record.derived.relay, metrics, now_ms) {
+        if let Some(relayed) = turn::account(&mut record.derived.relay, metrics, event_ms) {
             commit.relayed = Some(relayed);
+            commit.usage_at_ms = event_ms;
         }
+        record.marks.event_ms = event_ms;
         record.derived.evaluated_seq = record.live.last_seq;
         if let Some(point) = held_point {
             write_history(&mut record, commit, point);
@@ -346,7 +417,12 @@ fn plan_sweep(
     }
     commit.alerts.clone_from(&alerts);
     commit.record = Some(record);
-    Some(Planned { commit, alerts, stream })
+    Some(Planned {
+        commit,
+        alerts,
+        stream,
+        gauge: (None, None),
+    })
 }
 
 /// Commits what `plan` makes of the participant's record, again (with the record then stored)
@@ -394,6 +470,7 @@ async fn transact<T>(
                     state.hub.raised_here(alert);
                 }
                 state.metrics.observe_alerts(&planned.alerts);
+                state.metrics.observe_live(planned.gauge.0, planned.gauge.1);
                 return Ok(Some(result));
             }
             CommitOutcome::Conflict(current) => loaded = *current,
@@ -404,15 +481,17 @@ async fn transact<T>(
 }
 
 /// Ingests a validated batch at `now_ms` (the collector's clock): see the module text.
-pub async fn ingest(state: &AppState, batch: &IngestBatch, now_ms: u64) -> Result<IngestOutcome, IngestError> {
+pub async fn ingest(
+    state: &AppState,
+    batch: &IngestBatch,
+    now_ms: u64,
+    origin: Origin<'_>,
+) -> Result<IngestOutcome, IngestError> {
     let key = ParticipantKey::new(batch.meeting_id.as_str(), batch.participant_id.as_str());
     let live_ttl_ms = state.store.live_ttl_ms();
     let settings = &state.settings;
     let outcome = transact(state, &key, |loaded| {
-        match plan_ingest(settings, live_ttl_ms, &key, loaded, batch, now_ms) {
-            Ok(planned) => Ok(Some(planned)),
-            Err(retry_after_secs) => Err(IngestError::RateLimited { retry_after_secs }),
-        }
+        plan_ingest(settings, live_ttl_ms, &key, loaded, batch, now_ms, origin).map(Some)
     })
     .await?
     .expect("an ingest plan always commits");
@@ -445,7 +524,9 @@ pub async fn sweep(state: &AppState, now_ms: u64) -> Result<usize, StoreError> {
                 Ok(Some(())) => changed += 1,
                 Ok(None) => {}
                 Err(IngestError::Store(error)) => return Err(error),
-                Err(IngestError::RateLimited { .. }) => unreachable!("the sweeper takes no tokens"),
+                Err(IngestError::RateLimited { .. } | IngestError::NewIdQuota { .. }) => {
+                    unreachable!("the sweeper takes no tokens")
+                }
             }
         }
     }
@@ -474,7 +555,21 @@ impl AppState {
     /// limit, the merge (idempotent by sequence number), alerts, history, TURN usage and the
     /// admin stream, as one atomic change of the participant's record.
     pub async fn ingest(&self, batch: &IngestBatch, now_ms: u64) -> Result<IngestOutcome, IngestError> {
-        ingest(self, batch, now_ms).await
+        ingest(self, batch, now_ms, Origin::LOCAL).await
+    }
+
+    /// [`Self::ingest`] of a batch from `client`, counted against its quota of new ids.
+    pub async fn ingest_from(
+        &self,
+        batch: &IngestBatch,
+        now_ms: u64,
+        client: std::net::IpAddr,
+    ) -> Result<IngestOutcome, IngestError> {
+        let origin = Origin {
+            client,
+            admission: Some(&self.admission),
+        };
+        ingest(self, batch, now_ms, origin).await
     }
 
     /// Does what is due at `now_ms` without a new event (held stream updates, alerts that
@@ -539,12 +634,13 @@ mod tests {
         let mut messages = state.hub().subscribe();
         let t0 = 1_700_000_000_000;
         for seq in 1..=5 {
-            ingest(&state, &batch(seq, upload(seq as f64)), t0 + seq * 100)
+            state
+                .ingest(&batch(seq, upload(seq as f64)), t0 + seq * 100)
                 .await
                 .unwrap();
         }
         // An older event arriving late is applied but never replaces newer values.
-        ingest(&state, &batch(2, upload(99.0)), t0 + 600).await.unwrap();
+        state.ingest(&batch(2, upload(99.0)), t0 + 600).await.unwrap();
         let first = metrics_of(&messages.recv().await.unwrap());
         assert_eq!(
             (first["last_seq"].as_u64(), first["upload_kbps"].as_f64()),
@@ -563,9 +659,9 @@ mod tests {
         assert_eq!(sweep(&state, t0 + 9_000).await.unwrap(), 0, "nothing due any more");
         assert!(messages.try_recv().is_err());
         // The sweep opened a window: an update inside it is held again.
-        ingest(&state, &batch(6, upload(6.0)), t0 + 3_000).await.unwrap();
+        state.ingest(&batch(6, upload(6.0)), t0 + 3_000).await.unwrap();
         assert!(messages.try_recv().is_err());
-        ingest(&state, &batch(7, upload(7.0)), t0 + 4_200).await.unwrap();
+        state.ingest(&batch(7, upload(7.0)), t0 + 4_200).await.unwrap();
         assert_eq!(metrics_of(&messages.try_recv().unwrap())["last_seq"], 7);
     }
 

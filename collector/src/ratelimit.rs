@@ -5,6 +5,22 @@
 //! costs no extra round trip. Pure: the caller passes the time.
 
 use serde::{Deserialize, Serialize};
+use std::net::IpAddr;
+
+/// Most client addresses a participant's record keeps a bucket for; a further one replaces the
+/// fullest (which only gives that client a fresh bucket, never a drained one).
+const MAX_CLIENT_BUCKETS: usize = 4;
+
+/// A participant's buckets, one per client address writing as it: another client cannot
+/// drain the bucket of the participant's own.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ClientBuckets(Vec<(IpAddr, Bucket)>);
+
+impl ClientBuckets {
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
 
 /// Requests allowed per participant: `burst` at once, refilled at `per_sec`.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -64,6 +80,27 @@ impl RateLimit {
         }
     }
 
+    /// Takes a token from the bucket of `client` in `buckets` at `now_ms` (see [`Self::take`]),
+    /// dropping the buckets that have refilled.
+    pub fn take_for(&self, buckets: &mut ClientBuckets, client: IpAddr, now_ms: u64) -> Result<(), u64> {
+        let mut bucket = buckets.0.iter().find(|(c, _)| *c == client).map(|(_, b)| *b);
+        self.take(&mut bucket, now_ms)?;
+        buckets
+            .0
+            .retain(|(c, b)| *c != client && self.settle(Some(*b), now_ms).is_some());
+        if buckets.0.len() >= MAX_CLIENT_BUCKETS {
+            let fullest = (0..buckets.0.len())
+                .max_by(|a, b| {
+                    self.tokens(Some(buckets.0[*a].1), now_ms)
+                        .total_cmp(&self.tokens(Some(buckets.0[*b].1), now_ms))
+                })
+                .expect("not empty");
+            buckets.0.swap_remove(fullest);
+        }
+        buckets.0.push((client, bucket.expect("take leaves a bucket")));
+        Ok(())
+    }
+
     /// `bucket` at `now_ms`, or `None` once it has refilled completely.
     pub fn settle(&self, bucket: Option<Bucket>, now_ms: u64) -> Option<Bucket> {
         bucket.filter(|_| self.tokens(bucket, now_ms) < self.burst)
@@ -90,6 +127,25 @@ mod tests {
         assert_eq!(limit.take(&mut a, 2_000), Err(1));
         assert_eq!(limit.take(&mut a, 3_000), Ok(()));
         assert_eq!(limit.take(&mut a, 3_000), Err(2));
+    }
+
+    #[test]
+    fn clients_of_one_participant_have_their_own_buckets() {
+        let limit = RateLimit {
+            per_sec: 0.5,
+            burst: 2.0,
+        };
+        let mut buckets = ClientBuckets::default();
+        let (a, b): (IpAddr, IpAddr) = ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
+        assert_eq!(limit.take_for(&mut buckets, a, 0), Ok(()));
+        assert_eq!(limit.take_for(&mut buckets, a, 0), Ok(()));
+        assert_eq!(limit.take_for(&mut buckets, a, 0), Err(2));
+        assert_eq!(limit.take_for(&mut buckets, b, 0), Ok(()), "b is not drained by a");
+        for i in 3..20u8 {
+            let other = IpAddr::from([10, 0, 0, i]);
+            assert_eq!(limit.take_for(&mut buckets, other, 0), Ok(()));
+        }
+        assert!(buckets.0.len() <= MAX_CLIENT_BUCKETS);
     }
 
     #[test]

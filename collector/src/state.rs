@@ -1,5 +1,6 @@
 //! What every part of the collector shares: the store, the credentials, the settings, the counters and the stream's fan-out.
 
+use crate::admission::{Admission, AdmissionLimits};
 use crate::alerts::AlertThresholds;
 use crate::metrics::Metrics;
 use crate::ratelimit::RateLimit;
@@ -10,7 +11,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 /// The collector's tunable behaviour (the store's own settings, such as retention, live apart).
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Settings {
     /// Alert thresholds and hold time, and the TURN price per GB.
     pub alerts: AlertThresholds,
@@ -18,6 +19,28 @@ pub struct Settings {
     pub rate_limit: RateLimit,
     /// Whether `/demo` (the demo call page, not for production) is served.
     pub demo_page: bool,
+    /// Flood limits by client address (this process's).
+    pub admission: AdmissionLimits,
+    /// How far back an event's own time is believed (the history's retention).
+    pub retention_ms: u64,
+    /// The server's concurrency limit and request timeout.
+    pub server: crate::http::ServerLimits,
+    /// Token for `GET /metrics` besides the admin token.
+    pub metrics_token: Option<Secret>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            alerts: AlertThresholds::default(),
+            rate_limit: RateLimit::default(),
+            admission: AdmissionLimits::default(),
+            retention_ms: crate::store::RedisOptions::default().retention_ms,
+            server: crate::http::ServerLimits::default(),
+            metrics_token: None,
+            demo_page: false,
+        }
+    }
 }
 
 impl Settings {
@@ -40,6 +63,7 @@ pub struct Shared {
     pub(crate) admin_token: Secret,
     pub(crate) settings: Arc<Settings>,
     pub(crate) metrics: Arc<Metrics>,
+    pub(crate) admission: Arc<Admission>,
     pub(crate) hub: Arc<stream::Hub>,
     /// The Redis channel commits publish stream messages to, when the store and the stream's
     /// fan-out are on the same Redis.
@@ -66,6 +90,7 @@ impl AppState {
             admin_token,
             settings: Arc::new(Settings::default()),
             metrics: Arc::default(),
+            admission: Arc::default(),
             hub: Arc::new(stream::Hub::default()),
             publish_channel: None,
             sweeper_started: Arc::default(),
@@ -76,6 +101,7 @@ impl AppState {
     /// The same state with other settings.
     pub fn with_settings(mut self, settings: Settings) -> Self {
         let shared = Arc::make_mut(&mut self.0);
+        shared.admission = Arc::new(Admission::new(settings.admission));
         shared.settings = Arc::new(settings);
         // A state built anew runs its own sweeper (a clone made before does not share it).
         shared.sweeper_started = Arc::default();

@@ -22,6 +22,12 @@ pub enum ApiError {
     NotFound(String),
     #[error("too many requests from this participant, retry in {retry_after_secs} s")]
     TooManyRequests { retry_after_secs: u64 },
+    /// A flood limit (of the client, of the collector, of new ids): `reason` says which.
+    #[error("{reason}, retry in {retry_after_secs} s")]
+    Limited {
+        reason: &'static str,
+        retry_after_secs: u64,
+    },
     #[error("request body is larger than {limit_bytes} bytes")]
     PayloadTooLarge { limit_bytes: usize },
     #[error("the store is unavailable, retry later")]
@@ -37,7 +43,7 @@ impl ApiError {
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
-            Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::TooManyRequests { .. } | Self::Limited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
@@ -54,6 +60,21 @@ impl ApiError {
             // Syntax errors and wrong types alike: axum's text names the line, column and the
             // path of the offending field (e.g. `events[0].metrics.rtt_ms: invalid type`).
             _ => Self::BadRequest(rejection.body_text()),
+        }
+    }
+}
+
+impl From<crate::admission::Refusal> for ApiError {
+    fn from(refusal: crate::admission::Refusal) -> Self {
+        use crate::admission::Refusal;
+        let reason = match refusal {
+            Refusal::Global(_) => "the collector is at its ingest rate",
+            Refusal::Client(_) => "too many requests from this client",
+            Refusal::NewIds(_) => "too many new participants from this client",
+        };
+        Self::Limited {
+            reason,
+            retry_after_secs: refusal.retry_after_secs(),
         }
     }
 }
@@ -81,7 +102,7 @@ impl IntoResponse for ApiError {
             Self::Unauthorized(_) => (status, [(header::WWW_AUTHENTICATE, "Bearer")], body).into_response(),
             // The client keeps its events and retries; tell it when.
             Self::StoreUnavailable => (status, [(header::RETRY_AFTER, "5")], body).into_response(),
-            Self::TooManyRequests { retry_after_secs } => {
+            Self::TooManyRequests { retry_after_secs } | Self::Limited { retry_after_secs, .. } => {
                 (status, [(header::RETRY_AFTER, retry_after_secs.to_string())], body).into_response()
             }
             _ => (status, body).into_response(),
@@ -93,6 +114,10 @@ impl From<IngestError> for ApiError {
     fn from(error: IngestError) -> Self {
         match error {
             IngestError::RateLimited { retry_after_secs } => Self::TooManyRequests { retry_after_secs },
+            IngestError::NewIdQuota { retry_after_secs } => Self::Limited {
+                reason: "too many new participants from this client",
+                retry_after_secs,
+            },
             IngestError::Store(error) => error.into(),
         }
     }

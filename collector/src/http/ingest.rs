@@ -13,6 +13,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
 use std::convert::Infallible;
+use std::net::IpAddr;
 use std::time::Instant;
 use tower_http::cors::{Any, CorsLayer};
 use vitals_shared::wire::{IngestAck, IngestBatch, InvalidBatch};
@@ -75,7 +76,7 @@ pub(super) async fn direct_ingest(
             Err(_) => {
                 return tower_service::Service::call(&mut router, Request::from_parts(parts, Body::from(bytes))).await
             }
-            Ok(batch) => match ingest_batch(&state, &batch).await {
+            Ok(batch) => match ingest_batch(&state, &batch, super::client_of(&state, &parts)).await {
                 Ok(ack) => ack_response(&ack),
                 Err(error) => error.into_response(),
             },
@@ -84,10 +85,13 @@ pub(super) async fn direct_ingest(
     Ok(finish_direct(&state, response, started))
 }
 
-/// Validates and ingests a parsed batch (both ingest paths: the direct one and the router's).
-async fn ingest_batch(state: &AppState, batch: &IngestBatch) -> Result<IngestAck, ApiError> {
+/// Admits, validates and ingests a parsed batch from `client` (both ingest paths: the direct
+/// one and the router's).
+async fn ingest_batch(state: &AppState, batch: &IngestBatch, client: IpAddr) -> Result<IngestAck, ApiError> {
+    let now = now_ms();
+    state.admission.admit_request(client, now)?;
     validate(batch).map_err(|refused| ApiError::BadRequest(refused.to_string()))?;
-    let outcome = state.ingest(batch, now_ms()).await?;
+    let outcome = state.ingest_from(batch, now, client).await?;
     Ok(IngestAck {
         accepted: outcome.accepted,
     })
@@ -190,9 +194,12 @@ impl FromRequest<AppState> for IngestBody {
 async fn ingest(
     State(state): State<AppState>,
     _key: IngestKey,
+    extensions: axum::http::Extensions,
+    headers: HeaderMap,
     IngestBody(batch): IngestBody,
 ) -> Result<Json<IngestAck>, ApiError> {
-    ingest_batch(&state, &batch).await.map(Json)
+    let client = super::client_from(&state, &extensions, &headers);
+    ingest_batch(&state, &batch, client).await.map(Json)
 }
 
 /// Counts every ingest answer (including rejections) and times it.

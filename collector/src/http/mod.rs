@@ -5,6 +5,7 @@ pub mod auth;
 mod error;
 mod export;
 mod ingest;
+mod metrics;
 mod pages;
 mod params;
 pub mod socketio;
@@ -13,15 +14,35 @@ mod stream;
 pub use error::ApiError;
 pub use ingest::INGEST_BODY_LIMIT_BYTES;
 
+/// The client address of a request (see [`crate::admission::client_address`]).
+pub(crate) fn client_of(state: &AppState, parts: &axum::http::request::Parts) -> std::net::IpAddr {
+    client_from(state, &parts.extensions, &parts.headers)
+}
+
+/// [`client_of`] from a request's extensions and headers.
+pub(crate) fn client_from(
+    state: &AppState,
+    extensions: &axum::http::Extensions,
+    headers: &axum::http::HeaderMap,
+) -> std::net::IpAddr {
+    let peer = extensions.get::<ConnectInfo<SocketAddr>>().map(|info| info.0.ip());
+    let forwarded_for = headers.get("x-forwarded-for").and_then(|value| value.to_str().ok());
+    crate::admission::client_address(peer, forwarded_for, state.settings.admission.trust_proxy)
+}
+
 use crate::state::AppState;
-use axum::extract::Request;
-use axum::http::{header, HeaderValue, Method};
-use axum::response::Response;
+use axum::extract::{ConnectInfo, Request};
+use axum::http::{header, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::Router;
 use std::convert::Infallible;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::sync::Semaphore;
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
 
@@ -30,6 +51,7 @@ pub fn router(state: AppState) -> Router {
     // Admin answers hold participants' data: no cache (the browser's, a proxy's) keeps them.
     let admin = Router::new()
         .merge(admin::router())
+        .merge(metrics::router())
         .merge(export::router())
         .merge(stream::router())
         .layer(SetResponseHeaderLayer::overriding(
@@ -87,10 +109,18 @@ pub(crate) fn security_headers(headers: &mut axum::http::HeaderMap) {
 /// makes up nearly all of the load skips the router's per-request work (its routing, layers,
 /// boxed services and extractors). Any other request, and an ingest body that does not parse,
 /// goes to the router, whose answers (and error messages) are the reference.
+///
+/// Every request runs under the server's limits: at most `max_concurrent_requests` at once (503
+/// beyond, with `Retry-After`) and `request_timeout` to be read and answered (408, and the
+/// connection closed, so a slow-loris body is cut off); the long-polling `GET /socket.io/` is
+/// held by Socket.IO's own timers instead. The connection's peer address goes into the request's
+/// extensions as `ConnectInfo`, for the flood limits.
 #[derive(Clone)]
 pub struct App {
     state: AppState,
     router: Router,
+    peer: Option<SocketAddr>,
+    permits: Arc<Semaphore>,
 }
 
 /// The future of one [`App`] answer.
@@ -98,8 +128,43 @@ pub type AppFuture = Pin<Box<dyn Future<Output = Result<Response, Infallible>> +
 
 impl App {
     pub(crate) fn new(state: AppState, router: Router) -> Self {
-        Self { state, router }
+        let permits = Arc::new(Semaphore::new(state.settings.server.max_concurrent_requests));
+        Self {
+            state,
+            router,
+            peer: None,
+            permits,
+        }
     }
+}
+
+/// The server's own limits, from the configuration.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ServerLimits {
+    /// Requests served at once (across connections); beyond, 503.
+    pub max_concurrent_requests: usize,
+    /// Time to read a request (headers and body) and answer it.
+    pub request_timeout: Duration,
+}
+
+impl Default for ServerLimits {
+    fn default() -> Self {
+        Self {
+            max_concurrent_requests: 1024,
+            request_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// An answer of the server's limits: `status`, a JSON error and `Retry-After: 1`.
+fn limit_response(status: StatusCode, message: &str) -> Response {
+    let mut response = (status, axum::Json(serde_json::json!({ "error": message }))).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    if status == StatusCode::REQUEST_TIMEOUT {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
 }
 
 impl tower_service::Service<Request> for App {
@@ -111,18 +176,45 @@ impl tower_service::Service<Request> for App {
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, request: Request) -> AppFuture {
-        if request.method() == Method::POST && request.uri().path() == "/api/v1/ingest" {
+    fn call(&mut self, mut request: Request) -> AppFuture {
+        if let Some(peer) = self.peer {
+            request.extensions_mut().insert(ConnectInfo(peer));
+        }
+        let Ok(permit) = self.permits.clone().try_acquire_owned() else {
+            return Box::pin(async {
+                Ok(limit_response(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "too many requests at once",
+                ))
+            });
+        };
+        let long_poll = request.method() == Method::GET && request.uri().path().starts_with("/socket.io/");
+        let timeout = self.state.settings.server.request_timeout;
+        let answer: AppFuture = if request.method() == Method::POST && request.uri().path() == "/api/v1/ingest" {
             Box::pin(ingest::direct_ingest(self.state.clone(), self.router.clone(), request))
         } else {
             let mut router = self.router.clone();
             Box::pin(async move { tower_service::Service::call(&mut router, request).await })
-        }
+        };
+        Box::pin(async move {
+            let response = if long_poll {
+                answer.await
+            } else {
+                match tokio::time::timeout(timeout, answer).await {
+                    Ok(response) => response,
+                    Err(_) => Ok(limit_response(StatusCode::REQUEST_TIMEOUT, "request not read in time")),
+                }
+            };
+            drop(permit);
+            response
+        })
     }
 }
 
 /// `axum::serve` asks for a service per connection: the same application.
-impl<'a, L: axum::serve::Listener> tower_service::Service<axum::serve::IncomingStream<'a, L>> for App {
+impl<'a, L: axum::serve::Listener<Addr = SocketAddr>> tower_service::Service<axum::serve::IncomingStream<'a, L>>
+    for App
+{
     type Response = App;
     type Error = Infallible;
     type Future = std::future::Ready<Result<App, Infallible>>;
@@ -131,7 +223,9 @@ impl<'a, L: axum::serve::Listener> tower_service::Service<axum::serve::IncomingS
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, _stream: axum::serve::IncomingStream<'a, L>) -> Self::Future {
-        std::future::ready(Ok(self.clone()))
+    fn call(&mut self, stream: axum::serve::IncomingStream<'a, L>) -> Self::Future {
+        let mut app = self.clone();
+        app.peer = Some(*stream.remote_addr());
+        std::future::ready(Ok(app))
     }
 }

@@ -1,7 +1,6 @@
-//! The embedded pages (dashboard, and the demo call when asked for), their scripts and styles, health, readiness, Prometheus metrics and the JSON 404.
+//! The embedded pages (dashboard, and the demo call when asked for), their scripts and styles, health, readiness and the JSON 404.
 
 use super::error::ApiError;
-use crate::clock::now_ms;
 use crate::state::AppState;
 use axum::extract::State;
 use axum::http::header;
@@ -35,8 +34,7 @@ pub fn router(demo_page: bool) -> Router<AppState> {
             get(asset(CSS, include_str!("../../static/dashboard.css"))),
         )
         .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics));
+        .route("/readyz", get(readyz));
     if !demo_page {
         return router;
     }
@@ -61,15 +59,6 @@ fn asset(
 async fn readyz(State(state): State<AppState>) -> Result<&'static str, ApiError> {
     state.store.ping().await?;
     Ok("ready")
-}
-
-/// `GET /metrics`: Prometheus text. Open like `/healthz`: it holds counts only, no ids or URLs.
-async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
-    let meetings = state.store.live_meetings(now_ms()).await?;
-    Ok((
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
-        state.metrics.render(&meetings),
-    ))
 }
 
 /// `GET /healthz`: the process answers (store reachability is a readiness question).

@@ -144,6 +144,8 @@ fn on_connect(state: AppState, socket: SocketRef, auth: Value) {
         None => socket.id.to_string(),
     };
     let admin = carries_admin_token(&state, &auth);
+    let parts = socket.req_parts();
+    let client = super::client_from(&state, &parts.extensions, &parts.headers);
     let last_seq = Arc::new(AtomicU64::new(0));
     let metrics_state = state.clone();
     socket.on(
@@ -154,7 +156,7 @@ fn on_connect(state: AppState, socket: SocketRef, auth: Value) {
             let last_seq = Arc::clone(&last_seq);
             async move {
                 let data = data.unwrap_or(Value::Null);
-                match on_metrics(&state, &user, &last_seq, &data).await {
+                match on_metrics(&state, &user, client, &last_seq, &data).await {
                     Ok(applied) => {
                         let _ = ack.send(&json!({ "ok": true, "applied": applied }));
                     }
@@ -217,9 +219,20 @@ enum EmitError {
     Failed(#[from] super::error::ApiError),
 }
 
-/// Validates and ingests one `meeting:metrics` emit; true when it applied something new.
-async fn on_metrics(state: &AppState, user: &str, last_seq: &AtomicU64, data: &Value) -> Result<bool, EmitError> {
+/// Admits (by the socket's `client` address), validates and ingests one `meeting:metrics` emit;
+/// true when it applied something new.
+async fn on_metrics(
+    state: &AppState,
+    user: &str,
+    client: std::net::IpAddr,
+    last_seq: &AtomicU64,
+    data: &Value,
+) -> Result<bool, EmitError> {
     let now = now_ms();
+    state
+        .admission
+        .admit_request(client, now)
+        .map_err(|refusal| EmitError::RateLimited(refusal.retry_after_secs()))?;
     let batch = parse_metrics(data, user, |stamp| match stamp {
         Some(seq) => {
             last_seq.fetch_max(seq, Ordering::Relaxed);
@@ -235,10 +248,14 @@ async fn on_metrics(state: &AppState, user: &str, last_seq: &AtomicU64, data: &V
         }
     })?;
     super::ingest::validate(&batch).map_err(|refused| EmitError::Invalid(socket_names(&refused.to_string())))?;
-    let outcome = state.ingest(&batch, now).await.map_err(|error| match error {
-        crate::IngestError::RateLimited { retry_after_secs } => EmitError::RateLimited(retry_after_secs),
-        other => super::error::ApiError::from(other).into(),
-    })?;
+    let outcome = state
+        .ingest_from(&batch, now, client)
+        .await
+        .map_err(|error| match error {
+            crate::IngestError::RateLimited { retry_after_secs }
+            | crate::IngestError::NewIdQuota { retry_after_secs } => EmitError::RateLimited(retry_after_secs),
+            other => super::error::ApiError::from(other).into(),
+        })?;
     Ok(!outcome.applied.is_empty())
 }
 

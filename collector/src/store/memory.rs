@@ -117,7 +117,7 @@ impl MemoryStore {
             let usage_key = (meeting_id.clone(), participant_id.clone(), relayed.server);
             *inner
                 .turn
-                .entry(turn_bucket(now))
+                .entry(turn_bucket(commit.usage_at_ms))
                 .or_default()
                 .entry(usage_key)
                 .or_default() += relayed.bytes;

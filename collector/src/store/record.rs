@@ -8,7 +8,7 @@
 //! version check makes every change happen exactly once.
 
 use super::{LiveState, MetricsView, ParticipantView, SeqSet};
-use crate::ratelimit::Bucket;
+use crate::ratelimit::ClientBuckets;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
@@ -98,6 +98,13 @@ pub struct Marks {
     pub history_indexed: u64,
     /// The TURN usage bucket whose index entries were last written.
     pub turn_bucket: u64,
+    /// The event time (clamped, see `pipeline`) of the last batch applied: history buckets,
+    /// alert and TURN times never go back before it.
+    pub event_ms: u64,
+    /// The class this record adds to the live gauges of `/metrics` (none: it is not counted,
+    /// never seen or expired), so that each commit moves the gauges by exactly its change.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gauge: Option<crate::metrics::GaugeClass>,
 }
 
 /// One participant's state.
@@ -112,9 +119,9 @@ pub struct Record {
     pub seqs: SeqSet,
     pub derived: super::Derived,
     pub gate: Gate,
-    /// The rate limit's token bucket.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub bucket: Option<Bucket>,
+    /// The rate limit's token buckets, one per client address.
+    #[serde(skip_serializing_if = "ClientBuckets::is_empty")]
+    pub buckets: ClientBuckets,
     pub marks: Marks,
 }
 
@@ -172,6 +179,9 @@ pub struct Commit {
     /// The new record; `None` removes it.
     pub record: Option<Record>,
     pub now_ms: u64,
+    /// The time whose TURN usage bucket `relayed` is added to: the events' time (see
+    /// `pipeline`), `now_ms` unless set.
+    pub usage_at_ms: u64,
     /// Alerts raised or resolved, appended to the alert history.
     pub alerts: Vec<crate::alerts::AlertRecord>,
     /// History points to write, by bucket start (a later write to a bucket replaces its point).
@@ -203,6 +213,7 @@ impl Commit {
             version,
             record,
             now_ms,
+            usage_at_ms: now_ms,
             alerts: Vec::new(),
             history: Vec::new(),
             relayed: None,

@@ -376,7 +376,7 @@ impl RedisStore {
             retain(&mut writes, of_meeting);
         }
         if let Some(relayed) = commit.relayed.take() {
-            let bucket = turn_bucket(now).to_string();
+            let bucket = turn_bucket(commit.usage_at_ms).to_string();
             let key = self.key(&["turn:", &bucket]);
             let field = json(&(meeting_id, participant_id, &relayed.server));
             writes.push(Write::HIncrBy(key.clone(), field, relayed.bytes));

@@ -4,10 +4,12 @@ pub use vitals_collector::testing::TestRedis;
 use vitals_shared::wire::Event;
 use vitals_shared::wire::{IngestBatch, MetricsFields};
 
+/// An event with no time of its own (`ts_ms` 0), so the collector's clock (the `now` a test
+/// passes) places it; the event-time tests set times.
 pub fn event(seq: u64, full: bool, metrics: MetricsFields) -> Event {
     Event {
         seq,
-        ts_ms: 1_700_000_000_000.0 + seq as f64 * 1000.0,
+        ts_ms: 0.0,
         full,
         metrics,
     }
@@ -19,6 +21,24 @@ pub fn batch(meeting_id: &str, participant_id: &str, events: Vec<Event>) -> Inge
         participant_id: participant_id.into(),
         label: None,
         events,
+    }
+}
+
+/// Settings whose flood limits by client are out of the way: a test whose one in-process client
+/// stands for thousands of participants (the limits themselves are tested in `flood`).
+pub fn unlimited_clients() -> vitals_collector::Settings {
+    let unlimited = vitals_collector::ratelimit::RateLimit {
+        per_sec: 1e9,
+        burst: 1e9,
+    };
+    vitals_collector::Settings {
+        admission: vitals_collector::admission::AdmissionLimits {
+            global: unlimited,
+            per_client: unlimited,
+            new_ids_per_min: u32::MAX,
+            trust_proxy: false,
+        },
+        ..Default::default()
     }
 }
 

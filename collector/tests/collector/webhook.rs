@@ -281,7 +281,7 @@ struct Flood {
 /// and loss warnings, poor quality critical), while `/healthz` is asked every 50 ms.
 async fn flood(webhook: Option<&str>) -> Flood {
     const PARTICIPANTS: usize = 500;
-    let state = AppState::for_tests(INGEST_KEY, ADMIN_TOKEN);
+    let state = AppState::for_tests(INGEST_KEY, ADMIN_TOKEN).with_settings(support::unlimited_clients());
     if let Some(url) = webhook {
         Webhook::new(url, vec![Severity::Critical, Severity::Warning])
             .unwrap()
