@@ -200,6 +200,17 @@ async fn run(client: &Client, script: &str, args: Vec<Value>) -> Value {
         .unwrap_or_else(|e| panic!("{script}: {e}"))
 }
 
+/// Serves an empty page at every path on a free loopback port (the call pages, which the
+/// script builds; not the collector's, whose security policy allows no fetch to Janus); returns
+/// the base URL. Its host is the collector's, so the meeting ids are the same.
+async fn serve_blank_pages() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let page = || async { axum::response::Html("<!doctype html><title>sfu</title>") };
+    tokio::spawn(async move { axum::serve(listener, axum::Router::new().fallback(page)).await });
+    base
+}
+
 /// One Janus handle of A's tab and the page connection it serves.
 #[derive(Clone, Debug)]
 struct Handle {
@@ -349,6 +360,7 @@ async fn janus_videoroom_three_simulcast_publishers_figures_match_the_sfu_and_a_
     let started = Instant::now();
     let janus = Arc::new(Janus::start());
     let collector = Collector::start().await;
+    let pages = serve_blank_pages().await;
     let browser = Browser::start(&collector).await;
     let client = browser.client();
     let room = json!(Janus::ROOM);
@@ -357,7 +369,7 @@ async fn janus_videoroom_three_simulcast_publishers_figures_match_the_sfu_and_a_
     let tab_a = client.window().await.unwrap();
     let tab_bc = client.new_window(false).await.unwrap().handle;
     client.switch_to_window(tab_bc.clone()).await.unwrap();
-    client.goto(&format!("{}/sfu/bc", collector.base)).await.unwrap();
+    client.goto(&format!("{pages}/sfu/bc")).await.unwrap();
     run(client, SFU_JS, vec![]).await;
     let mut feeds = BTreeMap::new();
     for name in ["B", "C"] {
@@ -371,7 +383,7 @@ async fn janus_videoroom_three_simulcast_publishers_figures_match_the_sfu_and_a_
     }
     let call_started = Instant::now();
     client.switch_to_window(tab_a.clone()).await.unwrap();
-    client.goto(&format!("{}/sfu/a", collector.base)).await.unwrap();
+    client.goto(&format!("{pages}/sfu/a")).await.unwrap();
     run(client, SFU_JS, vec![]).await;
     let a = run(
         client,
