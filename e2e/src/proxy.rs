@@ -56,8 +56,13 @@ pub enum Kind {
         padded: bool,
     },
     Rtcp,
-    /// A STUN message between the peers (ICE checks, consent), inside ChannelData or Send/Data.
-    Stun,
+    /// A STUN message between the peers (ICE checks, consent), inside ChannelData or Send/Data:
+    /// its class (0 request, 1 indication, 2 success response, 3 error response) and
+    /// transaction id, so a test can pair each check with its answer.
+    Stun {
+        class: u8,
+        txid: [u8; 12],
+    },
     Dtls,
     /// TURN's own requests and responses (Allocate, Refresh, ChannelBind, ...).
     TurnControl,
@@ -83,6 +88,9 @@ pub struct Proxy {
     /// UDP and TCP port on 127.0.0.1.
     pub port: u16,
     shared: Arc<Shared>,
+    /// The proxy's own runtime (one worker thread): the test's runtime also runs an in-process
+    /// collector and the WebDriver client, whose work would otherwise delay the arrival stamps.
+    runtime: Option<tokio::runtime::Runtime>,
 }
 
 struct Shared {
@@ -148,6 +156,13 @@ struct Job {
 impl Proxy {
     /// Starts a proxy to the TURN server at `127.0.0.1:turn_port` (UDP and TCP).
     pub async fn start(turn_port: u16, impairment: Impairment, seed: u64) -> Self {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("proxy")
+            .enable_all()
+            .build()
+            .unwrap();
+        let _in_runtime = runtime.enter();
         let (tcp, udp) = bind_pair();
         let port = tcp.local_addr().unwrap().port();
         let clock = Clock::new();
@@ -168,15 +183,20 @@ impl Proxy {
             std::thread::spawn(move || delay_line(rx, weak));
         }
         let s = shared.clone();
-        let udp_task = tokio::spawn(async move { serve_udp(s, udp).await });
+        let udp_task = runtime.spawn(async move { serve_udp(s, udp).await });
         let s = shared.clone();
-        let tcp_task = tokio::spawn(async move { serve_tcp(s, tcp).await });
+        let tcp_task = runtime.spawn(async move { serve_tcp(s, tcp).await });
         shared
             .tasks
             .lock()
             .unwrap()
             .extend([udp_task.abort_handle(), tcp_task.abort_handle()]);
-        Self { port, shared }
+        drop(_in_runtime);
+        Self {
+            port,
+            shared,
+            runtime: Some(runtime),
+        }
     }
 
     pub fn set_impairment(&self, impairment: Impairment) {
@@ -193,6 +213,9 @@ impl Drop for Proxy {
     fn drop(&mut self) {
         for task in self.shared.tasks.lock().unwrap().drain(..) {
             task.abort();
+        }
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background(); // a test drops the proxy inside its own runtime
         }
     }
 }
@@ -470,7 +493,13 @@ pub fn classify_turn(msg: &[u8]) -> Kind {
 /// Demultiplexes a relayed packet as RFC 7983 does; parses the RTP header's length.
 fn classify_inner(p: &[u8]) -> Kind {
     match p.first() {
-        Some(0..=3) => Kind::Stun,
+        Some(0..=3) if p.len() >= 20 => {
+            let typ = be16(p, 0).unwrap_or(0);
+            let class = (((typ >> 7) & 0b10) | ((typ >> 4) & 0b01)) as u8;
+            let mut txid = [0; 12];
+            txid.copy_from_slice(&p[8..20]);
+            Kind::Stun { class, txid }
+        }
         Some(20..=63) => Kind::Dtls,
         Some(128..=191) if p.len() >= 12 => {
             if (192..=223).contains(&p[1]) {
