@@ -1,4 +1,4 @@
-// Call Vitals bridge (ISOLATED world, document_start or injected by adopt.js): takes the hook's private port, checks its messages and forwards them to sw.js (HookMessage in, FromPage out: shared/src/messages.rs).
+// Call Vitals bridge (ISOLATED world, document_start or injected by adopt.js): takes the hook's private port, checks its messages' shape and forwards them to sw.js (HookMessage in, FromPage out: shared/src/messages.rs).
 // Its value (the script's last expression) tells adopt.js whether it started here ('started') or a
 // live bridge of this run of the extension already was ('present').
 (() => {
@@ -23,52 +23,13 @@
   // The limits, each explained in shared/src/limits.rs (extension/tests/js_limits.rs checks these
   // copies against it).
   const MAX_CONNECTIONS_PER_POLL = 64;
-  const MAX_REPORTS_PER_CONNECTION = 500;
-  const MAX_REPORTS_PER_POLL = 2000;
   const MAX_PC_ID_LEN = 64;
   const PC_ID = /^[\x21-\x7e]+$/; // PC_ID_BYTES
-  const MAX_TYPE_LEN = 32;
-  const MAX_REPORT_MEMBERS = 40;
-  const MAX_MEMBER_NAME_LEN = 64;
-  const MAX_NESTED_MEMBERS = 8;
-  const MAX_STRING_LEN = 256;
   const MAX_MESSAGES_PER_SECOND = 200;
   const MAX_CONNECTIONS_PER_FRAME = 256;
+  const MAX_POLL_JSON_LEN = 1_048_576;
 
   const validId = (pc) => typeof pc === 'string' && pc.length > 0 && pc.length <= MAX_PC_ID_LEN && PC_ID.test(pc);
-
-  // A copy of a small object of finite numbers (qualityLimitationDurations), or undefined.
-  const numbers = (v) => {
-    if (Array.isArray(v)) return undefined;
-    const keys = Object.keys(v);
-    if (keys.length > MAX_NESTED_MEMBERS) return undefined;
-    const out = {};
-    for (const k of keys) {
-      if (k.length > MAX_MEMBER_NAME_LEN || typeof v[k] !== 'number' || !Number.isFinite(v[k])) return undefined;
-      out[k] = v[k];
-    }
-    return out;
-  };
-
-  // A copy holding only short strings, finite numbers, booleans and small objects of numbers:
-  // nothing else is trusted.
-  const clean = (r) => {
-    if (!r || typeof r !== 'object' || Array.isArray(r) || typeof r.type !== 'string' || r.type.length > MAX_TYPE_LEN) return null;
-    const keys = Object.keys(r);
-    if (keys.length > MAX_REPORT_MEMBERS) return null;
-    const out = {};
-    for (const k of keys) {
-      const v = r[k];
-      if (k.length > MAX_MEMBER_NAME_LEN) continue;
-      if ((typeof v === 'string' && v.length <= MAX_STRING_LEN) || typeof v === 'boolean'
-        || (typeof v === 'number' && Number.isFinite(v))) out[k] = v;
-      else if (v && typeof v === 'object') {
-        const n = numbers(v);
-        if (n) out[k] = n;
-      }
-    }
-    return out;
-  };
 
   const send = (message) => {
     try {
@@ -89,24 +50,19 @@
       const d = event.data;
       if (!d || typeof d !== 'object') return;
       if (d.type === 'stats') {
-        // One poll of every connection of the frame: [{pc, reports}], checked item by item.
-        if (!Array.isArray(d.items) || d.items.length > MAX_CONNECTIONS_PER_POLL) return;
-        const items = [];
-        let total = 0;
-        for (const item of d.items) {
-          if (!item || typeof item !== 'object' || !validId(item.pc) || !Array.isArray(item.reports)) continue;
-          total += item.reports.length;
-          if (item.reports.length > MAX_REPORTS_PER_CONNECTION || total > MAX_REPORTS_PER_POLL) return;
-          if (!seen.has(item.pc) && seen.size >= MAX_CONNECTIONS_PER_FRAME) continue;
-          const reports = [];
-          for (const r of item.reports) {
-            const c = clean(r);
-            if (c) reports.push(c);
-          }
-          seen.add(item.pc);
-          items.push({ pc: item.pc, reports });
+        // One poll of every connection of the frame: their ids, and their items as one JSON
+        // string, passed on unread (sw.js parses and checks it, out of the page's thread).
+        if (!Array.isArray(d.pcs) || d.pcs.length === 0 || d.pcs.length > MAX_CONNECTIONS_PER_POLL) return;
+        if (typeof d.json !== 'string' || d.json.length > MAX_POLL_JSON_LEN) return;
+        // The connections whose items may pass: a frame's first MAX_CONNECTIONS_PER_FRAME.
+        const pcs = [];
+        for (const pc of d.pcs) {
+          if (!validId(pc)) return;
+          if (!seen.has(pc) && seen.size >= MAX_CONNECTIONS_PER_FRAME) continue;
+          seen.add(pc);
+          pcs.push(pc);
         }
-        if (items.length) send({ source: SOURCE, type: 'stats', items });
+        if (pcs.length) send({ source: SOURCE, type: 'stats', pcs, json: d.json });
       } else if (d.type === 'closed' && validId(d.pc) && seen.has(d.pc)) {
         seen.delete(d.pc);
         send({ source: SOURCE, type: 'closed', pc: d.pc });

@@ -1,4 +1,4 @@
-// Call Vitals hook (MAIN world, document_start, or injected into an open page by adopt.js): wraps RTCPeerConnection invisibly and hands trimmed getStats() snapshots to bridge.js (messages: HookMessage in shared/src/messages.rs).
+// Call Vitals hook (MAIN world, document_start, or injected into an open page by adopt.js): wraps RTCPeerConnection invisibly and hands trimmed getStats() snapshots to bridge.js as one JSON string per poll (messages: HookMessage in shared/src/messages.rs).
 (() => {
   'use strict';
   // Everything the hook uses is saved now, before any page script can replace it.
@@ -21,6 +21,7 @@
   const setIntervalSaved = setInterval;
   const clearIntervalSaved = clearInterval;
   const random = Math.random;
+  const stringify = JSON.stringify;
   // Every wrapper's `get` trap answers this key with its native (it is never an own property).
   // Another realm's copy of this script (a same-origin frame) uses it to show that realm's
   // wrappers as native too, and install() to not wrap a constructor twice.
@@ -105,7 +106,15 @@
     const copy = createNull(); // no prototype: a page's setters on Object.prototype never run
     copy.type = r.type;
     for (let i = 0; i < fields.length; i++) {
-      if (apply(hasOwn, r, [fields[i]])) copy[fields[i]] = r[fields[i]];
+      if (!apply(hasOwn, r, [fields[i]])) continue;
+      const v = r[fields[i]];
+      if (v !== null && typeof v === 'object') {
+        // qualityLimitationDurations: a record of numbers, copied without its prototype (whose
+        // toJSON a page could set) for JSON.stringify below.
+        const inner = createNull();
+        for (const k in v) if (apply(hasOwn, v, [k])) inner[k] = v[k];
+        copy[fields[i]] = inner;
+      } else copy[fields[i]] = v;
     }
     return copy;
   };
@@ -183,13 +192,22 @@
   // the cost): a round is sent when its last getStats() settles, or at the next poll if one is
   // still pending (a late report then goes on its own).
   let round = null;
+  // The items go as one JSON string: a string crosses to the bridge and on to the extension
+  // with one copy, where a structured clone and the bridge's checks walked every member.
+  const sendItems = (items) => {
+    const pcs = list();
+    for (let i = 0; i < items.length; i++) pcs[pcs.length] = items[i].pc;
+    let json;
+    try { json = stringify(items); } catch (_) { return; } // never an error the page could see
+    send({ type: 'stats', pcs, json });
+  };
   const flush = (r) => {
-    if (!r.sent && r.items.length) send({ type: 'stats', items: r.items });
+    if (!r.sent && r.items.length) sendItems(r.items);
     r.sent = true;
   };
   const settle = (r, item) => {
     if (item) {
-      if (r.sent) send({ type: 'stats', items: [item] });
+      if (r.sent) { const one = list(); one[0] = item; sendItems(one); }
       else r.items[r.items.length] = item;
     }
     if ((r.waiting -= 1) === 0) flush(r);
@@ -228,7 +246,9 @@
           try {
             const reports = trim(entry, report);
             reports[reports.length] = state;
-            item = { pc: entry.id, reports };
+            item = createNull();
+            item.pc = entry.id;
+            item.reports = reports;
           } catch (_) { /* never an unhandled rejection the page could see */ }
           try { done(item); } catch (_) { /* the same */ }
         }, () => { try { done(null); } catch (_) { /* the same */ } }]);

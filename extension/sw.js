@@ -1,4 +1,4 @@
-// Call Vitals service worker: routes page messages to the offscreen document, keeps it alive and configured, sets the badge (FromPage and FromOffscreen in, ToOffscreen out: shared/src/messages.rs).
+// Call Vitals service worker: parses and checks each poll's items and routes page messages to the offscreen document, keeps it alive and configured, sets the badge (FromPage and FromOffscreen in, ToOffscreen out: shared/src/messages.rs).
 import { watchSites } from './sites.js';
 import { adoptOpenTabs, coverageOf } from './adopt.js';
 
@@ -150,8 +150,79 @@ function closeIdle() {
   [...badgeAsked.keys()].forEach(clearBadge);
 }
 
-// Page messages come from bridge.js, which checked them; the offscreen document's wasm checks
-// what it converts again (it trusts no content script), so they are only routed here.
+// The limits on a poll's items, each explained in shared/src/limits.rs (extension/tests/js_limits.rs
+// checks these copies against it).
+const MAX_CONNECTIONS_PER_POLL = 64;
+const MAX_REPORTS_PER_CONNECTION = 500;
+const MAX_REPORTS_PER_POLL = 2000;
+const MAX_POLL_JSON_LEN = 1_048_576;
+const MAX_TYPE_LEN = 32;
+const MAX_REPORT_MEMBERS = 40;
+const MAX_MEMBER_NAME_LEN = 64;
+const MAX_NESTED_MEMBERS = 8;
+const MAX_STRING_LEN = 256;
+
+// A copy of a small object of finite numbers (qualityLimitationDurations), or undefined.
+function numbers(v) {
+  if (Array.isArray(v)) return undefined;
+  const keys = Object.keys(v);
+  if (keys.length > MAX_NESTED_MEMBERS) return undefined;
+  const out = {};
+  for (const k of keys) {
+    if (k.length > MAX_MEMBER_NAME_LEN || typeof v[k] !== 'number' || !Number.isFinite(v[k])) return undefined;
+    out[k] = v[k];
+  }
+  return out;
+}
+
+// A copy of a report holding only short strings, finite numbers, booleans and small objects of
+// numbers, or null: nothing else is trusted.
+function clean(r) {
+  if (!r || typeof r !== 'object' || Array.isArray(r) || typeof r.type !== 'string' || r.type.length > MAX_TYPE_LEN) return null;
+  const keys = Object.keys(r);
+  if (keys.length > MAX_REPORT_MEMBERS) return null;
+  const out = {};
+  for (const k of keys) {
+    const v = r[k];
+    if (k.length > MAX_MEMBER_NAME_LEN) continue;
+    if ((typeof v === 'string' && v.length <= MAX_STRING_LEN) || typeof v === 'boolean'
+      || (typeof v === 'number' && Number.isFinite(v))) out[k] = v;
+    else if (v && typeof v === 'object') {
+      const n = numbers(v);
+      if (n) out[k] = n;
+    }
+  }
+  return out;
+}
+
+// A `stats` message's items (PageMessage::Stats: the connection ids the bridge let pass and the
+// hook's JSON string, which the bridge did not read), parsed and checked here, out of the page's
+// thread: the items of those connections, each report cleaned; null when the poll breaks a limit.
+function pollItems(msg) {
+  if (!Array.isArray(msg.pcs) || typeof msg.json !== 'string' || msg.json.length > MAX_POLL_JSON_LEN) return null;
+  let parsed;
+  try { parsed = JSON.parse(msg.json); } catch (_) { return null; }
+  if (!Array.isArray(parsed) || parsed.length > MAX_CONNECTIONS_PER_POLL) return null;
+  const allowed = new Set(msg.pcs.filter((pc) => typeof pc === 'string'));
+  const items = [];
+  let total = 0;
+  for (const item of parsed) {
+    if (!item || typeof item !== 'object' || !allowed.has(item.pc) || !Array.isArray(item.reports)) continue;
+    total += item.reports.length;
+    if (item.reports.length > MAX_REPORTS_PER_CONNECTION || total > MAX_REPORTS_PER_POLL) return null;
+    const reports = [];
+    for (const r of item.reports) {
+      const c = clean(r);
+      if (c) reports.push(c);
+    }
+    items.push({ pc: item.pc, reports });
+  }
+  return items;
+}
+
+// Page messages come from bridge.js, which checked their shape; the poll's items are checked
+// above, and the offscreen document's wasm checks what it converts again (it trusts no content
+// script).
 chrome.runtime.onMessage.addListener((msg, sender, sendResponse) => {
   if (!msg || typeof msg !== 'object') return;
   if (msg.type === 'offscreen-ready' && fromOffscreen(sender)) {
@@ -169,11 +240,13 @@ chrome.runtime.onMessage.addListener((msg, sender, sendResponse) => {
   }
   if (msg.source !== SOURCE || !sender.tab || typeof sender.tab.id !== 'number') return;
   const tab = sender.tab.id;
-  if (msg.type === 'stats' && Array.isArray(msg.items)) {
+  if (msg.type === 'stats') {
+    const items = pollItems(msg);
+    if (!items || !items.length) return;
     // One poll of a frame's connections goes on as one message, stamped with the tab, its URL and
     // the time (an array of items, as the buffer counts them).
     const now = Date.now();
-    send({ type: 'stats', tab, url: sender.tab.url || sender.url || '', now_ms: now, items: msg.items });
+    send({ type: 'stats', tab, url: sender.tab.url || sender.url || '', now_ms: now, items });
     lastStatsAt = now;
     refreshBadge(tab);
   } else if (msg.type === 'closed') {

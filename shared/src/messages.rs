@@ -7,10 +7,13 @@
 //! document's listener routes on (serde ignores it).
 //!
 //! One poll of a page's connections travels as one message all the way: `hook.js` posts a
-//! [`HookMessage::Stats`] over its private port; `bridge.js` checks it against
-//! [`crate::limits`] and sends a [`FromPage`]; `sw.js` adds the tab, its URL and the time and
-//! forwards it as a [`ToOffscreen::Stats`]; the offscreen document converts that straight from
-//! the JavaScript objects (`extension/src/convert.rs`) and hands it to its driver.
+//! [`HookMessage::Stats`] over its private port, its items as one JSON string ([`ItemsJson`]:
+//! on the page's thread a string costs one copy, where a structured clone and a check of every
+//! member walked the whole poll); `bridge.js` checks its shape against [`crate::limits`] and
+//! sends a [`FromPage`] with the string unread; `sw.js` parses it, checks the items and reports
+//! against [`crate::limits`], adds the tab, its URL and the time and forwards the items as a
+//! [`ToOffscreen::Stats`]; the offscreen document converts that straight from the JavaScript
+//! objects (`extension/src/convert.rs`) and hands it to its driver.
 
 use crate::metrics::TabMetrics;
 use crate::quality::QualityClass;
@@ -29,13 +32,36 @@ pub struct PcStats {
     pub reports: Vec<RawReport>,
 }
 
+/// A poll's items as one JSON text, as `JSON.stringify` writes them in `hook.js` (serialized as
+/// that string; read by parsing it).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ItemsJson(pub Vec<PcStats>);
+
+impl Serialize for ItemsJson {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let text = serde_json::to_string(&self.0).map_err(serde::ser::Error::custom)?;
+        serializer.serialize_str(&text)
+    }
+}
+
+impl<'de> Deserialize<'de> for ItemsJson {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        serde_json::from_str(&text).map(Self).map_err(serde::de::Error::custom)
+    }
+}
+
 /// `hook.js` -> `bridge.js`, over the `MessagePort` the hook hands the bridge at document_start.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "kebab-case")]
 pub enum HookMessage {
     /// One poll of the document's connections: those whose `getStats()` settled before the next
     /// poll (a late one follows in a message of its own).
-    Stats { items: Vec<PcStats> },
+    Stats {
+        /// The connections of the items, in their order.
+        pcs: Vec<String>,
+        json: ItemsJson,
+    },
     /// A connection closed, or the page dropped it (it was garbage-collected).
     Closed { pc: String },
 }
@@ -60,9 +86,11 @@ pub enum PageSource {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "kebab-case")]
 pub enum PageMessage {
-    /// A checked [`HookMessage::Stats`]: the items with a valid id, each report reduced to its
-    /// short strings, finite numbers and booleans.
-    Stats { items: Vec<PcStats> },
+    /// A [`HookMessage::Stats`] whose ids the bridge checked: `pcs` are those whose items may
+    /// pass (a frame's first [`crate::limits::MAX_CONNECTIONS_PER_FRAME`]), `json` the hook's
+    /// string, unread. `sw.js` keeps the items of those connections, each report reduced to its
+    /// short strings, finite numbers, booleans and small objects of numbers.
+    Stats { pcs: Vec<String>, json: ItemsJson },
     /// A connection of this frame closed, or the frame went away (`pagehide`); only for
     /// connections whose stats the bridge forwarded.
     Closed { pc: String },
@@ -322,6 +350,16 @@ mod tests {
         }
     }
 
+    /// A poll's `json` member ([`ItemsJson`]) as the items it holds: the golden file has it as
+    /// `JSON.stringify` writes it, serde its own way (`1234.0`, no spaces).
+    fn json_member_parsed(mut value: Value) -> Value {
+        if let Some(Value::String(text)) = value.get("json") {
+            let items: Value = serde_json::from_str(text).expect("the json member is JSON");
+            value["json"] = items;
+        }
+        value
+    }
+
     /// `value` is written as `<name>.json` holds it and read back from it unchanged. A golden
     /// `target` member (added by the sender of every message for the offscreen document, not
     /// part of the type) is read but not expected from serde.
@@ -329,11 +367,11 @@ mod tests {
         let path = golden_dir().join(format!("{name}.json"));
         let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         let golden: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
-        let mut expected = numbers_as_f64(golden.clone());
+        let mut expected = numbers_as_f64(json_member_parsed(golden.clone()));
         if let Some(map) = expected.as_object_mut() {
             map.remove("target");
         }
-        let written = numbers_as_f64(serde_json::to_value(&value).unwrap());
+        let written = numbers_as_f64(json_member_parsed(serde_json::to_value(&value).unwrap()));
         assert_eq!(written, expected, "{name}: written differently");
         let read: T = serde_json::from_value(golden).unwrap_or_else(|e| panic!("{name}: not read: {e}"));
         assert_eq!(read, value, "{name}: read differently");
@@ -392,6 +430,10 @@ mod tests {
 
     /// A poll of two connections as the hook trims it: a full scan of the first (one report of
     /// every type the processor reads) and the second still connecting (no selected pair yet).
+    fn poll_ids() -> Vec<String> {
+        poll().into_iter().map(|item| item.pc).collect()
+    }
+
     fn poll() -> Vec<PcStats> {
         let s = |v: &str| Some(v.to_string());
         vec![
@@ -472,13 +514,19 @@ mod tests {
     fn every_message_matches_its_golden_json() {
         let mut seen = BTreeSet::new();
         for m in [
-            HookMessage::Stats { items: poll() },
+            HookMessage::Stats {
+                pcs: poll_ids(),
+                json: ItemsJson(poll()),
+            },
             HookMessage::Closed { pc: "k3j9x2-1".into() },
         ] {
             golden(&mut seen, hook_name(&m), m);
         }
         for message in [
-            PageMessage::Stats { items: poll() },
+            PageMessage::Stats {
+                pcs: poll_ids(),
+                json: ItemsJson(poll()),
+            },
             PageMessage::Closed { pc: "k3j9x2-1".into() },
             PageMessage::PageGone,
         ] {
@@ -616,12 +664,16 @@ mod tests {
 
     #[test]
     fn one_malformed_report_does_not_fail_its_poll() {
-        let m: HookMessage = serde_json::from_value(json!({"type": "stats", "items": [{"pc": "p", "reports": [
+        let items = json!([{"pc": "p", "reports": [
             {"type": "codec", "id": "C1"}, 42, {"type": "outbound-rtp", "id": 7, "bytesSent": "lots"},
             {"type": "transport", "id": "T", "selectedCandidatePairId": "CP"}
-        ]}]}))
-        .unwrap();
-        let HookMessage::Stats { items } = m else {
+        ]}]);
+        let m: HookMessage =
+            serde_json::from_value(json!({"type": "stats", "pcs": ["p"], "json": items.to_string()})).unwrap();
+        let HookMessage::Stats {
+            json: ItemsJson(items), ..
+        } = m
+        else {
             panic!("not stats")
         };
         assert_eq!(

@@ -455,8 +455,8 @@ async fn hostile_page_cannot_disturb_the_pipeline() {
         const evil = new MessageChannel();
         document.dispatchEvent(new MessageEvent('call-vitals-port', { ports: [evil.port2] }));
         setInterval(() => {
-          evil.port1.postMessage({ kind: 'stats', pc: 'evil', reports: forged(Date.now()) });
-          evil.port1.postMessage({ kind: 'stats', pc: 'evil', reports: many });
+          evil.port1.postMessage({ type: 'stats', pcs: ['evil'], json: JSON.stringify([{ pc: 'evil', reports: forged(Date.now()) }]) });
+          evil.port1.postMessage({ type: 'stats', pcs: ['evil'], json: JSON.stringify([{ pc: 'evil', reports: many }]) });
         }, 500);
         // An attempt to make the hook offer its port again, to a listener of the page.
         let stolen = null;
@@ -503,6 +503,43 @@ async fn dummy_connections_do_not_crowd_out_the_call() {
         "window.dummies = Array.from({ length: 70 }, () => new RTCPeerConnection()); startCall(RTCPeerConnection);",
     )
     .await;
+    s.browser.quit().await;
+}
+
+/// A page that replaces `JSON.stringify` and gives every object and array a `toJSON` before its
+/// call: the hook serializes its polls with the saved native and prototype-less copies, so the
+/// call is measured with its real figures (with the page's versions the popup would show no call,
+/// or the `toJSON`'s 10 Tbit/s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_that_replaces_json_serialization_does_not_change_the_figures() {
+    let s = setup().await;
+    let client = s.browser.client();
+    client.goto(&format!("{}/plain.html", s.pages)).await.unwrap();
+    // After this script returns (WebDriver itself serializes with the page's JSON), so the call
+    // tab is not scripted again: the popup, an extension page, shows what arrived.
+    run(
+        client,
+        r#"
+        setTimeout(() => {
+          const fake = { type: 'outbound-rtp', id: 'O', kind: 'video', ssrc: 1, bytesSent: 1e15, packetsSent: 1e9 };
+          Object.defineProperty(Object.prototype, 'toJSON', { value() { return fake; }, configurable: true, writable: true });
+          Object.defineProperty(Array.prototype, 'toJSON', { value() { return [fake]; }, configurable: true, writable: true });
+          JSON.stringify = () => '[]';
+          startCall(RTCPeerConnection);
+        }, 0);
+        "#,
+    )
+    .await;
+    let popup = s.browser.open_popup().await;
+    let (up, down) = popup_shows_call(&popup).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let up_later = popup.wait_number("#upload", "data-kbps", |v| v > 0.0).await;
+    for kbps in [up, down, up_later] {
+        assert!(
+            kbps < 100_000.0,
+            "the page's serialization reached the processor: {kbps} kbps (a loopback call is a few Mbit/s)"
+        );
+    }
     s.browser.quit().await;
 }
 
