@@ -43,8 +43,9 @@ pub const MAX_MESSAGES_PER_SECOND: usize = 200;
 /// snapshots of further ones are dropped.
 pub const MAX_CONNECTIONS_PER_FRAME: usize = 256;
 /// Longest JSON string of one poll's items (`HookMessage::Stats::json`), in UTF-16 units:
-/// `bridge.js` refuses a longer one unread and `sw.js` before parsing it. A poll of 10 video
-/// connections is about 25,000; 64 connections at the hook's widest reports stay far below.
+/// `bridge.js` refuses a longer one unread and `sw.js` before parsing it. An audio and video
+/// connection is about 3,300 (the `direct` fixture's), so a poll of the hook's 64 stays near
+/// 210,000.
 pub const MAX_POLL_JSON_LEN: usize = 1_048_576;
 /// Snapshots (one per connection of a `stats` message; any other message counts one) `sw.js`
 /// keeps while the offscreen document is not there yet; the oldest go first.
