@@ -17,7 +17,7 @@ adoptOpenTabs();
 const OFFSCREEN_URL = 'offscreen.html';
 const SOURCE = 'call-vitals-hook'; // PageSource
 const MAX_BUFFERED_SNAPSHOTS = 1000; // shared/src/limits.rs
-const SYNC_KEYS = ['collector_url', 'ingest_key', 'label', 'sending'];
+const SYNC_KEYS = ['collector_url', 'ingest_key', 'label', 'sending', 'meeting_id_salt'];
 
 let ready = false; // the offscreen document said `offscreen-ready` (or already existed)
 let creating = null;

@@ -27,6 +27,20 @@ pub enum Command {
     /// Print the metrics of a getStats recording as JSON lines (one per connection per interval,
     /// then a summary per connection); exit code 2 if it is not a recording.
     Analyze(AnalyzeArgs),
+    /// Print the meeting id the extension uploads for a page address when its meeting id salt is
+    /// set (its options page, or the build's VITALS_MEETING_ID_SALT): how an admin finds a known
+    /// meeting among hashed ids.
+    MeetingId(MeetingIdArgs),
+}
+
+/// Arguments of `collector meeting-id`.
+#[derive(Debug, Clone, Args)]
+pub struct MeetingIdArgs {
+    /// The salt the extensions are configured with.
+    #[arg(long, env = "VITALS_MEETING_ID_SALT", hide_env_values = true)]
+    pub salt: String,
+    /// The meeting's page address, e.g. https://meet.example.com/team-standup.
+    pub url: String,
 }
 
 /// Arguments of `collector analyze`.

@@ -20,6 +20,7 @@ async fn main() -> ExitCode {
     let result = match Cli::parse().into_command() {
         Command::Serve(args) => serve(args).await,
         Command::Analyze(args) => return analyze_command(&args.file),
+        Command::MeetingId(args) => return meeting_id_command(&args.url, &args.salt),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -49,6 +50,25 @@ fn analyze_command(file: &std::path::Path) -> ExitCode {
         Err(error) => {
             eprintln!("collector analyze: {error}");
             ExitCode::from(error.exit_code())
+        }
+    }
+}
+
+/// `collector meeting-id --salt SALT URL`: the hashed meeting id on stdout (exit code 2 when the
+/// address is not an http(s) page or the salt is empty).
+fn meeting_id_command(url: &str, salt: &str) -> ExitCode {
+    if salt.trim().is_empty() {
+        eprintln!("collector meeting-id: the salt is empty: without one the extension sends the page address itself");
+        return ExitCode::from(2);
+    }
+    match vitals_shared::privacy::uploaded_meeting_id(url, salt) {
+        Some(id) => {
+            println!("{id}");
+            ExitCode::SUCCESS
+        }
+        None => {
+            eprintln!("collector meeting-id: {url:?} is not an http(s) page address");
+            ExitCode::from(2)
         }
     }
 }

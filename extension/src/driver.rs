@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use vitals_shared::limits::valid_pc_id;
 use vitals_shared::messages::{Badge, CollectorState, CollectorStatus, Settings, TabView, ToOffscreen};
 use vitals_shared::metrics::TabMetrics;
-use vitals_shared::privacy::{collector_base, meeting_id};
+use vitals_shared::privacy::{collector_base, uploaded_meeting_id};
 use vitals_shared::processor::{Input, Output, Processor, STALE_PC_MS};
 use vitals_shared::report::{CallRecorder, Report, REPORT_WINDOW_MS};
 use vitals_shared::wire::IngestBatch;
@@ -196,9 +196,12 @@ impl Driver {
         if state.processor.is_none() {
             // A new call session: the tab is new, or it navigated and came back.
             state.processor = Some(Processor::new());
-            state.session = self
-                .uploads
-                .open_session(tab, meeting_id(&url).as_deref(), at_ms, at_ms);
+            state.session = self.uploads.open_session(
+                tab,
+                uploaded_meeting_id(&url, &self.settings.meeting_id_salt).as_deref(),
+                at_ms,
+                at_ms,
+            );
             state.recorder = CallRecorder::default();
             state.next_tick_ms = None;
             state.rtp_seen = false;
@@ -234,7 +237,8 @@ impl Driver {
                 }
                 Output::Emit(mut event) if sending && state.rtp_seen => {
                     event.seq -= state.skipped;
-                    self.uploads.push(&state.session, tab, meeting_id(&state.url), event)
+                    let meeting = uploaded_meeting_id(&state.url, &self.settings.meeting_id_salt);
+                    self.uploads.push(&state.session, tab, meeting, event)
                 }
                 Output::Emit(_) if sending => state.skipped += 1,
                 Output::NextTick { at_ms } => state.next_tick_ms = Some(at_ms),
@@ -614,6 +618,26 @@ mod tests {
     fn media_flowed(d: &mut Driver, tab: i64) {
         d.handle(stats(tab, "a", 1.0, 100.0, "host"), now(1.0));
         d.handle(stats(tab, "a", 2.0, 100.0, "host"), now(2.0));
+    }
+
+    #[test]
+    fn a_salt_uploads_the_meeting_as_its_hash_only() {
+        let mut d = configured();
+        let salted = Settings {
+            meeting_id_salt: "acme".into(),
+            ..d.settings.clone()
+        };
+        d.handle(ToOffscreen::Config(salted), 0.0);
+        media_flowed(&mut d, 4);
+        let effects = d.effects(now(2.0));
+        let Some(Effect::Post(req)) = effects.first() else {
+            panic!("expected a post, got {effects:?}")
+        };
+        let expected = vitals_shared::privacy::uploaded_meeting_id(URL, "acme").unwrap();
+        assert!(expected.starts_with("h-"), "{expected}");
+        assert_eq!(req.batch.meeting_id, expected);
+        let body = serde_json::to_string(&req.batch).unwrap();
+        assert!(!body.contains("demo") && !body.contains("ip-literal"), "{body}");
     }
 
     #[test]

@@ -221,6 +221,9 @@ pub struct Settings {
     /// The allow or deny list of [`Settings::sites_mode`]: Chrome match patterns such as
     /// `*://meet.example.com/*`, as the options page normalises what the user types.
     pub sites: Vec<String>,
+    /// When not empty, meeting ids are uploaded as their salted hash
+    /// ([`crate::privacy::uploaded_meeting_id`]), never as the page's address.
+    pub meeting_id_salt: String,
 }
 
 /// The sites where the hook runs. Stored as "all", "allow" or "deny"; anything else (a value
@@ -556,6 +559,7 @@ mod tests {
                 install_id: "0b6f8e52-3c1d-4a7e-9f2b-5d8c1e4a7b90".into(),
                 sites_mode: SitesMode::Allow,
                 sites: vec!["*://meet.example.com/*".into(), "https://*.example.org/*".into()],
+                meeting_id_salt: "acme-2026".into(),
             }),
             ToOffscreen::GetTab { tab: None },
             ToOffscreen::GetReport {

@@ -1,4 +1,4 @@
-//! What may leave the browser: meeting ids without query, fragment, port or IP address, TURN server names without addresses, and which collector URLs may receive them.
+//! What may leave the browser: meeting ids without query, fragment, port or IP address (or only their salted hash), TURN server names without addresses, and which collector URLs may receive them.
 
 use url::{Host, Url};
 
@@ -25,6 +25,31 @@ pub fn meeting_id(page_url: &str) -> Option<String> {
     }
     let host = public_host(url.host()?);
     Some(format!("{}://{host}{}", url.scheme(), url.path()))
+}
+
+/// What a hashed meeting id starts with (a page's meeting id starts with its scheme).
+pub const HASHED_MEETING_PREFIX: &str = "h-";
+
+/// The meeting id the extension uploads for a page: [`meeting_id`], or, with a salt (an
+/// organisation's own secret, the same for all its users; surrounding spaces ignored),
+/// [`HASHED_MEETING_PREFIX`] and the first 32 hex digits (128 bits) of SHA-256 over the salt, a
+/// newline and that meeting id. Everyone with the same salt in the same meeting sends the same id,
+/// so the collector still groups them, but it never learns the page's address; an admin who knows
+/// a meeting's address and the salt finds it with `collector meeting-id --salt SALT URL`.
+pub fn uploaded_meeting_id(page_url: &str, salt: &str) -> Option<String> {
+    let id = meeting_id(page_url)?;
+    let salt = salt.trim();
+    if salt.is_empty() {
+        return Some(id);
+    }
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::new()
+        .chain_update(salt.as_bytes())
+        .chain_update(b"\n")
+        .chain_update(id.as_bytes())
+        .finalize();
+    let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+    Some(format!("{HASHED_MEETING_PREFIX}{hex}"))
 }
 
 /// A TURN server's name that may be uploaded: the host of a `turn:`/`turns:` url when it is a
@@ -86,6 +111,28 @@ pub fn collector_base(collector_url: &str) -> Result<String, CollectorUrlError> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_salt_hashes_the_meeting_id_and_nothing_of_the_address_remains() {
+        // Vectors from Python: hashlib.sha256(b"org-salt\nhttps://meet.example.com/abc").hexdigest()[:32]
+        let url = "https://meet.example.com:8443/abc?pwd=secret#x";
+        assert_eq!(
+            uploaded_meeting_id(url, " org-salt ").as_deref(),
+            Some("h-0d392e593d3e527a30427ad933d40b15")
+        );
+        assert_eq!(
+            uploaded_meeting_id(url, "other").as_deref(),
+            Some("h-f96f47f32a2e95a37045fb9838c25ea4")
+        );
+        // The same meeting from another page of it (query, port) hashes the same.
+        assert_eq!(
+            uploaded_meeting_id("https://meet.example.com/abc", "org-salt"),
+            uploaded_meeting_id(url, "org-salt")
+        );
+        // No salt: the address as meeting_id gives it; not a page: nothing.
+        assert_eq!(uploaded_meeting_id(url, "  "), meeting_id(url));
+        assert_eq!(uploaded_meeting_id("chrome://settings", "org-salt"), None);
+    }
 
     #[test]
     fn meeting_ids_drop_query_fragment_credentials_and_port() {

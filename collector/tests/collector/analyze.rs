@@ -1,4 +1,4 @@
-//! `collector analyze` end to end: the built binary on a recorded fixture, on stdin and on junk.
+//! `collector analyze` end to end (the built binary on a recorded fixture, on stdin and on junk), and `collector meeting-id`.
 
 use serde_json::Value;
 use std::io::Write;
@@ -80,4 +80,30 @@ fn junk_exits_2_with_a_message_on_stderr() {
     let out = analyze("/nonexistent/recording.json", None);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read"));
+}
+
+/// `collector meeting-id` prints what an extension with the same salt uploads for the page.
+#[test]
+fn meeting_id_prints_the_hash_an_extension_with_the_salt_uploads() {
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_collector"))
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = run(&["meeting-id", "--salt", "org-salt", "https://meet.example.com/abc?pwd=x"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // hashlib.sha256(b"org-salt\nhttps://meet.example.com/abc").hexdigest()[:32]
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "h-0d392e593d3e527a30427ad933d40b15\n"
+    );
+    for bad in [
+        &["meeting-id", "--salt", " ", "https://meet.example.com/abc"][..],
+        &["meeting-id", "--salt", "s", "chrome://settings"][..],
+    ] {
+        let out = run(bad);
+        assert_eq!(out.status.code(), Some(2), "{bad:?}");
+        assert!(!String::from_utf8_lossy(&out.stderr).is_empty());
+    }
 }

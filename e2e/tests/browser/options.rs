@@ -436,3 +436,30 @@ async fn collector_permission_is_asked_on_save_and_shown() {
     assert!(missing.contains("cross-origin"), "{missing}");
     browser.quit().await;
 }
+
+/// A meeting id salt typed in the options page: the call is uploaded under the hash that
+/// `privacy::uploaded_meeting_id` (and `collector meeting-id`) gives for its page and that salt,
+/// and the collector holds no meeting id with the page's address.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_meeting_id_salt_uploads_the_meeting_as_its_hash_only() {
+    let (collector, browser, url, _) = start().await;
+    let client = browser.client();
+    open_options(&browser).await;
+    type_into(client, "#meeting-id-salt", "acme-2026").await;
+    save(client).await;
+    let stored = wait_js(client, "the salt stored", STORED, |s| {
+        s["meeting_id_salt"] == "acme-2026"
+    })
+    .await;
+    assert_eq!(stored["meeting_id_salt"], "acme-2026", "{stored}");
+    assert!(open_call(&browser, &url).await, "hook missing");
+    let hashed = vitals_shared::privacy::uploaded_meeting_id(&url, "acme-2026").unwrap();
+    wait_meeting(&collector, &hashed).await;
+    let ids = meeting_ids(&collector).await;
+    assert!(ids.iter().all(|id| id.starts_with("h-")), "{ids:?}");
+    assert!(
+        !collector.meetings().await.to_string().contains("demo"),
+        "the page's address reached the collector"
+    );
+    browser.quit().await;
+}

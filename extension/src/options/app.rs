@@ -140,6 +140,10 @@ pub fn app() -> Html {
                     <input id="label" type="text" maxlength="256"
                         value={s.label.clone()} oninput={text(Field::Label)} />
                 </label>
+                <label>{ "Meeting id salt (optional: your organisation's own; meetings are then sent as a hash of it and the page address, never the address)" }
+                    <input id="meeting-id-salt" type="text" maxlength="256" autocomplete="off"
+                        value={s.meeting_id_salt.clone()} oninput={text(Field::MeetingIdSalt)} />
+                </label>
                 <label class="check">
                     <input id="sending" type="checkbox" checked={s.sending} onchange={on_sending} />
                     { " Send metrics to the collector" }

@@ -11,6 +11,7 @@ pub enum Field {
     CollectorUrl,
     IngestKey,
     Label,
+    MeetingIdSalt,
 }
 
 /// Whether Chrome lets the extension reach the collector's host.
@@ -162,6 +163,7 @@ impl Reducible for OptionsState {
                     Field::CollectorUrl => &mut next.settings.collector_url,
                     Field::IngestKey => &mut next.settings.ingest_key,
                     Field::Label => &mut next.settings.label,
+                    Field::MeetingIdSalt => &mut next.settings.meeting_id_salt,
                 };
                 *target = value;
                 next.message = None;
