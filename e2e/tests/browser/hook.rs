@@ -493,6 +493,64 @@ async fn hostile_page_cannot_disturb_the_pipeline() {
     s.browser.quit().await;
 }
 
+/// A page that makes about:blank frames and offers its own port to the bridges there (at once,
+/// on the frame's `call-vitals-hello`, and again later), then posts well-formed forged polls of
+/// 10 Gbit/s through every port it offered: none reaches the popup, and the real call in the tab
+/// still shows with real figures.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_port_offered_in_a_blank_frame_carries_nothing() {
+    let s = setup().await;
+    let client = s.browser.client();
+    client.goto(&format!("{}/plain.html", s.pages)).await.unwrap();
+    run(
+        client,
+        r#"
+        const forged = (t) => [
+          { type: 'outbound-rtp', id: 'O', ssrc: 1, kind: 'video', timestamp: t, bytesSent: t * 1.25e6, packetsSent: t },
+          { type: 'inbound-rtp', id: 'I', ssrc: 2, kind: 'video', timestamp: t, bytesReceived: t * 1.25e6, packetsReceived: t, packetsLost: 0 },
+          { type: 'transport', id: 'T', selectedCandidatePairId: 'CP' },
+          { type: 'candidate-pair', id: 'CP', localCandidateId: 'L', remoteCandidateId: 'R', state: 'succeeded', nominated: true, currentRoundTripTime: 0.001 },
+          { type: 'local-candidate', id: 'L', candidateType: 'host' }, { type: 'remote-candidate', id: 'R', candidateType: 'host' },
+        ];
+        const ports = [];
+        const offer = (doc) => {
+          const c = new MessageChannel();
+          ports.push(c.port1);
+          doc.dispatchEvent(new MessageEvent('call-vitals-port', { ports: [c.port2] }));
+        };
+        for (let i = 0; i < 3; i++) {
+          const f = document.createElement('iframe');
+          document.body.appendChild(f);
+          const doc = f.contentDocument;
+          offer(doc);
+          doc.addEventListener('call-vitals-hello', () => offer(doc), true);
+          setTimeout(() => offer(doc), 200 * i);
+        }
+        setInterval(() => {
+          for (const p of ports) {
+            for (const t of [Date.now() - 1000, Date.now()]) {
+              p.postMessage({ type: 'stats', pcs: ['forged'], json: JSON.stringify([{ pc: 'forged', reports: forged(t) }]) });
+            }
+          }
+        }, 500);
+        startCall(RTCPeerConnection);
+        "#,
+    )
+    .await;
+    wait_connected(client, "vitals.state").await;
+    let popup = s.browser.open_popup().await;
+    let (up, down) = popup_shows_call(&popup).await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let up_later = popup.wait_number("#upload", "data-kbps", |v| v > 0.0).await;
+    for kbps in [up, down, up_later] {
+        assert!(
+            kbps < 100_000.0,
+            "forged polls through a blank frame's bridge reached the processor: {kbps} kbps"
+        );
+    }
+    s.browser.quit().await;
+}
+
 /// A page that makes more idle connections than the hook polls (64) before its call: the idle
 /// ones give way, and the call is still measured.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
