@@ -1,9 +1,12 @@
-//! Flood limits of ingest by client address: a global token bucket, one per client, and a quota of new ids per client per minute.
+//! Flood limits of ingest by client address (a global token bucket, one per client, and a quota of new ids per client per minute) and the caps on live meetings and participants.
 //!
 //! The ingest key is public, so the ids in a body prove nothing: these limits are keyed by the
 //! address the request came from (the TCP peer, or the first untrusted hop of
 //! `X-Forwarded-For` when the collector is told it sits behind a proxy). They are kept in this
 //! process (one short lock per request, no store round trip) and use the collector's clock.
+//!
+//! The [`LiveCaps`] hold for the whole store (every process sharing a Redis): a batch that would
+//! create a participant beyond them is refused (`pipeline`, from the counts the store keeps).
 
 use crate::ratelimit::{Bucket, RateLimit};
 use std::collections::HashMap;
@@ -46,6 +49,27 @@ impl Default for AdmissionLimits {
         }
     }
 }
+
+/// The most live meetings and participants the store holds: a batch or emit that would create
+/// one more is refused with 507, while those already live keep writing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LiveCaps {
+    pub meetings: usize,
+    pub participants: usize,
+}
+
+impl Default for LiveCaps {
+    fn default() -> Self {
+        Self {
+            meetings: 10_000,
+            participants: 50_000,
+        }
+    }
+}
+
+/// What a refusal at a cap tells the client to wait: live records expire 5 minutes after their
+/// last batch, so a place may free up any time.
+pub const CAP_RETRY_AFTER_SECS: u64 = 30;
 
 /// Why a request is refused, and the whole seconds after which it may be retried.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

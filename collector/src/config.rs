@@ -140,6 +140,22 @@ pub struct ServeArgs {
     /// connection is closed.
     #[arg(long, env = "VITALS_REQUEST_TIMEOUT_SECS", default_value = "30", value_parser = non_negative)]
     pub request_timeout_secs: f64,
+    /// Seconds a client has to send a request's headers (also the most a kept-alive connection
+    /// waits idle for the next request); beyond, the connection is closed.
+    #[arg(long, env = "VITALS_HEADER_READ_TIMEOUT_SECS", default_value = "10", value_parser = non_negative)]
+    pub header_read_timeout_secs: f64,
+    /// Live meetings the collector holds at most (all processes sharing a Redis); a batch that
+    /// would start one more is answered 507 with `Retry-After`.
+    #[arg(long, env = "VITALS_MAX_LIVE_MEETINGS", default_value = "10000")]
+    pub max_live_meetings: usize,
+    /// Live participants the collector holds at most (all processes sharing a Redis).
+    #[arg(long, env = "VITALS_MAX_LIVE_PARTICIPANTS", default_value = "50000")]
+    pub max_live_participants: usize,
+    /// Rows (history points and alerts) one `GET /api/v1/export` answers at most; a larger range
+    /// is answered 413, to be narrowed by meeting or time.
+    #[arg(long, env = "VITALS_EXPORT_MAX_ROWS", default_value = "1000000",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub export_max_rows: u64,
 }
 
 /// A comma-separated list of alert severities.
@@ -230,12 +246,20 @@ impl ServeArgs {
                 new_ids_per_min: self.new_ids_per_min,
                 trust_proxy: self.trust_proxy,
             },
+            live_caps: crate::admission::LiveCaps {
+                meetings: self.max_live_meetings,
+                participants: self.max_live_participants,
+            },
+            export_max_rows: usize::try_from(self.export_max_rows).unwrap_or(usize::MAX),
             metrics_token: self.metrics_token.clone(),
             // main() refuses a retention over the limit before this is asked.
             retention_ms: self.retention_ms().unwrap_or((MAX_HISTORY_DAYS * 86_400_000.0) as u64),
             server: crate::http::ServerLimits {
                 max_concurrent_requests: self.max_concurrent_requests.max(1),
                 request_timeout: std::time::Duration::from_secs_f64(self.request_timeout_secs.clamp(0.1, 86_400.0)),
+                header_read_timeout: std::time::Duration::from_secs_f64(
+                    self.header_read_timeout_secs.clamp(0.1, 86_400.0),
+                ),
             },
         }
     }
@@ -408,6 +432,35 @@ mod tests {
             panic!("expected serve")
         };
         assert!(args.webhook().is_err());
+    }
+
+    #[test]
+    fn live_caps_export_bound_and_header_timeout_options() {
+        let defaults = serve_args(&[]).settings();
+        assert_eq!(
+            (defaults.live_caps.meetings, defaults.live_caps.participants),
+            (10_000, 50_000)
+        );
+        assert_eq!(defaults.export_max_rows, 1_000_000);
+        assert_eq!(defaults.server.header_read_timeout, std::time::Duration::from_secs(10));
+        let settings = serve_args(&[
+            "--max-live-meetings",
+            "3",
+            "--max-live-participants",
+            "7",
+            "--export-max-rows",
+            "50",
+            "--header-read-timeout-secs",
+            "0.5",
+        ])
+        .settings();
+        assert_eq!((settings.live_caps.meetings, settings.live_caps.participants), (3, 7));
+        assert_eq!(settings.export_max_rows, 50);
+        assert_eq!(
+            settings.server.header_read_timeout,
+            std::time::Duration::from_millis(500)
+        );
+        assert!(Cli::try_parse_from(["collector", "--export-max-rows", "0"]).is_err());
     }
 
     #[test]

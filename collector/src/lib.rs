@@ -21,7 +21,7 @@ mod tickets;
 pub mod turn;
 pub mod webhook;
 
-pub use http::{ApiError, App, ServerLimits, INGEST_BODY_LIMIT_BYTES};
+pub use http::{ApiError, App, ServerLimits, EXPORT_MAX_ROWS, INGEST_BODY_LIMIT_BYTES};
 pub use pipeline::{IngestError, SWEEP_INTERVAL};
 pub use secret::Secret;
 pub use state::{AppState, Settings, Shared};
@@ -40,29 +40,17 @@ pub fn app(state: AppState) -> App {
     App::new(state, router)
 }
 
-/// Serves [`app`] on `listener` until the process ends (or an accept loop error).
+/// Serves [`app`] on `listener` until the process ends.
 pub async fn serve(listener: TcpListener, state: AppState) -> std::io::Result<()> {
-    axum::serve(no_delay(listener), app(state)).await
-}
-
-/// `listener` with `TCP_NODELAY` on every connection: an answer goes out at once, not after the
-/// client's delayed acknowledgement of the previous one.
-fn no_delay(listener: TcpListener) -> impl axum::serve::Listener<Addr = std::net::SocketAddr> {
-    use axum::serve::ListenerExt;
-    listener.tap_io(|stream| {
-        if let Err(error) = stream.set_nodelay(true) {
-            tracing::debug!(%error, "cannot set TCP_NODELAY");
-        }
-    })
+    serve_with_shutdown(listener, state, std::future::pending()).await
 }
 
 /// Serves [`app`] on `listener` until `shutdown` completes, then finishes in-flight requests.
+/// Connections are hyper's with the settings' header read timeout (`http/serve.rs`).
 pub async fn serve_with_shutdown(
     listener: TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(no_delay(listener), app(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    http::serve::serve(listener, app(state), shutdown).await
 }

@@ -1,7 +1,8 @@
 //! Every change of a participant as one compare-and-set of its record: ingest and the sweeper.
 //!
-//! Ingest loads the participant's record (from this process's cache when it can), applies the
-//! rate limit, the batch (idempotent by sequence number, newest writer per field), the alert
+//! Ingest loads the participant's record (from this process's cache when it can), refuses a
+//! participant new to the store beyond the live caps (from the counts the store keeps), applies
+//! the rate limit, the batch (idempotent by sequence number, newest writer per field), the alert
 //! rules, TURN accounting and the admin stream's 2 s limit, and commits the new record with the
 //! history point, alert records, usage, index entries and stream messages in one atomic,
 //! version-checked commit. A conflict (another request or process committed first) hands back
@@ -53,6 +54,14 @@ pub enum IngestError {
     /// many seconds.
     #[error("too many new participants from this client, retry in {retry_after_secs} s")]
     NewIdQuota { retry_after_secs: u64 },
+    /// The collector holds its cap of live `what` (meetings or participants): a new one waits
+    /// until some expire.
+    #[error("the collector holds its maximum of {cap} live {what}, retry in {retry_after_secs} s")]
+    AtCap {
+        what: &'static str,
+        cap: usize,
+        retry_after_secs: u64,
+    },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -431,9 +440,18 @@ fn plan_sweep(
 async fn transact<T>(
     state: &AppState,
     key: &ParticipantKey,
+    plan: impl FnMut(Versioned) -> Result<Option<(Planned, T)>, IngestError>,
+) -> Result<Option<T>, IngestError> {
+    let loaded = state.store.load(key).await?;
+    transact_loaded(state, loaded, plan).await
+}
+
+/// [`transact`] from the record as `loaded` already.
+async fn transact_loaded<T>(
+    state: &AppState,
+    mut loaded: Versioned,
     mut plan: impl FnMut(Versioned) -> Result<Option<(Planned, T)>, IngestError>,
 ) -> Result<Option<T>, IngestError> {
-    let mut loaded = state.store.load(key).await?;
     for _ in 0..MAX_ATTEMPTS {
         let Some((mut planned, result)) = plan(loaded)? else {
             return Ok(None);
@@ -490,7 +508,11 @@ pub async fn ingest(
     let key = ParticipantKey::new(batch.meeting_id.as_str(), batch.participant_id.as_str());
     let live_ttl_ms = state.store.live_ttl_ms();
     let settings = &state.settings;
-    let outcome = transact(state, &key, |loaded| {
+    let loaded = state.store.load(&key).await?;
+    if loaded.record.is_none() {
+        within_caps(state, &key, now_ms).await?;
+    }
+    let outcome = transact_loaded(state, loaded, |loaded| {
         plan_ingest(settings, live_ttl_ms, &key, loaded, batch, now_ms, origin).map(Some)
     })
     .await?
@@ -505,6 +527,34 @@ pub async fn ingest(
         .metrics
         .observe_events(outcome.accepted.len(), outcome.applied.len());
     Ok(outcome)
+}
+
+/// Refuses the participant `key`, new to the store, when the store holds the cap of live
+/// participants, or when its meeting is new too and the store holds the cap of live meetings.
+/// Checked before the commit, from the counts the store keeps: requests creating participants at
+/// the same moment may each see the last free place, so a cap can be passed by at most the
+/// requests in flight at once (`ServerLimits::max_concurrent_requests` per process).
+async fn within_caps(state: &AppState, key: &ParticipantKey, now_ms: u64) -> Result<(), IngestError> {
+    let caps = state.settings.live_caps;
+    let count = state.store.live_count(&key.meeting_id, now_ms).await?;
+    let full = if count.participants >= caps.participants {
+        Some(("participants", caps.participants))
+    } else if !count.meeting_known && count.meetings >= caps.meetings {
+        Some(("meetings", caps.meetings))
+    } else {
+        None
+    };
+    match full {
+        None => Ok(()),
+        Some((what, cap)) => {
+            tracing::debug!(what, cap, "a new participant refused at the live cap");
+            Err(IngestError::AtCap {
+                what,
+                cap,
+                retry_after_secs: crate::admission::CAP_RETRY_AFTER_SECS,
+            })
+        }
+    }
 }
 
 /// Handles every participant due at `now_ms`; returns how many changed.
@@ -524,7 +574,7 @@ pub async fn sweep(state: &AppState, now_ms: u64) -> Result<usize, StoreError> {
                 Ok(Some(())) => changed += 1,
                 Ok(None) => {}
                 Err(IngestError::Store(error)) => return Err(error),
-                Err(IngestError::RateLimited { .. } | IngestError::NewIdQuota { .. }) => {
+                Err(IngestError::RateLimited { .. } | IngestError::NewIdQuota { .. } | IngestError::AtCap { .. }) => {
                     unreachable!("the sweeper takes no tokens")
                 }
             }

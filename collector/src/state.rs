@@ -1,6 +1,6 @@
 //! What every part of the collector shares: the store, the credentials, the settings, the counters and the stream's fan-out.
 
-use crate::admission::{Admission, AdmissionLimits};
+use crate::admission::{Admission, AdmissionLimits, LiveCaps};
 use crate::alerts::AlertThresholds;
 use crate::metrics::Metrics;
 use crate::ratelimit::RateLimit;
@@ -21,6 +21,10 @@ pub struct Settings {
     pub demo_page: bool,
     /// Flood limits by client address (this process's).
     pub admission: AdmissionLimits,
+    /// The most live meetings and participants (of the whole store).
+    pub live_caps: LiveCaps,
+    /// The most rows (history points and alerts) one export answers.
+    pub export_max_rows: usize,
     /// How far back an event's own time is believed (the history's retention).
     pub retention_ms: u64,
     /// The server's concurrency limit and request timeout.
@@ -35,6 +39,8 @@ impl Default for Settings {
             alerts: AlertThresholds::default(),
             rate_limit: RateLimit::default(),
             admission: AdmissionLimits::default(),
+            live_caps: LiveCaps::default(),
+            export_max_rows: crate::http::EXPORT_MAX_ROWS,
             retention_ms: crate::store::RedisOptions::default().retention_ms,
             server: crate::http::ServerLimits::default(),
             metrics_token: None,

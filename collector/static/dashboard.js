@@ -8,10 +8,13 @@ const HOUR_MS = 3600000;
 const ALERTS_SHOWN = 200;
 const ALERT_PAGES_MAX = 100;
 const HISTORY_PAGES_MAX = 50;
+const MEETING_PAGES_MAX = 100;
 const BACKOFF_MS = [1000, 2000, 4000, 8000, 15000, 30000];
-// Rows asked per page (the API's defaults; tests lower them to see the cursors followed).
+// Rows asked per page (the API's defaults, the meetings' largest; tests lower them to see the
+// cursors followed).
 let alertPageLimit = 1000;
 let historyPageLimit = 5000;
+let meetingPageLimit = 1000;
 const $ = (id) => document.getElementById(id);
 const tokenInput = $('token');
 const statusEl = $('status');
@@ -380,6 +383,22 @@ function renderTurn(body) {
   $('turn').replaceChildren(fragment);
 }
 
+// Every page of live meetings (up to MEETING_PAGES_MAX of them), following the cursors.
+async function loadMeetings() {
+  let list = [];
+  let cursor = null;
+  let pages = 0;
+  do {
+    const params = new URLSearchParams({ limit: String(meetingPageLimit) });
+    if (cursor !== null) params.set('cursor', cursor);
+    const body = await api(`/api/v1/meetings?${params}`);
+    list = list.concat(body.meetings);
+    cursor = body.next_cursor;
+    pages += 1;
+  } while (cursor !== null && cursor !== undefined && pages < MEETING_PAGES_MAX);
+  return list;
+}
+
 let pollTimer;
 async function pollMeetings() {
   clearTimeout(pollTimer);
@@ -388,8 +407,7 @@ async function pollMeetings() {
     return;
   }
   try {
-    const body = await api('/api/v1/meetings');
-    applyMeetings(body.meetings);
+    applyMeetings(await loadMeetings());
     const now = Date.now();
     renderTurn(await api(`/api/v1/turn-usage?from=${now - 24 * HOUR_MS}&to=${now}`));
     statusEl.textContent = `Updated ${new Date().toLocaleTimeString()}`;

@@ -1,17 +1,21 @@
 //! The admin read API: live meetings, one meeting, history, alerts and TURN usage.
 //!
 //! Times in queries and answers are ms since the Unix epoch. Ranges default to the last hour
-//! (alerts: the last 24 hours) and are inclusive at both ends. History and alerts answer in pages
-//! of at most `limit` rows, with a `next_cursor` to pass back as `cursor` for the rest. Every bad
-//! parameter is a 400 whose error names it.
+//! (alerts: the last 24 hours) and are inclusive at both ends. Live meetings, history and alerts
+//! answer in pages of at most `limit` rows, with a `next_cursor` to pass back as `cursor` for the
+//! rest. Every bad parameter is a 400 whose error names it.
 
 use super::auth::AdminToken;
 use super::error::ApiError;
-use super::params::{alerts_after, history_after, invalid_cursor, ordered, page, Params, HOUR_MS};
+use super::params::{
+    alerts_after, history_after, invalid_cursor, meeting_after, meeting_cursor, ordered, page, Params, HOUR_MS,
+};
 use crate::alerts::{ActiveAlert, AlertRecord};
 use crate::clock::now_ms;
 use crate::state::AppState;
-use crate::store::{history_bucket, AlertPage, HistoryPage, HistoryPoint, HistoryQuery, MeetingView, ParticipantView};
+use crate::store::{
+    history_bucket, AlertPage, HistoryPage, HistoryPoint, HistoryQuery, MeetingView, MeetingsPage, ParticipantView,
+};
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::response::IntoResponse;
@@ -19,6 +23,11 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde::Serialize;
 
+/// The meetings of one page of live meetings: by default and at most.
+pub const MEETINGS_LIMIT: Limit = Limit {
+    default: 100,
+    max: 1_000,
+};
 /// The rows of one history page: by default and at most.
 pub const HISTORY_LIMIT: Limit = Limit {
     default: 5_000,
@@ -44,13 +53,36 @@ pub fn router() -> Router<AppState> {
 
 #[derive(Serialize)]
 struct MeetingsResponse {
+    /// Ordered by meeting id.
     meetings: Vec<MeetingView>,
+    limit: usize,
+    /// The `cursor` of the next page; null on the last page.
+    next_cursor: Option<String>,
 }
 
-/// `GET /api/v1/meetings`: live meetings with their participants' merged metrics.
-async fn meetings(State(state): State<AppState>, _token: AdminToken) -> Result<impl IntoResponse, ApiError> {
-    let meetings = state.store.live_meetings(now_ms()).await?;
-    Ok(Json(MeetingsResponse { meetings }))
+/// `GET /api/v1/meetings?limit=&cursor=`: live meetings with their participants' merged
+/// metrics, ordered by id, at most `limit` (`MEETINGS_LIMIT`) a page; the rest come with
+/// `cursor` (opaque: the last meeting id of the page, which a page then starts after).
+async fn meetings(
+    State(state): State<AppState>,
+    _token: AdminToken,
+    raw: Result<Query<Vec<(String, String)>>, QueryRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let params = Params::parse(raw, &["limit", "cursor"])?;
+    let limit = params.limit(MEETINGS_LIMIT)?;
+    let read = MeetingsPage {
+        after: params.text("cursor").map(meeting_after).transpose()?,
+        limit: limit + 1,
+    };
+    let rows = state.store.live_meetings_page(now_ms(), &read).await?;
+    let (meetings, next_cursor) = page(rows, limit, |meetings| {
+        meeting_cursor(&meetings.last().expect("a full page").meeting_id)
+    });
+    Ok(Json(MeetingsResponse {
+        meetings,
+        limit,
+        next_cursor,
+    }))
 }
 
 #[derive(Serialize)]

@@ -30,6 +30,13 @@ pub enum ApiError {
     },
     #[error("request body is larger than {limit_bytes} bytes")]
     PayloadTooLarge { limit_bytes: usize },
+    /// The collector holds its cap of live meetings or participants (507).
+    #[error("{message}")]
+    AtCap { message: String, retry_after_secs: u64 },
+    #[error(
+        "this export holds more than {max_rows} rows (history points and alerts): narrow it to one meeting (meeting=) or a shorter range (from=, to=)"
+    )]
+    ExportTooLarge { max_rows: usize },
     #[error("the store is unavailable, retry later")]
     StoreUnavailable,
     #[error("internal error")]
@@ -44,7 +51,8 @@ impl ApiError {
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::TooManyRequests { .. } | Self::Limited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::PayloadTooLarge { .. } | Self::ExportTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::AtCap { .. } => StatusCode::INSUFFICIENT_STORAGE,
             Self::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -102,7 +110,9 @@ impl IntoResponse for ApiError {
             Self::Unauthorized(_) => (status, [(header::WWW_AUTHENTICATE, "Bearer")], body).into_response(),
             // The client keeps its events and retries; tell it when.
             Self::StoreUnavailable => (status, [(header::RETRY_AFTER, "5")], body).into_response(),
-            Self::TooManyRequests { retry_after_secs } | Self::Limited { retry_after_secs, .. } => {
+            Self::TooManyRequests { retry_after_secs }
+            | Self::Limited { retry_after_secs, .. }
+            | Self::AtCap { retry_after_secs, .. } => {
                 (status, [(header::RETRY_AFTER, retry_after_secs.to_string())], body).into_response()
             }
             _ => (status, body).into_response(),
@@ -116,6 +126,10 @@ impl From<IngestError> for ApiError {
             IngestError::RateLimited { retry_after_secs } => Self::TooManyRequests { retry_after_secs },
             IngestError::NewIdQuota { retry_after_secs } => Self::Limited {
                 reason: "too many new participants from this client",
+                retry_after_secs,
+            },
+            error @ IngestError::AtCap { retry_after_secs, .. } => Self::AtCap {
+                message: error.to_string(),
                 retry_after_secs,
             },
             IngestError::Store(error) => error.into(),

@@ -1,4 +1,8 @@
-//! `GET /api/v1/export`: every history point and alert of a range as CSV or JSON, streamed a bounded page at a time.
+//! `GET /api/v1/export`: every history point and alert of a range (and meeting) as CSV or JSON, streamed a bounded page at a time, at most a bounded number of rows.
+//!
+//! Linear in the series and rows: the range's series are listed once (one index read), counted
+//! against the row bound before the first byte, then read a window of them at a time, each page
+//! starting where the previous one ended (never listing the series again).
 
 use super::auth::AdminToken;
 use super::error::ApiError;
@@ -6,7 +10,7 @@ use super::params::{alerts_after, bad, history_after, Params, HOUR_MS};
 use crate::alerts::AlertRecord;
 use crate::state::AppState;
 use crate::store::{
-    history_bucket, AlertPage, HistoryPage, HistoryPoint, HistoryPosition, HistoryQuery, Store, StoreError,
+    history_bucket, AlertPage, HistoryPage, HistoryPoint, HistoryPosition, HistoryQuery, SeriesKey, Store, StoreError,
     FIELD_COUNT, FIELD_NAMES,
 };
 use axum::body::Body;
@@ -23,34 +27,64 @@ use vitals_shared::fields::FieldValue;
 
 /// How many rows the export reads from the store, and so holds, at a time.
 pub const EXPORT_CHUNK_ROWS: usize = 1_000;
+/// How many series one read of the export looks at, at most.
+const EXPORT_CHUNK_SERIES: usize = 256;
+/// The most rows one export answers unless configured otherwise (`VITALS_EXPORT_MAX_ROWS`).
+pub const EXPORT_MAX_ROWS: usize = 1_000_000;
 
 /// The export route.
 pub fn router() -> Router<AppState> {
     Router::new().route("/api/v1/export", get(export))
 }
 
-/// `GET /api/v1/export?format=csv|json&from=&to=`: every history point and alert of the range
-/// (default: the last hour), as a download streamed while it is read from the store, at most
-/// `EXPORT_CHUNK_ROWS` rows at a time. JSON is `{"from", "to", "history": [...], "alerts": [...]}`.
-/// A store failure before the first byte is an error status; after it, the body is cut off
-/// (never a file that looks complete).
+/// `GET /api/v1/export?format=csv|json&from=&to=&meeting=`: every history point and alert of the
+/// range (default: the last hour), of one meeting when `meeting` is given, as a download streamed
+/// while it is read from the store, at most `EXPORT_CHUNK_ROWS` rows at a time. JSON is
+/// `{"from", "to", "history": [...], "alerts": [...]}`. More than the settings' `export_max_rows`
+/// rows is a 413 that says to narrow the range or name a meeting. A store failure before the
+/// first byte is an error status; after it, the body is cut off (never a file that looks
+/// complete).
 async fn export(
     State(state): State<AppState>,
     _token: AdminToken,
     raw: Result<Query<Vec<(String, String)>>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let params = Params::parse(raw, &["format", "from", "to"])?;
+    let params = Params::parse(raw, &["format", "from", "to", "meeting"])?;
     let csv = match params.text("format") {
         None | Some("json") => false,
         Some("csv") => true,
         Some(_) => return Err(bad("format must be csv or json".into())),
     };
     let (from, to) = params.range(HOUR_MS)?;
+    let meeting_id = params.text("meeting").map(str::to_owned);
+    let query = HistoryQuery {
+        meeting_id: meeting_id.clone(),
+        participant_id: None,
+        from_ms: history_bucket(from),
+        to_ms: to,
+    };
+    let series = state.store.history_series(&query).await?;
+    let max_rows = state.settings.export_max_rows;
+    let points = state.store.history_count(&series, query.from_ms, to, max_rows).await?;
+    let alerts = AlertPage {
+        from_ms: from,
+        to_ms: to,
+        meeting_id: meeting_id.clone(),
+        skip: 0,
+        limit: max_rows.saturating_add(1),
+    };
+    if points > max_rows || points + state.store.alert_count(&alerts).await? > max_rows {
+        return Err(ApiError::ExportTooLarge { max_rows });
+    }
     let mut export = Export {
         store: state.store.clone(),
         csv,
         from,
         to,
+        meeting_id,
+        series,
+        next_series: 0,
+        started: false,
         step: Step::History(None),
         rows_in_section: 0,
     };
@@ -101,6 +135,13 @@ struct Export {
     csv: bool,
     from: u64,
     to: u64,
+    meeting_id: Option<String>,
+    /// Every series of the range (and meeting), sorted, listed once.
+    series: Vec<SeriesKey>,
+    /// The first series of `series` the next history read looks at.
+    next_series: usize,
+    /// Whether the head (CSV header, JSON opening) was written.
+    started: bool,
     step: Step,
     /// Rows written in the current JSON array, for the commas between them.
     rows_in_section: usize,
@@ -112,28 +153,50 @@ impl Export {
         let mut out = String::new();
         match std::mem::replace(&mut self.step, Step::Done) {
             Step::History(after) => {
-                if after.is_none() {
+                if !self.started {
+                    self.started = true;
                     if self.csv {
                         csv_row(&mut out, CSV_COLUMNS.map(str::to_owned).to_vec());
                     } else {
                         out.push_str(&format!("{{\"from\":{},\"to\":{},\"history\":[", self.from, self.to));
                     }
                 }
+                let end = self.series.len().min(self.next_series + EXPORT_CHUNK_SERIES);
+                let window = &self.series[self.next_series..end];
                 let query = HistoryPage {
                     query: HistoryQuery {
+                        meeting_id: self.meeting_id.clone(),
+                        participant_id: None,
                         from_ms: history_bucket(self.from),
                         to_ms: self.to,
-                        ..Default::default()
                     },
                     after,
                     limit: EXPORT_CHUNK_ROWS,
                 };
-                let points = self.store.history_page(&query).await?;
+                let points = self.store.series_page(window, &query).await?;
+                // A full page: the next one starts after its last point, in that point's series.
+                let full = match points.last() {
+                    Some(last) if points.len() == EXPORT_CHUNK_ROWS => {
+                        let series = window.partition_point(|(m, p)| {
+                            (m.as_str(), p.as_str()) < (last.meeting_id.as_str(), last.participant_id.as_str())
+                        });
+                        Some((self.next_series + series, history_after(last)))
+                    }
+                    _ => None,
+                };
                 for point in &points {
                     self.row(&mut out, point, csv_point);
                 }
-                self.step = match points.last() {
-                    Some(last) if points.len() == EXPORT_CHUNK_ROWS => Step::History(Some(history_after(last))),
+                self.step = match full {
+                    Some((series, after)) => {
+                        self.next_series = series;
+                        Step::History(Some(after))
+                    }
+                    // The window is done: the next one, or the alerts.
+                    None if end < self.series.len() => {
+                        self.next_series = end;
+                        Step::History(None)
+                    }
                     _ => {
                         self.end_section(&mut out, "],\"alerts\":[");
                         Step::Alerts(self.from, 0)
@@ -144,7 +207,7 @@ impl Export {
                 let query = AlertPage {
                     from_ms: from,
                     to_ms: self.to,
-                    meeting_id: None,
+                    meeting_id: self.meeting_id.clone(),
                     skip,
                     limit: EXPORT_CHUNK_ROWS,
                 };

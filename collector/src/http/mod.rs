@@ -1,4 +1,4 @@
-//! The HTTP layer: one router per resource (ingest, admin reads, export, stream, Socket.IO, pages), one place for auth, the security headers, and the `App` service with the direct ingest path.
+//! The HTTP layer: one router per resource (ingest, admin reads, export, stream, Socket.IO, pages), one place for auth, the security headers, the `App` service with the direct ingest path, and the server's accept loop.
 
 mod admin;
 pub mod auth;
@@ -8,10 +8,12 @@ mod ingest;
 mod metrics;
 mod pages;
 mod params;
+pub(crate) mod serve;
 pub mod socketio;
 mod stream;
 
 pub use error::ApiError;
+pub use export::EXPORT_MAX_ROWS;
 pub use ingest::INGEST_BODY_LIMIT_BYTES;
 
 /// The client address of a request (see [`crate::admission::client_address`]).
@@ -114,7 +116,8 @@ pub(crate) fn security_headers(headers: &mut axum::http::HeaderMap) {
 /// beyond, with `Retry-After`) and `request_timeout` to be read and answered (408, and the
 /// connection closed, so a slow-loris body is cut off); the long-polling `GET /socket.io/` is
 /// held by Socket.IO's own timers instead. The connection's peer address goes into the request's
-/// extensions as `ConnectInfo`, for the flood limits.
+/// extensions as `ConnectInfo`, for the flood limits. The headers themselves must arrive within
+/// `header_read_timeout` (the accept loop of `serve.rs`).
 #[derive(Clone)]
 pub struct App {
     state: AppState,
@@ -136,6 +139,17 @@ impl App {
             permits,
         }
     }
+
+    /// The application for one connection from `peer`.
+    pub(crate) fn for_peer(&self, peer: SocketAddr) -> Self {
+        let mut app = self.clone();
+        app.peer = Some(peer);
+        app
+    }
+
+    pub(crate) fn limits(&self) -> ServerLimits {
+        self.state.settings.server
+    }
 }
 
 /// The server's own limits, from the configuration.
@@ -145,6 +159,9 @@ pub struct ServerLimits {
     pub max_concurrent_requests: usize,
     /// Time to read a request (headers and body) and answer it.
     pub request_timeout: Duration,
+    /// Time a connection has to send a request's headers (from its first byte, or from the end
+    /// of the previous answer on a kept-alive connection); beyond, it is closed.
+    pub header_read_timeout: Duration,
 }
 
 impl Default for ServerLimits {
@@ -152,6 +169,7 @@ impl Default for ServerLimits {
         Self {
             max_concurrent_requests: 1024,
             request_timeout: Duration::from_secs(30),
+            header_read_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -208,24 +226,5 @@ impl tower_service::Service<Request> for App {
             drop(permit);
             response
         })
-    }
-}
-
-/// `axum::serve` asks for a service per connection: the same application.
-impl<'a, L: axum::serve::Listener<Addr = SocketAddr>> tower_service::Service<axum::serve::IncomingStream<'a, L>>
-    for App
-{
-    type Response = App;
-    type Error = Infallible;
-    type Future = std::future::Ready<Result<App, Infallible>>;
-
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, stream: axum::serve::IncomingStream<'a, L>) -> Self::Future {
-        let mut app = self.clone();
-        app.peer = Some(*stream.remote_addr());
-        std::future::ready(Ok(app))
     }
 }

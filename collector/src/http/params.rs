@@ -99,6 +99,35 @@ pub(super) fn invalid_cursor() -> ApiError {
     bad("cursor is not one this route answered with".into())
 }
 
+/// The cursor of a page of meetings that ends with `meeting_id`: `m` and the id's bytes in hex.
+pub(super) fn meeting_cursor(meeting_id: &str) -> String {
+    use std::fmt::Write as _;
+    let mut cursor = String::with_capacity(1 + 2 * meeting_id.len());
+    cursor.push('m');
+    for byte in meeting_id.bytes() {
+        let _ = write!(cursor, "{byte:02x}");
+    }
+    cursor
+}
+
+/// The meeting id of a [`meeting_cursor`]; a cursor longer than any id's, or not one, is a 400.
+pub(super) fn meeting_after(cursor: &str) -> Result<String, ApiError> {
+    let hex = cursor.strip_prefix('m').ok_or_else(invalid_cursor)?;
+    // (`from_str_radix` would take a sign too.)
+    if hex.len() % 2 != 0
+        || hex.len() > 2 * vitals_shared::wire::MAX_ID_LEN
+        || !hex.bytes().all(|b| b.is_ascii_hexdigit())
+    {
+        return Err(invalid_cursor());
+    }
+    let bytes = (0..hex.len())
+        .step_by(2)
+        .map(|at| hex.get(at..at + 2).and_then(|pair| u8::from_str_radix(pair, 16).ok()))
+        .collect::<Option<Vec<u8>>>()
+        .ok_or_else(invalid_cursor)?;
+    String::from_utf8(bytes).map_err(|_| invalid_cursor())
+}
+
 /// The first `limit` rows, and the cursor of the next page if `rows` (read with one more than
 /// `limit`) has more.
 pub(super) fn page<T>(
@@ -128,6 +157,18 @@ pub(super) fn history_after(point: &HistoryPoint) -> HistoryPosition {
 mod tests {
     use super::*;
     use crate::alerts::{AlertKind, AlertState, Severity};
+
+    #[test]
+    fn meeting_cursors_round_trip_and_refuse_what_they_are_not() {
+        let longest = "x".repeat(vitals_shared::wire::MAX_ID_LEN);
+        for id in ["https://meet.example.com/a b", "", "é:ü", longest.as_str()] {
+            assert_eq!(meeting_after(&meeting_cursor(id)).unwrap(), id);
+        }
+        let huge = format!("m{}", "61".repeat(vitals_shared::wire::MAX_ID_LEN + 1));
+        for bad in ["", "x61", "m6", "m6g", "mff", "m+1", huge.as_str()] {
+            assert!(meeting_after(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn an_alerts_cursor_counts_the_records_of_the_last_time() {

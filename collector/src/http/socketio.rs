@@ -7,12 +7,16 @@
 //!   key (the admin token is accepted too); compared in constant time. Without a valid token the
 //!   connection is refused with a `connect_error` (`{"message": "unauthorized"}`). `userId`
 //!   (1 to 256 bytes) is the participant id of this socket's metrics; without it the socket id is.
+//!   A connection counts as one request of its client address against the flood limits;
+//!   beyond them it is refused (`{"message": "too many requests from this client"}`).
 //! - **`meeting:metrics`** `{meetingId, metrics, timestamp}`: `metrics` holds any of
 //!   `uploadBitrate`, `downloadBitrate` (kbps), `latency` (ms), `packetLoss` (%), `quality`
 //!   (`excellent|good|fair|poor`) and `usingRelay` (bool), only the changed ones (a `null` or an
-//!   unknown key is ignored). It goes through the same pipeline as `POST /api/v1/ingest` (merge,
-//!   alerts, history, TURN usage, admin stream, rate limit) as one delta event of participant
-//!   `userId` in meeting `meetingId`. Its sequence number is `timestamp` (ms since the Unix epoch,
+//!   unknown key is ignored). It goes through the same admission as `POST /api/v1/ingest` (the
+//!   global and per-client buckets by the socket's address, the client's quota of new ids, the
+//!   caps on live meetings and participants; refused: the ack's `error` says why and when to
+//!   retry) and the same pipeline (merge, alerts, history, TURN usage, admin stream, rate limit)
+//!   as one delta event of participant `userId` in meeting `meetingId`. Its sequence number is `timestamp` (ms since the Unix epoch,
 //!   as from `Date.now()`), so a re-sent emit is not counted twice and emits arriving out of order
 //!   merge in the order they were made, also across reconnects. Two different emits of one user
 //!   with the same millisecond timestamp therefore count once (the second is a duplicate). Without
@@ -76,11 +80,19 @@ pub fn router<S: Clone + Send + Sync + 'static>(state: AppState) -> Router<S> {
     // Subscribed now, so that nothing published once the app serves is missed.
     let messages = state.hub().subscribe();
     let guard_state = state.clone();
-    let guard = move |TryData(auth): TryData<Value>| {
+    let guard = move |socket: SocketRef, TryData(auth): TryData<Value>| {
         let state = guard_state.clone();
         async move {
             let auth = auth.unwrap_or(Value::Null);
-            authorize(&state, &auth)
+            authorize(&state, &auth)?;
+            // A connection counts as a request of its client, so a connect flood meets the
+            // same buckets as a flood of emits.
+            let parts = socket.req_parts();
+            let client = super::client_from(&state, &parts.extensions, &parts.headers);
+            state
+                .admission
+                .admit_request(client, now_ms())
+                .map_err(|_| Refused::Limited)
         }
     };
     let connect = move |socket: SocketRef, TryData(auth): TryData<Value>| {
@@ -104,27 +116,34 @@ pub fn router<S: Clone + Send + Sync + 'static>(state: AppState) -> Router<S> {
 
 /// Why a connection is refused (the client's `connect_error` message).
 #[derive(Debug)]
-struct Unauthorized;
+enum Refused {
+    Unauthorized,
+    /// The client (or the collector) is at its request rate.
+    Limited,
+}
 
-impl std::fmt::Display for Unauthorized {
+impl std::fmt::Display for Refused {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("unauthorized")
+        f.write_str(match self {
+            Self::Unauthorized => "unauthorized",
+            Self::Limited => "too many requests from this client",
+        })
     }
 }
 
 /// The connect middleware: a valid `token`, and a `userId` of the right shape if any.
-fn authorize(state: &AppState, auth: &Value) -> Result<(), Unauthorized> {
+fn authorize(state: &AppState, auth: &Value) -> Result<(), Refused> {
     let token = auth.get("token").and_then(Value::as_str).unwrap_or("");
     // Both compared in full, so the time does not tell which one was close.
     let ingest = auth::holds::<Ingest>(state, token.as_bytes());
     let admin = auth::holds::<Admin>(state, token.as_bytes());
     if !(ingest | admin) {
-        return Err(Unauthorized);
+        return Err(Refused::Unauthorized);
     }
     match auth.get("userId") {
         None | Some(Value::Null) => Ok(()),
         Some(Value::String(id)) if !id.is_empty() && id.len() <= MAX_ID_LEN => Ok(()),
-        Some(_) => Err(Unauthorized),
+        Some(_) => Err(Refused::Unauthorized),
     }
 }
 

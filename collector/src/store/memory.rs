@@ -1,9 +1,9 @@
 //! The embedded in-memory store: the default, so one command runs the collector.
 
 use super::{
-    group_meetings, turn_bucket, usage_rows, AlertPage, Commit, CommitOutcome, DueChange, HistoryPage, HistoryPoint,
-    HistoryQuery, MeetingView, MetricsView, ParticipantKey, Record, Store, StoreFuture, UsageSums, Versioned,
-    DEFAULT_RETENTION_MS, LIVE_TTL_MS, RECORD_GRACE_MS,
+    lowest_bucket, series_from, turn_bucket, usage_rows, AlertPage, Commit, CommitOutcome, DueChange, HistoryPage,
+    HistoryPoint, HistoryQuery, LiveCount, MeetingView, MeetingsPage, MetricsView, ParticipantKey, Record, SeriesKey,
+    Store, StoreFuture, UsageSums, Versioned, DEFAULT_RETENTION_MS, LIVE_TTL_MS, RECORD_GRACE_MS,
 };
 use crate::alerts::AlertRecord;
 use crate::turn::TurnUsage;
@@ -15,6 +15,9 @@ use std::sync::Mutex;
 struct Inner {
     /// Participant records and their versions.
     records: HashMap<ParticipantKey, (u64, Record)>,
+    /// The participant ids of `records` by meeting: what the live caps count and what the
+    /// meetings are listed from, in order.
+    meetings: BTreeMap<String, BTreeSet<String>>,
     /// The sweep index: (due time, participant), and each participant's entry.
     due: BTreeSet<(u64, ParticipantKey)>,
     due_of: HashMap<ParticipantKey, u64>,
@@ -89,10 +92,22 @@ impl MemoryStore {
         }
         match commit.record {
             Some(record) => {
-                inner.records.insert(commit.key.clone(), (commit.version, record));
+                if inner
+                    .records
+                    .insert(commit.key.clone(), (commit.version, record))
+                    .is_none()
+                {
+                    inner
+                        .meetings
+                        .entry(commit.key.meeting_id.clone())
+                        .or_default()
+                        .insert(commit.key.participant_id.clone());
+                }
             }
             None => {
-                inner.records.remove(&commit.key);
+                if inner.records.remove(&commit.key).is_some() {
+                    forget(&mut inner.meetings, &commit.key);
+                }
             }
         }
         if commit.due != DueChange::Keep {
@@ -138,7 +153,14 @@ impl MemoryStore {
         if now >= inner.last_prune_ms.saturating_add(1000) {
             inner.last_prune_ms = now;
             let keep_after = now.saturating_sub(self.live_ttl_ms.saturating_add(RECORD_GRACE_MS));
-            inner.records.retain(|_, (_, record)| record.last_seen >= keep_after);
+            let Inner { records, meetings, .. } = &mut *inner;
+            records.retain(|key, (_, record)| {
+                let keep = record.last_seen >= keep_after;
+                if !keep {
+                    forget(meetings, key);
+                }
+                keep
+            });
         }
         if now >= inner.last_retention_prune_ms.saturating_add(60_000) {
             let oldest = now.saturating_sub(self.retention_ms);
@@ -152,14 +174,41 @@ impl MemoryStore {
         }
     }
 
-    fn live_meetings_now(&self, now_ms: u64) -> Vec<MeetingView> {
+    fn live_meetings_page_now(&self, now_ms: u64, page: &MeetingsPage) -> Vec<MeetingView> {
         let inner = self.lock();
-        let live = inner
-            .records
-            .iter()
-            .filter(|(_, (_, r))| !r.expired(now_ms, self.live_ttl_ms))
-            .map(|(key, (_, r))| (key.meeting_id.clone(), r.view(&key.participant_id)));
-        group_meetings(live)
+        let start = page.after.clone().map_or(Bound::Unbounded, Bound::Excluded);
+        let mut meetings = Vec::new();
+        for (meeting_id, participant_ids) in inner.meetings.range::<String, _>((start, Bound::Unbounded)) {
+            if meetings.len() >= page.limit {
+                break;
+            }
+            let participants: Vec<_> = participant_ids
+                .iter()
+                .filter_map(|participant_id| {
+                    let key = ParticipantKey::new(meeting_id.as_str(), participant_id.as_str());
+                    let (_, record) = inner.records.get(&key)?;
+                    (!record.expired(now_ms, self.live_ttl_ms)).then(|| record.view(participant_id))
+                })
+                .collect();
+            if !participants.is_empty() {
+                meetings.push(MeetingView {
+                    meeting_id: meeting_id.clone(),
+                    participants,
+                });
+            }
+        }
+        meetings
+    }
+
+    fn live_count_now(&self, meeting_id: &str, now_ms: u64) -> LiveCount {
+        let mut inner = self.lock();
+        // A collector refusing every new id commits nothing: records still expire.
+        self.prune(&mut inner, now_ms);
+        LiveCount {
+            meetings: inner.meetings.len(),
+            participants: inner.records.len(),
+            meeting_known: inner.meetings.contains_key(meeting_id),
+        }
     }
 
     fn due_now(&self, now_ms: u64, limit: usize) -> Vec<ParticipantKey> {
@@ -173,37 +222,43 @@ impl MemoryStore {
             .collect()
     }
 
-    fn history_page_now(&self, page: &HistoryPage) -> Vec<HistoryPoint> {
-        let (query, after, limit) = (&page.query, page.after.as_ref(), page.limit);
+    fn history_series_now(&self, query: &HistoryQuery) -> Vec<SeriesKey> {
         let inner = self.lock();
+        if query.from_ms > query.to_ms {
+            return Vec::new();
+        }
+        // Of one meeting: its series only (they sort together).
+        let first = (query.meeting_id.clone().unwrap_or_default(), String::new());
+        inner
+            .history
+            .range(first..)
+            .take_while(|((meeting_id, _), _)| query.meeting_id.as_ref().is_none_or(|m| m == meeting_id))
+            .filter(|((_, participant_id), points)| {
+                query.participant_id.as_ref().is_none_or(|p| p == participant_id)
+                    && points.range(query.from_ms..=query.to_ms).next().is_some()
+            })
+            .map(|(series, _)| series.clone())
+            .collect()
+    }
+
+    fn series_page_now(&self, series: &[SeriesKey], page: &HistoryPage) -> Vec<HistoryPoint> {
+        let query = &page.query;
         let mut points = Vec::new();
         if query.from_ms > query.to_ms {
             return points;
         }
-        let first_series = after.map(|(m, p, _)| (m.clone(), p.clone())).unwrap_or_default();
-        for ((meeting_id, participant_id), series) in inner.history.range(first_series..) {
-            if query.meeting_id.as_ref().is_some_and(|m| m != meeting_id)
-                || query.participant_id.as_ref().is_some_and(|p| p != participant_id)
-            {
+        let inner = self.lock();
+        for key in &series[series_from(series, page.after.as_ref())..] {
+            let (Some(stored), Some(lowest)) = (inner.history.get(key), lowest_bucket(page, &key.0, &key.1)) else {
                 continue;
-            }
-            // In the series of `after`, only the buckets after its bucket.
-            let start = match after {
-                Some((m, p, t)) if m == meeting_id && p == participant_id && *t >= query.from_ms => {
-                    if *t >= query.to_ms {
-                        continue;
-                    }
-                    Bound::Excluded(*t)
-                }
-                _ => Bound::Included(query.from_ms),
             };
-            for (t, metrics) in series.range((start, Bound::Included(query.to_ms))) {
-                if points.len() == limit {
+            for (t, metrics) in stored.range((lowest, Bound::Included(query.to_ms))) {
+                if points.len() >= page.limit {
                     return points;
                 }
                 points.push(HistoryPoint {
-                    meeting_id: meeting_id.clone(),
-                    participant_id: participant_id.clone(),
+                    meeting_id: key.0.clone(),
+                    participant_id: key.1.clone(),
                     t: *t,
                     metrics: metrics.clone(),
                 });
@@ -212,16 +267,40 @@ impl MemoryStore {
         points
     }
 
+    fn history_count_now(&self, series: &[SeriesKey], from_ms: u64, to_ms: u64, cap: usize) -> usize {
+        if from_ms > to_ms {
+            return 0;
+        }
+        let inner = self.lock();
+        let mut count = 0;
+        for key in series {
+            if let Some(stored) = inner.history.get(key) {
+                count += stored
+                    .range(from_ms..=to_ms)
+                    .take(cap.saturating_add(1) - count)
+                    .count();
+            }
+            if count > cap {
+                break;
+            }
+        }
+        count
+    }
+
+    fn alert_count_now(&self, page: &AlertPage) -> usize {
+        if page.from_ms > page.to_ms {
+            return 0;
+        }
+        let inner = self.lock();
+        alerts_of(&inner, page).take(page.limit).count()
+    }
+
     fn alert_page_now(&self, page: &AlertPage) -> Vec<AlertRecord> {
         if page.from_ms > page.to_ms {
             return Vec::new();
         }
         let inner = self.lock();
-        inner
-            .alerts
-            .range((page.from_ms, 0)..=(page.to_ms, u64::MAX))
-            .map(|(_, record)| record)
-            .filter(|r| page.meeting_id.as_ref().is_none_or(|m| &r.meeting_id == m))
+        alerts_of(&inner, page)
             .skip(page.skip)
             .take(page.limit)
             .cloned()
@@ -243,6 +322,25 @@ impl MemoryStore {
     }
 }
 
+/// The alert records of `page`'s range and meeting (`from_ms <= to_ms`), oldest first.
+fn alerts_of<'a>(inner: &'a Inner, page: &'a AlertPage) -> impl Iterator<Item = &'a AlertRecord> + 'a {
+    inner
+        .alerts
+        .range((page.from_ms, 0)..=(page.to_ms, u64::MAX))
+        .map(|(_, record)| record)
+        .filter(|r| page.meeting_id.as_ref().is_none_or(|m| &r.meeting_id == m))
+}
+
+/// Takes `key` out of the meetings' participant lists (and its meeting, when it was the last).
+fn forget(meetings: &mut BTreeMap<String, BTreeSet<String>>, key: &ParticipantKey) {
+    if let Some(participants) = meetings.get_mut(&key.meeting_id) {
+        participants.remove(&key.participant_id);
+        if participants.is_empty() {
+            meetings.remove(&key.meeting_id);
+        }
+    }
+}
+
 impl Store for MemoryStore {
     fn live_ttl_ms(&self) -> u64 {
         self.live_ttl_ms
@@ -260,8 +358,12 @@ impl Store for MemoryStore {
         Box::pin(async move { Ok(self.due_now(now_ms, limit)) })
     }
 
-    fn live_meetings(&self, now_ms: u64) -> StoreFuture<'_, Vec<MeetingView>> {
-        Box::pin(async move { Ok(self.live_meetings_now(now_ms)) })
+    fn live_meetings_page<'a>(&'a self, now_ms: u64, page: &'a MeetingsPage) -> StoreFuture<'a, Vec<MeetingView>> {
+        Box::pin(async move { Ok(self.live_meetings_page_now(now_ms, page)) })
+    }
+
+    fn live_count<'a>(&'a self, meeting_id: &'a str, now_ms: u64) -> StoreFuture<'a, LiveCount> {
+        Box::pin(async move { Ok(self.live_count_now(meeting_id, now_ms)) })
     }
 
     fn ping(&self) -> StoreFuture<'_, ()> {
@@ -276,17 +378,26 @@ impl Store for MemoryStore {
         Box::pin(async move { Ok(self.alert_page_now(page)) })
     }
 
-    fn history<'a>(&'a self, query: &'a HistoryQuery) -> StoreFuture<'a, Vec<HistoryPoint>> {
-        let page = HistoryPage {
-            query: query.clone(),
-            after: None,
-            limit: usize::MAX,
-        };
-        Box::pin(async move { Ok(self.history_page_now(&page)) })
+    fn history_series<'a>(&'a self, query: &'a HistoryQuery) -> StoreFuture<'a, Vec<SeriesKey>> {
+        Box::pin(async move { Ok(self.history_series_now(query)) })
     }
 
-    fn history_page<'a>(&'a self, page: &'a HistoryPage) -> StoreFuture<'a, Vec<HistoryPoint>> {
-        Box::pin(async move { Ok(self.history_page_now(page)) })
+    fn series_page<'a>(&'a self, series: &'a [SeriesKey], page: &'a HistoryPage) -> StoreFuture<'a, Vec<HistoryPoint>> {
+        Box::pin(async move { Ok(self.series_page_now(series, page)) })
+    }
+
+    fn history_count<'a>(
+        &'a self,
+        series: &'a [SeriesKey],
+        from_ms: u64,
+        to_ms: u64,
+        cap: usize,
+    ) -> StoreFuture<'a, usize> {
+        Box::pin(async move { Ok(self.history_count_now(series, from_ms, to_ms, cap)) })
+    }
+
+    fn alert_count<'a>(&'a self, page: &'a AlertPage) -> StoreFuture<'a, usize> {
+        Box::pin(async move { Ok(self.alert_count_now(page)) })
     }
 
     fn turn_usage(&self, from_ms: u64, to_ms: u64) -> StoreFuture<'_, Vec<TurnUsage>> {

@@ -165,6 +165,25 @@ impl AlertPage {
     }
 }
 
+/// A history series: (meeting id, participant id).
+pub type SeriesKey = (String, String);
+
+/// One page of live meetings: those whose id sorts after `after`, at most `limit` of them.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MeetingsPage {
+    pub after: Option<String>,
+    pub limit: usize,
+}
+
+/// What the live caps count (see [`Store::live_count`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LiveCount {
+    pub meetings: usize,
+    pub participants: usize,
+    /// Whether the meeting asked about is one of `meetings`.
+    pub meeting_known: bool,
+}
+
 /// The start of the history bucket holding `at_ms`.
 pub fn history_bucket(at_ms: u64) -> u64 {
     at_ms - at_ms % HISTORY_BUCKET_MS
@@ -200,7 +219,24 @@ pub trait Store: Send + Sync + 'static {
 
     /// Live meetings at `now_ms`, ordered by meeting id; participants whose last batch is older
     /// than the live TTL are gone.
-    fn live_meetings(&self, now_ms: u64) -> StoreFuture<'_, Vec<MeetingView>>;
+    fn live_meetings(&self, now_ms: u64) -> StoreFuture<'_, Vec<MeetingView>> {
+        Box::pin(async move {
+            let all = MeetingsPage {
+                after: None,
+                limit: usize::MAX,
+            };
+            self.live_meetings_page(now_ms, &all).await
+        })
+    }
+
+    /// One page of [`live_meetings`](Self::live_meetings): the records of the page's meetings
+    /// only are read.
+    fn live_meetings_page<'a>(&'a self, now_ms: u64, page: &'a MeetingsPage) -> StoreFuture<'a, Vec<MeetingView>>;
+
+    /// The live meetings and participants the caps count, and whether `meeting_id` is one of
+    /// them, from counts the store keeps (never a scan): the memory store counts the records it
+    /// holds (live, or in the `RECORD_GRACE_MS` after), Redis counts its live indexes by score.
+    fn live_count<'a>(&'a self, meeting_id: &'a str, now_ms: u64) -> StoreFuture<'a, LiveCount>;
 
     /// Succeeds when the store can serve requests.
     fn ping(&self) -> StoreFuture<'_, ()>;
@@ -220,10 +256,51 @@ pub trait Store: Send + Sync + 'static {
     fn alert_history<'a>(&'a self, since_ms: u64, meeting_id: Option<&'a str>) -> StoreFuture<'a, Vec<AlertRecord>>;
 
     /// History points, ordered by meeting, participant and time.
-    fn history<'a>(&'a self, query: &'a HistoryQuery) -> StoreFuture<'a, Vec<HistoryPoint>>;
+    fn history<'a>(&'a self, query: &'a HistoryQuery) -> StoreFuture<'a, Vec<HistoryPoint>> {
+        Box::pin(async move {
+            let page = HistoryPage {
+                query: query.clone(),
+                after: None,
+                limit: usize::MAX,
+            };
+            self.history_page(&page).await
+        })
+    }
 
     /// One page of history points, in the order of `history`: read without holding the rest.
-    fn history_page<'a>(&'a self, page: &'a HistoryPage) -> StoreFuture<'a, Vec<HistoryPoint>>;
+    /// Looks up the query's series first (every series of the range when it names no meeting):
+    /// a reader of many pages uses [`history_series`](Self::history_series) once and
+    /// [`series_page`](Self::series_page) instead.
+    fn history_page<'a>(&'a self, page: &'a HistoryPage) -> StoreFuture<'a, Vec<HistoryPoint>> {
+        Box::pin(async move {
+            let series = self.history_series(&page.query).await?;
+            self.series_page(&series, page).await
+        })
+    }
+
+    /// The series that may hold points of `query` (those with a point from `query.from_ms`
+    /// on; of its meeting and participant when it names them), sorted.
+    fn history_series<'a>(&'a self, query: &'a HistoryQuery) -> StoreFuture<'a, Vec<SeriesKey>>;
+
+    /// One page of the points of `series` (sorted, as `history_series` answers) in
+    /// `page.query`'s time range, in the order of `history`, starting after `page.after`. The
+    /// page's meeting and participant filters are not applied again: `series` is the selection.
+    /// The work is in proportion to the series looked at and the points answered.
+    fn series_page<'a>(&'a self, series: &'a [SeriesKey], page: &'a HistoryPage) -> StoreFuture<'a, Vec<HistoryPoint>>;
+
+    /// How many points of `series` lie from `from_ms` to `to_ms`; counting may stop once the
+    /// count is past `cap`.
+    fn history_count<'a>(
+        &'a self,
+        series: &'a [SeriesKey],
+        from_ms: u64,
+        to_ms: u64,
+        cap: usize,
+    ) -> StoreFuture<'a, usize>;
+
+    /// How many alert records `page` selects (its time range and meeting; `skip` ignored), at
+    /// most `page.limit`.
+    fn alert_count<'a>(&'a self, page: &'a AlertPage) -> StoreFuture<'a, usize>;
 
     /// One page of alert history, in the order of `alert_history` (records of one time in an
     /// order fixed by the store).
@@ -264,6 +341,26 @@ fn usage_rows(sums: UsageSums) -> Vec<TurnUsage> {
             },
         )
         .collect()
+}
+
+/// The first series of (sorted) `series` that `after` may still have points in: its own, or
+/// the next one.
+fn series_from(series: &[SeriesKey], after: Option<&HistoryPosition>) -> usize {
+    after.map_or(0, |(meeting_id, participant_id, _)| {
+        series.partition_point(|(m, p)| (m.as_str(), p.as_str()) < (meeting_id.as_str(), participant_id.as_str()))
+    })
+}
+
+/// The lowest bucket to read of series (`meeting_id`, `participant_id`) for `page`: after the
+/// bucket of `page.after` in its series, else from the range's start. `None`: nothing left.
+fn lowest_bucket(page: &HistoryPage, meeting_id: &str, participant_id: &str) -> Option<std::ops::Bound<u64>> {
+    use std::ops::Bound;
+    match &page.after {
+        Some((m, p, t)) if m == meeting_id && p == participant_id && *t >= page.query.from_ms => {
+            (*t < page.query.to_ms).then_some(Bound::Excluded(*t))
+        }
+        _ => Some(Bound::Included(page.query.from_ms)),
+    }
 }
 
 /// Groups participants (any order) into meetings ordered by id, participants ordered by id.

@@ -7,7 +7,9 @@
 //! - `meetings`: a sorted set of meeting ids scored by last batch time (ms), and
 //!   `participants:{meeting id}`: a sorted set of participant ids scored the same way (both
 //!   written at most once per `LIVE_INDEX_INTERVAL_MS` per participant, so a score may lag by
-//!   that much);
+//!   that much), and `live-participants`: a sorted set of every `{p}` scored the same way. The
+//!   live caps count `meetings` and `live-participants` by score (`ZCOUNT`, no scan): the
+//!   commit script keeps them, trimming stale entries whenever it writes them;
 //! - `due`: the sweep index, a sorted set of `{p}` scored by when the sweeper should look at it;
 //! - `alerts` and `alerts-of:{meeting id}`: sorted sets of alert records (JSON) scored by time;
 //! - `history:{p}`: a sorted set of history points (`{bucket}:{JSON}`) scored by bucket start, one
@@ -26,9 +28,10 @@
 //! this process read or wrote are cached, so the usual ingest needs no read.
 
 use super::{
-    group_meetings, turn_bucket, usage_rows, AlertPage, Commit, CommitOutcome, DerivedSlot, DueChange, HistoryPage,
-    HistoryPoint, HistoryQuery, MeetingView, MetricsView, ParticipantKey, Record, Store, StoreError, StoreFuture,
-    UsageSums, Versioned, DEFAULT_RETENTION_MS, LIVE_INDEX_INTERVAL_MS, LIVE_TTL_MS, RECORD_GRACE_MS,
+    group_meetings, lowest_bucket, series_from, turn_bucket, usage_rows, AlertPage, Commit, CommitOutcome, DerivedSlot,
+    DueChange, HistoryPage, HistoryPoint, HistoryQuery, LiveCount, MeetingView, MeetingsPage, MetricsView,
+    ParticipantKey, Record, SeriesKey, Store, StoreError, StoreFuture, UsageSums, Versioned, DEFAULT_RETENTION_MS,
+    LIVE_INDEX_INTERVAL_MS, LIVE_TTL_MS, RECORD_GRACE_MS,
 };
 use crate::alerts::AlertRecord;
 use crate::turn::TurnUsage;
@@ -331,6 +334,7 @@ impl RedisStore {
                 for (key, member) in [
                     (self.key(&["meetings"]), meeting_id.as_bytes()),
                     (self.key(&["participants:", meeting_id]), participant_id.as_bytes()),
+                    (self.key(&["live-participants"]), participant.as_bytes()),
                 ] {
                     writes.push(Write::ZAdd(key.clone(), score.clone(), member.to_vec()));
                     writes.push(Write::ZRemRange(key.clone(), "-inf".into(), stale.clone()));
@@ -467,29 +471,62 @@ impl RedisStore {
         })
     }
 
-    async fn live_meetings_at(&self, now_ms: u64) -> Result<Vec<MeetingView>, StoreError> {
-        let mut connection = self.connection();
+    /// The lowest index score of a live participant at `now_ms` (exclusive, as Redis writes a
+    /// range): index scores lag `last_seen` by up to `LIVE_INDEX_INTERVAL_MS`.
+    fn live_min_score(&self, now_ms: u64) -> String {
         let live_ttl = self.options().live_ttl_ms;
-        // Index scores lag `last_seen` by up to LIVE_INDEX_INTERVAL_MS; the records decide.
-        let min_score = format!("({}", now_ms.saturating_sub(live_ttl + LIVE_INDEX_INTERVAL_MS));
-        let meeting_ids: Vec<String> = redis::cmd("ZRANGEBYSCORE")
+        format!("({}", now_ms.saturating_sub(live_ttl + LIVE_INDEX_INTERVAL_MS))
+    }
+
+    /// Reads the ids of every live meeting (one sorted-set read), then the participants and
+    /// records of the page's meetings only, a chunk at a time until the page is full (a meeting
+    /// whose participants all expired since their index entry was written is left out).
+    async fn live_meetings_page_at(&self, now_ms: u64, page: &MeetingsPage) -> Result<Vec<MeetingView>, StoreError> {
+        let mut connection = self.connection();
+        let min_score = self.live_min_score(now_ms);
+        let mut meeting_ids: Vec<String> = redis::cmd("ZRANGEBYSCORE")
             .arg(self.key(&["meetings"]))
             .arg(&min_score)
             .arg("+inf")
             .query_async(&mut connection)
             .await
             .map_err(classify)?;
-        if meeting_ids.is_empty() {
-            return Ok(Vec::new());
+        meeting_ids.sort_unstable();
+        let first = page
+            .after
+            .as_ref()
+            .map_or(0, |after| meeting_ids.partition_point(|m| m <= after));
+        let mut rest = &meeting_ids[first..];
+        let mut meetings = Vec::new();
+        while meetings.len() < page.limit && !rest.is_empty() {
+            let take = (page.limit - meetings.len()).min(500).min(rest.len());
+            let (chunk, tail) = rest.split_at(take);
+            rest = tail;
+            meetings.extend(
+                self.live_of_meetings(chunk, &min_score, now_ms, &mut connection)
+                    .await?,
+            );
         }
+        Ok(meetings)
+    }
+
+    /// The live participants of `meeting_ids`, as meetings (those with none left out).
+    async fn live_of_meetings(
+        &self,
+        meeting_ids: &[String],
+        min_score: &str,
+        now_ms: u64,
+        connection: &mut ConnectionManager,
+    ) -> Result<Vec<MeetingView>, StoreError> {
+        let live_ttl = self.options().live_ttl_ms;
         let mut pipe = redis::pipe();
-        for meeting_id in &meeting_ids {
+        for meeting_id in meeting_ids {
             pipe.cmd("ZRANGEBYSCORE")
                 .arg(self.key(&["participants:", meeting_id]))
-                .arg(&min_score)
+                .arg(min_score)
                 .arg("+inf");
         }
-        let participant_ids: Vec<Vec<String>> = pipe.query_async(&mut connection).await.map_err(classify)?;
+        let participant_ids: Vec<Vec<String>> = pipe.query_async(connection).await.map_err(classify)?;
         let keys: Vec<ParticipantKey> = meeting_ids
             .iter()
             .zip(participant_ids)
@@ -505,7 +542,7 @@ impl RedisStore {
             for key in chunk {
                 get.arg(self.key(&["rec:", &key.encode()]));
             }
-            let values: Vec<Option<Vec<u8>>> = get.query_async(&mut connection).await.map_err(classify)?;
+            let values: Vec<Option<Vec<u8>>> = get.query_async(connection).await.map_err(classify)?;
             for (key, value) in chunk.iter().zip(values) {
                 // A record that expired between the calls is skipped.
                 let Some(record) = value.map(|v| decode_record(&v)).transpose()?.and_then(|v| v.record) else {
@@ -517,6 +554,35 @@ impl RedisStore {
             }
         }
         Ok(group_meetings(live))
+    }
+
+    /// Counts the live indexes by score: `meetings` and `live-participants` with a score in the
+    /// live window, and whether `meeting_id`'s is (one round trip, three O(log n) commands).
+    async fn live_count_at(&self, meeting_id: &str, now_ms: u64) -> Result<LiveCount, StoreError> {
+        let mut connection = self.connection();
+        let min_score = self.live_min_score(now_ms);
+        let meetings = self.key(&["meetings"]);
+        let (meeting_count, participant_count, score): (usize, usize, Option<f64>) = redis::pipe()
+            .cmd("ZCOUNT")
+            .arg(&meetings)
+            .arg(&min_score)
+            .arg("+inf")
+            .cmd("ZCOUNT")
+            .arg(self.key(&["live-participants"]))
+            .arg(&min_score)
+            .arg("+inf")
+            .cmd("ZSCORE")
+            .arg(&meetings)
+            .arg(meeting_id)
+            .query_async(&mut connection)
+            .await
+            .map_err(classify)?;
+        let oldest = now_ms.saturating_sub(self.options().live_ttl_ms + LIVE_INDEX_INTERVAL_MS) as f64;
+        Ok(LiveCount {
+            meetings: meeting_count,
+            participants: participant_count,
+            meeting_known: score.is_some_and(|score| score > oldest),
+        })
     }
 
     async fn due_at(&self, now_ms: u64, limit: usize) -> Result<Vec<ParticipantKey>, StoreError> {
@@ -538,15 +604,7 @@ impl RedisStore {
         if page.from_ms > page.to_ms || page.limit == 0 {
             return Ok(Vec::new());
         }
-        let key = match &page.meeting_id {
-            Some(meeting_id) => self.key(&["alerts-of:", meeting_id]),
-            None => self.key(&["alerts"]),
-        };
-        let highest = if page.to_ms == u64::MAX {
-            "+inf".to_owned()
-        } else {
-            page.to_ms.to_string()
-        };
+        let (key, highest) = self.alerts_of(page);
         let mut connection = self.connection();
         let members: Vec<String> = redis::cmd("ZRANGEBYSCORE")
             .arg(key)
@@ -566,11 +624,9 @@ impl RedisStore {
     }
 
     /// The history series (meeting id, participant id) that may hold points of `query`, sorted.
-    async fn history_series(
-        &self,
-        query: &HistoryQuery,
-        connection: &mut ConnectionManager,
-    ) -> Result<Vec<(String, String)>, StoreError> {
+    async fn history_series_of(&self, query: &HistoryQuery) -> Result<Vec<SeriesKey>, StoreError> {
+        let mut connection = self.connection();
+        let connection = &mut connection;
         // Which meetings and participants have points at or after `from`.
         let meetings: Vec<String> = match &query.meeting_id {
             Some(meeting_id) => vec![meeting_id.clone()],
@@ -604,45 +660,48 @@ impl RedisStore {
         Ok(series)
     }
 
-    async fn history_page_of(&self, page: &HistoryPage) -> Result<Vec<HistoryPoint>, StoreError> {
-        let (query, after, limit) = (&page.query, page.after.as_ref(), page.limit);
+    fn series_key(&self, meeting_id: &str, participant_id: &str) -> String {
+        self.key(&["history:", &ParticipantKey::new(meeting_id, participant_id).encode()])
+    }
+
+    /// See [`Store::series_page`]: a round trip of counts and one of reads per
+    /// `SERIES_PER_ROUND_TRIP` series, until the page is full.
+    async fn series_page_of(&self, series: &[SeriesKey], page: &HistoryPage) -> Result<Vec<HistoryPoint>, StoreError> {
+        let (query, limit) = (&page.query, page.limit);
         let mut points = Vec::new();
         if query.from_ms > query.to_ms || limit == 0 {
             return Ok(points);
         }
         let mut connection = self.connection();
-        let mut series = self.history_series(query, &mut connection).await?;
-        if let Some((meeting_id, participant_id, _)) = after {
-            series.retain(|(m, p)| (m, p) >= (meeting_id, participant_id));
-        }
-        let key = |meeting_id: &str, participant_id: &str| {
-            self.key(&["history:", &ParticipantKey::new(meeting_id, participant_id).encode()])
-        };
-        // The lowest score to read of a series: in the series of `after`, after its bucket.
-        let lowest = |meeting_id: &str, participant_id: &str| match after {
-            Some((m, p, t)) if m == meeting_id && p == participant_id && *t >= query.from_ms => format!("({t}"),
-            _ => query.from_ms.to_string(),
+        // The lowest score to read of each series (none: nothing left in it).
+        let lowest = |key: &SeriesKey| {
+            let lowest = match lowest_bucket(page, &key.0, &key.1)? {
+                std::ops::Bound::Excluded(t) => format!("({t}"),
+                _ => query.from_ms.to_string(),
+            };
+            Some((key.clone(), lowest))
         };
         // Counting first keeps the page bounded: each series is asked only for what still fits.
-        for chunk in series.chunks(SERIES_PER_ROUND_TRIP) {
+        for chunk in series[series_from(series, page.after.as_ref())..].chunks(SERIES_PER_ROUND_TRIP) {
+            let chunk: Vec<(SeriesKey, String)> = chunk.iter().filter_map(&lowest).collect();
             let mut pipe = redis::pipe();
-            for (meeting_id, participant_id) in chunk {
+            for ((meeting_id, participant_id), lowest) in &chunk {
                 pipe.cmd("ZCOUNT")
-                    .arg(key(meeting_id, participant_id))
-                    .arg(lowest(meeting_id, participant_id))
+                    .arg(self.series_key(meeting_id, participant_id))
+                    .arg(lowest)
                     .arg(query.to_ms);
             }
             let counts: Vec<usize> = pipe.query_async(&mut connection).await.map_err(classify)?;
             let mut pipe = redis::pipe();
             let mut wanted = Vec::new();
             let mut room = limit - points.len();
-            for ((meeting_id, participant_id), count) in chunk.iter().zip(counts) {
+            for (((meeting_id, participant_id), lowest), count) in chunk.iter().zip(counts) {
                 let take = count.min(room);
                 if take > 0 {
                     room -= take;
                     pipe.cmd("ZRANGEBYSCORE")
-                        .arg(key(meeting_id, participant_id))
-                        .arg(lowest(meeting_id, participant_id))
+                        .arg(self.series_key(meeting_id, participant_id))
+                        .arg(lowest)
                         .arg(query.to_ms)
                         .arg("WITHSCORES")
                         .arg("LIMIT")
@@ -673,6 +732,67 @@ impl RedisStore {
             }
         }
         Ok(points)
+    }
+
+    /// See [`Store::history_count`]: pipelined `ZCOUNT`s, `SERIES_PER_ROUND_TRIP` a round trip.
+    async fn history_count_of(
+        &self,
+        series: &[SeriesKey],
+        from_ms: u64,
+        to_ms: u64,
+        cap: usize,
+    ) -> Result<usize, StoreError> {
+        let mut count = 0;
+        if from_ms > to_ms {
+            return Ok(count);
+        }
+        let mut connection = self.connection();
+        for chunk in series.chunks(SERIES_PER_ROUND_TRIP) {
+            let mut pipe = redis::pipe();
+            for (meeting_id, participant_id) in chunk {
+                pipe.cmd("ZCOUNT")
+                    .arg(self.series_key(meeting_id, participant_id))
+                    .arg(from_ms)
+                    .arg(to_ms);
+            }
+            let counts: Vec<usize> = pipe.query_async(&mut connection).await.map_err(classify)?;
+            count += counts.into_iter().sum::<usize>();
+            if count > cap {
+                break;
+            }
+        }
+        Ok(count)
+    }
+
+    /// The alert index `page` reads (of its meeting, or of all) and its highest score.
+    fn alerts_of(&self, page: &AlertPage) -> (String, String) {
+        let key = match &page.meeting_id {
+            Some(meeting_id) => self.key(&["alerts-of:", meeting_id]),
+            None => self.key(&["alerts"]),
+        };
+        let highest = if page.to_ms == u64::MAX {
+            "+inf".to_owned()
+        } else {
+            page.to_ms.to_string()
+        };
+        (key, highest)
+    }
+
+    /// See [`Store::alert_count`]: one `ZCOUNT`.
+    async fn alert_count_of(&self, page: &AlertPage) -> Result<usize, StoreError> {
+        if page.from_ms > page.to_ms || page.limit == 0 {
+            return Ok(0);
+        }
+        let (key, highest) = self.alerts_of(page);
+        let mut connection = self.connection();
+        let count: usize = redis::cmd("ZCOUNT")
+            .arg(key)
+            .arg(page.from_ms)
+            .arg(highest)
+            .query_async(&mut connection)
+            .await
+            .map_err(classify)?;
+        Ok(count.min(page.limit))
     }
 
     async fn turn_usage_of(&self, from_ms: u64, to_ms: u64) -> Result<Vec<TurnUsage>, StoreError> {
@@ -892,8 +1012,12 @@ impl Store for RedisStore {
         })
     }
 
-    fn live_meetings(&self, now_ms: u64) -> StoreFuture<'_, Vec<MeetingView>> {
-        Box::pin(self.live_meetings_at(now_ms))
+    fn live_meetings_page<'a>(&'a self, now_ms: u64, page: &'a MeetingsPage) -> StoreFuture<'a, Vec<MeetingView>> {
+        Box::pin(self.live_meetings_page_at(now_ms, page))
+    }
+
+    fn live_count<'a>(&'a self, meeting_id: &'a str, now_ms: u64) -> StoreFuture<'a, LiveCount> {
+        Box::pin(self.live_count_at(meeting_id, now_ms))
     }
 
     fn ping(&self) -> StoreFuture<'_, ()> {
@@ -915,17 +1039,26 @@ impl Store for RedisStore {
         Box::pin(self.alert_page_of(page))
     }
 
-    fn history<'a>(&'a self, query: &'a HistoryQuery) -> StoreFuture<'a, Vec<HistoryPoint>> {
-        let page = HistoryPage {
-            query: query.clone(),
-            after: None,
-            limit: usize::MAX,
-        };
-        Box::pin(async move { self.history_page_of(&page).await })
+    fn history_series<'a>(&'a self, query: &'a HistoryQuery) -> StoreFuture<'a, Vec<SeriesKey>> {
+        Box::pin(self.history_series_of(query))
     }
 
-    fn history_page<'a>(&'a self, page: &'a HistoryPage) -> StoreFuture<'a, Vec<HistoryPoint>> {
-        Box::pin(self.history_page_of(page))
+    fn series_page<'a>(&'a self, series: &'a [SeriesKey], page: &'a HistoryPage) -> StoreFuture<'a, Vec<HistoryPoint>> {
+        Box::pin(self.series_page_of(series, page))
+    }
+
+    fn history_count<'a>(
+        &'a self,
+        series: &'a [SeriesKey],
+        from_ms: u64,
+        to_ms: u64,
+        cap: usize,
+    ) -> StoreFuture<'a, usize> {
+        Box::pin(self.history_count_of(series, from_ms, to_ms, cap))
+    }
+
+    fn alert_count<'a>(&'a self, page: &'a AlertPage) -> StoreFuture<'a, usize> {
+        Box::pin(self.alert_count_of(page))
     }
 
     fn turn_usage(&self, from_ms: u64, to_ms: u64) -> StoreFuture<'_, Vec<TurnUsage>> {

@@ -171,7 +171,7 @@ async fn bad_input_is_400_with_a_json_error_naming_the_problem() {
     }
     // Nothing of the rejected batches was stored.
     let answer = meetings(&app).await;
-    assert_eq!(answer.body, json!({"meetings": []}));
+    assert_eq!(answer.body, json!({"meetings": [], "limit": 100, "next_cursor": null}));
 
     let no_type = Request::post("/api/v1/ingest")
         .header(header::AUTHORIZATION, format!("Bearer {INGEST_KEY}"))

@@ -37,7 +37,7 @@ fn ingest_request(body: String, forwarded_for: Option<&str>) -> Request<Body> {
 }
 
 /// Serves `state` on a loopback port; its address.
-async fn serve(state: AppState) -> SocketAddr {
+pub(crate) async fn serve(state: AppState) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     tokio::spawn(vitals_collector::serve(listener, state));
@@ -175,15 +175,32 @@ async fn metrics_need_the_metrics_or_admin_token() {
     assert_eq!(get(Some(ADMIN_TOKEN)).await.status, StatusCode::OK);
 }
 
-/// The real store, counting every call made to it.
-struct Counting {
-    inner: Arc<dyn Store>,
-    calls: AtomicUsize,
+/// The real store, counting every call made to it, and the history series handed to it.
+pub(crate) struct Counting {
+    pub(crate) inner: Arc<dyn Store>,
+    pub(crate) calls: AtomicUsize,
+    /// Calls listing the history series.
+    pub(crate) series_listed: AtomicUsize,
+    /// Series handed to the calls that read or count history points, summed.
+    pub(crate) series_read: AtomicUsize,
 }
 
 impl Counting {
+    pub(crate) fn new(inner: Arc<dyn Store>) -> Self {
+        Self {
+            inner,
+            calls: AtomicUsize::new(0),
+            series_listed: AtomicUsize::new(0),
+            series_read: AtomicUsize::new(0),
+        }
+    }
+
     fn count(&self) {
         self.calls.fetch_add(1, Ordering::SeqCst);
+    }
+
+    fn read(&self, series: usize) {
+        self.series_read.fetch_add(series, Ordering::SeqCst);
     }
 }
 
@@ -209,6 +226,47 @@ impl Store for Counting {
     fn live_meetings(&self, now_ms: u64) -> StoreFuture<'_, Vec<store::MeetingView>> {
         self.count();
         self.inner.live_meetings(now_ms)
+    }
+    fn live_meetings_page<'a>(
+        &'a self,
+        now_ms: u64,
+        page: &'a store::MeetingsPage,
+    ) -> StoreFuture<'a, Vec<store::MeetingView>> {
+        self.count();
+        self.inner.live_meetings_page(now_ms, page)
+    }
+    fn live_count<'a>(&'a self, meeting_id: &'a str, now_ms: u64) -> StoreFuture<'a, store::LiveCount> {
+        self.count();
+        self.inner.live_count(meeting_id, now_ms)
+    }
+    fn history_series<'a>(&'a self, query: &'a store::HistoryQuery) -> StoreFuture<'a, Vec<store::SeriesKey>> {
+        self.count();
+        self.series_listed.fetch_add(1, Ordering::SeqCst);
+        self.inner.history_series(query)
+    }
+    fn series_page<'a>(
+        &'a self,
+        series: &'a [store::SeriesKey],
+        page: &'a store::HistoryPage,
+    ) -> StoreFuture<'a, Vec<store::HistoryPoint>> {
+        self.count();
+        self.read(series.len());
+        self.inner.series_page(series, page)
+    }
+    fn history_count<'a>(
+        &'a self,
+        series: &'a [store::SeriesKey],
+        from_ms: u64,
+        to_ms: u64,
+        cap: usize,
+    ) -> StoreFuture<'a, usize> {
+        self.count();
+        self.read(series.len());
+        self.inner.history_count(series, from_ms, to_ms, cap)
+    }
+    fn alert_count<'a>(&'a self, page: &'a store::AlertPage) -> StoreFuture<'a, usize> {
+        self.count();
+        self.inner.alert_count(page)
     }
     fn ping(&self) -> StoreFuture<'_, ()> {
         self.count();
@@ -250,10 +308,7 @@ impl Store for Counting {
 #[tokio::test]
 async fn metrics_are_kept_as_events_arrive_and_a_scrape_calls_no_store() {
     let redis = TestRedis::start().await;
-    let store = Arc::new(Counting {
-        inner: Arc::new(redis.store(store::LIVE_TTL_MS)),
-        calls: AtomicUsize::new(0),
-    });
+    let store = Arc::new(Counting::new(Arc::new(redis.store(store::LIVE_TTL_MS))));
     let state = AppState::new(store.clone(), Secret::new(INGEST_KEY), Secret::new(ADMIN_TOKEN));
     let app = vitals_collector::app(state);
     for participant in ["a", "b", "c"] {

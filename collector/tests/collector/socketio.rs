@@ -113,7 +113,7 @@ impl Client {
     }
 
     /// Emits with an ack id and returns the server's ack data (its first argument).
-    async fn emit_ack(&mut self, event: &str, data: Value) -> Value {
+    pub(crate) async fn emit_ack(&mut self, event: &str, data: Value) -> Value {
         self.next_ack += 1;
         let id = self.next_ack;
         self.send(format!("42{NS},{id}{}", json!([event, data]))).await;

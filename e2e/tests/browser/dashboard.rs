@@ -1,4 +1,4 @@
-//! The admin dashboard (`/`) in real headless Chromium: pushed alerts and metrics, reconnect, history charts, export, and untrusted text shown as text.
+//! The admin dashboard (`/`) in real headless Chromium: pushed alerts and metrics, reconnect, history charts, export, live meetings read a page at a time, and untrusted text shown as text.
 
 use fantoccini::{Client, Locator};
 use serde_json::{json, Value};
@@ -249,6 +249,39 @@ async fn dashboard_pushes_alerts_and_metrics_charts_history_and_exports() {
         v == OTHER_MEETING
     })
     .await;
+    // Pages of one live meeting: the page follows the cursor and keeps both meetings.
+    client
+        .execute(
+            "meetingPageLimit = 1;
+             const read = api;
+             window.__meetingPages = 0;
+             api = (path) => {
+               if (path.startsWith('/api/v1/meetings?')) window.__meetingPages += 1;
+               return read(path);
+             };
+             const load = loadMeetings;
+             loadMeetings = async () => {
+               const list = await load();
+               window.__loaded = list.map((m) => m.meeting_id);
+               return list;
+             };
+             pollMeetings();
+             return null;",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let loaded = wait_js(
+        &client,
+        "the meetings read a page at a time",
+        "return window.__loaded ? [window.__loaded, window.__meetingPages] : null;",
+        |v| v.is_array(),
+    )
+    .await;
+    let mut both = vec![MEETING, OTHER_MEETING];
+    both.sort_unstable();
+    assert_eq!(loaded[0], json!(both), "{loaded}");
+    assert!(loaded[1].as_u64().is_some_and(|pages| pages >= 2), "{loaded}");
     // Pages of one alert and one history point: the page must follow every cursor.
     let filtered = client
         .execute(
