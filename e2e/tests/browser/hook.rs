@@ -406,6 +406,34 @@ async fn navigating_away_ends_the_call() {
     s.browser.quit().await;
 }
 
+/// Page script defining `forged(t)`: the reports of a made-up connection at time `t` (ms), so
+/// two of them 1 s apart make a well-formed interval at 10 Gbit/s.
+macro_rules! forged_js {
+    () => {
+        r#"
+        const forged = (t) => [
+          { type: 'outbound-rtp', id: 'O', ssrc: 1, kind: 'video', timestamp: t, bytesSent: t * 1.25e6, packetsSent: t },
+          { type: 'inbound-rtp', id: 'I', ssrc: 2, kind: 'video', timestamp: t, bytesReceived: t * 1.25e6, packetsReceived: t, packetsLost: 0 },
+          { type: 'transport', id: 'T', selectedCandidatePairId: 'CP' },
+          { type: 'candidate-pair', id: 'CP', localCandidateId: 'L', remoteCandidateId: 'R', state: 'succeeded', nominated: true, currentRoundTripTime: 0.001 },
+          { type: 'local-candidate', id: 'L', candidateType: 'host' }, { type: 'remote-candidate', id: 'R', candidateType: 'host' },
+        ];
+        "#
+    };
+}
+
+/// The popup shows the tab's call with real figures, and still `later`: nothing near the
+/// 10 Gbit/s of the page's forgeries (a loopback call is a few Mbit/s). `what` names the attack.
+async fn popup_shows_real_figures(s: &Setup, later: Duration, what: &str) {
+    let popup = s.browser.open_popup().await;
+    let (up, down) = popup_shows_call(&popup).await;
+    tokio::time::sleep(later).await;
+    let up_later = popup.wait_number("#upload", "data-kbps", |v| v > 0.0).await;
+    for kbps in [up, down, up_later] {
+        assert!(kbps < 100_000.0, "{what} reached the processor: {kbps} kbps");
+    }
+}
+
 /// What a hostile page throws at the extension: junk and huge window messages in the hook's
 /// format (10 MB strings, deep nesting, thousands of reports, wrong types, HTML, forged
 /// `closed`), well-formed forged snapshots claiming 10 Gbit/s, a forged port handshake, and an
@@ -418,20 +446,14 @@ async fn hostile_page_cannot_disturb_the_pipeline() {
     client.goto(&format!("{}/plain.html", s.pages)).await.unwrap();
     let stolen = run(
         client,
-        r#"
+        concat!(
+            forged_js!(),
+            r#"
         const S = 'call-vitals-hook';
         const big = 'x'.repeat(10 * 1024 * 1024);
         let deep = { type: 'outbound-rtp' };
         for (let i = 0; i < 5000; i++) deep = { type: 'outbound-rtp', id: 'd', nested: deep };
         const many = Array.from({ length: 5000 }, (_, i) => ({ type: 'inbound-rtp', id: 'I' + i, bytesReceived: 1e12 }));
-        // Two well-formed snapshots of a made-up connection 1 s apart at 10 Gbit/s.
-        const forged = (t) => [
-          { type: 'outbound-rtp', id: 'O', ssrc: 1, kind: 'video', timestamp: t, bytesSent: t * 1.25e6, packetsSent: t },
-          { type: 'inbound-rtp', id: 'I', ssrc: 2, kind: 'video', timestamp: t, bytesReceived: t * 1.25e6, packetsReceived: t, packetsLost: 0 },
-          { type: 'transport', id: 'T', selectedCandidatePairId: 'CP' },
-          { type: 'candidate-pair', id: 'CP', localCandidateId: 'L', remoteCandidateId: 'R', state: 'succeeded', nominated: true, currentRoundTripTime: 0.001 },
-          { type: 'local-candidate', id: 'L', candidateType: 'host' }, { type: 'remote-candidate', id: 'R', candidateType: 'host' },
-        ];
         const junk = [
           null, 7, 'string', [1, 2], { source: S }, { source: S, kind: {}, pc: 42 },
           { source: S, kind: 'stats', pc: 'big-id', reports: [{ type: 'outbound-rtp', id: big }] },
@@ -464,22 +486,14 @@ async fn hostile_page_cannot_disturb_the_pipeline() {
         document.dispatchEvent(new Event('call-vitals-hello'));
         startCall(RTCPeerConnection);
         return stolen !== null;
-        "#,
+        "#
+        ),
     )
     .await;
     assert_eq!(stolen, json!(false), "the page got hold of the hook's port");
     wait_connected(client, "vitals.state").await;
-    let popup = s.browser.open_popup().await;
-    let (up, down) = popup_shows_call(&popup).await;
     // Keep the flood going for a few more popup refreshes, then read the figures again.
-    tokio::time::sleep(Duration::from_secs(4)).await;
-    let up_later = popup.wait_number("#upload", "data-kbps", |v| v > 0.0).await;
-    for kbps in [up, down, up_later] {
-        assert!(
-            kbps < 100_000.0,
-            "forged snapshots reached the processor: {kbps} kbps (a loopback call is a few Mbit/s)"
-        );
-    }
+    popup_shows_real_figures(&s, Duration::from_secs(4), "forged snapshots").await;
     let injected = run(
         client,
         "return [document.querySelectorAll('img, script:not([src])').length, typeof window.pwned];",
@@ -504,14 +518,9 @@ async fn a_port_offered_in_a_blank_frame_carries_nothing() {
     client.goto(&format!("{}/plain.html", s.pages)).await.unwrap();
     run(
         client,
-        r#"
-        const forged = (t) => [
-          { type: 'outbound-rtp', id: 'O', ssrc: 1, kind: 'video', timestamp: t, bytesSent: t * 1.25e6, packetsSent: t },
-          { type: 'inbound-rtp', id: 'I', ssrc: 2, kind: 'video', timestamp: t, bytesReceived: t * 1.25e6, packetsReceived: t, packetsLost: 0 },
-          { type: 'transport', id: 'T', selectedCandidatePairId: 'CP' },
-          { type: 'candidate-pair', id: 'CP', localCandidateId: 'L', remoteCandidateId: 'R', state: 'succeeded', nominated: true, currentRoundTripTime: 0.001 },
-          { type: 'local-candidate', id: 'L', candidateType: 'host' }, { type: 'remote-candidate', id: 'R', candidateType: 'host' },
-        ];
+        concat!(
+            forged_js!(),
+            r#"
         const ports = [];
         const offer = (doc) => {
           const c = new MessageChannel();
@@ -534,20 +543,17 @@ async fn a_port_offered_in_a_blank_frame_carries_nothing() {
           }
         }, 500);
         startCall(RTCPeerConnection);
-        "#,
+        "#
+        ),
     )
     .await;
     wait_connected(client, "vitals.state").await;
-    let popup = s.browser.open_popup().await;
-    let (up, down) = popup_shows_call(&popup).await;
-    tokio::time::sleep(Duration::from_secs(4)).await;
-    let up_later = popup.wait_number("#upload", "data-kbps", |v| v > 0.0).await;
-    for kbps in [up, down, up_later] {
-        assert!(
-            kbps < 100_000.0,
-            "forged polls through a blank frame's bridge reached the processor: {kbps} kbps"
-        );
-    }
+    popup_shows_real_figures(
+        &s,
+        Duration::from_secs(4),
+        "forged polls through a blank frame's bridge",
+    )
+    .await;
     s.browser.quit().await;
 }
 
@@ -588,16 +594,7 @@ async fn a_page_that_replaces_json_serialization_does_not_change_the_figures() {
         "#,
     )
     .await;
-    let popup = s.browser.open_popup().await;
-    let (up, down) = popup_shows_call(&popup).await;
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let up_later = popup.wait_number("#upload", "data-kbps", |v| v > 0.0).await;
-    for kbps in [up, down, up_later] {
-        assert!(
-            kbps < 100_000.0,
-            "the page's serialization reached the processor: {kbps} kbps (a loopback call is a few Mbit/s)"
-        );
-    }
+    popup_shows_real_figures(&s, Duration::from_secs(3), "the page's serialization").await;
     s.browser.quit().await;
 }
 
