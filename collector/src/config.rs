@@ -70,6 +70,11 @@ pub struct ServeArgs {
     /// Token for the admin API and the dashboard (required).
     #[arg(long, env = "VITALS_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<Secret>,
+    /// Key of the participant tokens (at least 16 characters, different from the ingest key and
+    /// the admin token). Unset: a key derived from the admin token, so collectors sharing a
+    /// Redis and an admin token accept each other's tokens.
+    #[arg(long, env = "VITALS_PARTICIPANT_SECRET", hide_env_values = true)]
+    pub participant_secret: Option<Secret>,
     /// Redis URL (redis://host:port/db); without it live state is kept in this process.
     #[arg(long, env = "REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<Secret>,
@@ -185,6 +190,8 @@ pub enum ConfigError {
     WeakSecret(&'static str),
     #[error("VITALS_INGEST_KEY and VITALS_ADMIN_TOKEN are the same: the ingest key is public (it ships in every extension), so the admin token must differ")]
     SameSecrets,
+    #[error("VITALS_PARTICIPANT_SECRET is the same as VITALS_INGEST_KEY or VITALS_ADMIN_TOKEN: it must differ from both (the ingest key is public)")]
+    SameParticipantSecret,
     #[error(
         "history of {0} days is more than the {MAX_HISTORY_DAYS} days allowed (VITALS_HISTORY_DAYS / --history-days)"
     )]
@@ -193,13 +200,15 @@ pub enum ConfigError {
     Webhook(#[from] crate::webhook::WebhookError),
 }
 
-/// Fewest characters of the ingest key and the admin token: a short one can be guessed.
+/// Fewest characters of the ingest key, the admin token and the participant secret: a short one
+/// can be guessed.
 pub const MIN_SECRET_CHARS: usize = 16;
 /// Longest history retention: more would grow the store without bound.
 pub const MAX_HISTORY_DAYS: f64 = 90.0;
 
 impl ServeArgs {
-    /// The ingest key and admin token, or which one is missing, too short, or that they are equal.
+    /// The ingest key and admin token, or which one is missing, too short, or that they are equal
+    /// (the participant secret, if set, is checked the same way: long enough, equal to neither).
     pub fn secrets(&self) -> Result<(Secret, Secret), ConfigError> {
         let ingest_key = self
             .ingest_key
@@ -209,13 +218,25 @@ impl ServeArgs {
             .admin_token
             .clone()
             .ok_or(ConfigError::MissingSecret("VITALS_ADMIN_TOKEN", "admin-token"))?;
-        for (name, secret) in [("VITALS_INGEST_KEY", &ingest_key), ("VITALS_ADMIN_TOKEN", &admin_token)] {
+        let named = [
+            ("VITALS_INGEST_KEY", Some(&ingest_key)),
+            ("VITALS_ADMIN_TOKEN", Some(&admin_token)),
+            ("VITALS_PARTICIPANT_SECRET", self.participant_secret.as_ref()),
+        ];
+        for (name, secret) in named.into_iter().filter_map(|(name, s)| s.map(|s| (name, s))) {
             if secret.expose().trim().chars().count() < MIN_SECRET_CHARS {
                 return Err(ConfigError::WeakSecret(name));
             }
         }
         if ingest_key == admin_token {
             return Err(ConfigError::SameSecrets);
+        }
+        if self
+            .participant_secret
+            .as_ref()
+            .is_some_and(|secret| *secret == ingest_key || *secret == admin_token)
+        {
+            return Err(ConfigError::SameParticipantSecret);
         }
         Ok((ingest_key, admin_token))
     }
@@ -252,6 +273,7 @@ impl ServeArgs {
             },
             export_max_rows: usize::try_from(self.export_max_rows).unwrap_or(usize::MAX),
             metrics_token: self.metrics_token.clone(),
+            participant_secret: self.participant_secret.clone(),
             // main() refuses a retention over the limit before this is asked.
             retention_ms: self.retention_ms().unwrap_or((MAX_HISTORY_DAYS * 86_400_000.0) as u64),
             server: crate::http::ServerLimits {
@@ -393,6 +415,36 @@ mod tests {
             serve_args(&["--ingest-key", strong, "--admin-token", "0123456789abcdef"])
                 .secrets()
                 .is_ok()
+        );
+    }
+
+    #[test]
+    fn the_participant_secret_is_optional_long_and_distinct() {
+        let (ingest, admin) = ("0123456789abcdef0123", "fedcba9876543210fedc");
+        let with = |secret: &str| {
+            serve_args(&[
+                "--ingest-key",
+                ingest,
+                "--admin-token",
+                admin,
+                "--participant-secret",
+                secret,
+            ])
+        };
+        let unset = serve_args(&["--ingest-key", ingest, "--admin-token", admin]);
+        assert!(unset.secrets().is_ok());
+        let error = with("short-secret").secrets().unwrap_err().to_string();
+        assert!(error.contains("VITALS_PARTICIPANT_SECRET is too short"), "{error}");
+        for same in [ingest, admin] {
+            let error = with(same).secrets().unwrap_err().to_string();
+            assert!(error.contains("VITALS_PARTICIPANT_SECRET is the same"), "{error}");
+        }
+        let args = with("participant-secret-0123");
+        assert!(args.secrets().is_ok());
+        assert!(!format!("{args:?}").contains("participant-secret-0123"));
+        assert_eq!(
+            args.settings().participant_secret.map(|s| s.expose().to_owned()),
+            Some("participant-secret-0123".to_owned())
         );
     }
 

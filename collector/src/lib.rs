@@ -9,6 +9,7 @@ mod clock;
 pub mod config;
 mod http;
 pub mod metrics;
+pub mod participant;
 mod pipeline;
 pub mod ratelimit;
 mod secret;
@@ -22,7 +23,7 @@ pub mod turn;
 pub mod webhook;
 
 pub use http::{ApiError, App, ServerLimits, EXPORT_MAX_ROWS, INGEST_BODY_LIMIT_BYTES};
-pub use pipeline::{IngestError, SWEEP_INTERVAL};
+pub use pipeline::{IngestError, MAX_SEQ_JUMP, SWEEP_INTERVAL};
 pub use secret::Secret;
 pub use state::{AppState, Settings, Shared};
 

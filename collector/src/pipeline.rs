@@ -1,13 +1,15 @@
 //! Every change of a participant as one compare-and-set of its record: ingest and the sweeper.
 //!
-//! Ingest loads the participant's record (from this process's cache when it can), refuses a
-//! participant new to the store beyond the live caps (from the counts the store keeps), applies
-//! the rate limit, the batch (idempotent by sequence number, newest writer per field), the alert
-//! rules, TURN accounting and the admin stream's 2 s limit, and commits the new record with the
-//! history point, alert records, usage, index entries and stream messages in one atomic,
-//! version-checked commit. A conflict (another request or process committed first) hands back
-//! the stored record and the batch is applied to it again. So nothing is applied or counted
-//! twice, alerts are raised and resolved once, and the 2 s limit holds across processes.
+//! Ingest loads the participant's record (from this process's cache when it can), checks that a
+//! client's batch comes from the participant's writer (its participant token, and no seq far
+//! above the highest so far: [`check_writer`]), refuses a participant new to the store beyond the
+//! live caps (from the counts the store keeps), applies the rate limit, the batch (idempotent by
+//! sequence number, newest writer per field), the alert rules, TURN accounting and the admin
+//! stream's 2 s limit, and commits the new record with the history point, alert records, usage,
+//! index entries and stream messages in one atomic, version-checked commit. A conflict (another
+//! request or process committed first) hands back the stored record and the batch is applied to
+//! it again (and checked again). So nothing is applied or counted twice, alerts are raised and
+//! resolved once, and the 2 s limit holds across processes.
 //!
 //! History follows the stream: each state the stream publishes (at most once per participant per
 //! 2 s) is written as its bucket's point, and a state held back is written when its window ends
@@ -22,6 +24,7 @@
 use crate::alerts::{self, AlertRecord, AlertThresholds};
 use crate::clock::now_ms;
 use crate::metrics::GaugeClass;
+use crate::participant::TokenRefusal;
 use crate::state::{AppState, Settings, Shared};
 use crate::store::{
     events_in_seq_order, history_bucket, next_version, turn_bucket, unique_seqs, Commit, CommitOutcome, DueChange,
@@ -62,9 +65,21 @@ pub enum IngestError {
         cap: usize,
         retry_after_secs: u64,
     },
+    /// The participant exists and the batch does not carry its token (403).
+    #[error(transparent)]
+    ParticipantToken(#[from] TokenRefusal),
+    /// An event's seq is too far above the participant's highest (400).
+    #[error("event {seq}: seq is more than {MAX_SEQ_JUMP} above this participant's highest so far ({highest})")]
+    SeqJump { seq: u64, highest: u64 },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
+
+/// How far an event's seq may be above its participant's highest so far (an existing record's;
+/// a new one may start anywhere). A client counts its events, so a real jump is small; without
+/// this bound one forged seq near `MAX_SEQ` would make every later real event lose every field
+/// (newest writer by seq), and a few sparse huge ones would raise the seq set's floor past them.
+pub const MAX_SEQ_JUMP: u64 = 100_000;
 
 /// The outcome of one attempt, ready to commit.
 struct Planned {
@@ -203,7 +218,7 @@ fn close_out(record: &mut Record, settings: &Settings, key: &ParticipantKey, now
 }
 
 /// How far into the future an event's time is believed (a client's clock running fast).
-const MAX_EVENT_AHEAD_MS: u64 = 30_000;
+pub(crate) const MAX_EVENT_AHEAD_MS: u64 = 30_000;
 
 /// The time of `batch`'s newest event (its `ts_ms`), clamped to the `retention_ms` before
 /// `now_ms` and [`MAX_EVENT_AHEAD_MS`] after; `now_ms` when it has no usable time (0: a client
@@ -224,20 +239,71 @@ fn event_time(batch: &IngestBatch, now_ms: u64, retention_ms: u64) -> u64 {
     }
 }
 
-/// Where a batch came from: the client's address, and the admission counting the new ids it
-/// creates (none: not counted).
+/// Where a batch came from: the client's address, the admission counting the new ids it
+/// creates (none: not counted), and what it must prove as its participant's writer (none: the
+/// collector's own callers).
 #[derive(Clone, Copy)]
 pub struct Origin<'a> {
     pub client: std::net::IpAddr,
     pub admission: Option<&'a crate::admission::Admission>,
+    pub writer: Option<Writer<'a>>,
+}
+
+/// What a client's batch must prove for a participant that already exists.
+#[derive(Clone, Copy)]
+pub struct Writer<'a> {
+    /// The participant's token ([`crate::participant`]), which the batch must carry.
+    pub token: &'a str,
+    /// Whether the batch's seqs are bounded by [`MAX_SEQ_JUMP`]: yes for the ingest API, whose
+    /// seqs count events; no for Socket.IO, whose seqs are timestamps bounded by the collector's
+    /// clock instead (`http/socketio.rs`).
+    pub bound_seq_jumps: bool,
 }
 
 impl Origin<'_> {
-    /// A batch from inside the collector's host, counted against no quota (tests, tools).
+    /// A batch from inside the collector's host, counted against no quota and trusted as its
+    /// participant's writer (tests, tools).
     pub const LOCAL: Origin<'static> = Origin {
         client: std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
         admission: None,
+        writer: None,
     };
+}
+
+/// Refuses `batch` for the `record` as loaded if `writer` cannot write it: without the
+/// participant's token, or with an event too far above the highest seq so far. Checked here, in
+/// the plan of every attempt (so again on the fresh record after a conflict), before the rate
+/// limit takes anything and before anything is committed: once for both stores, and a refused
+/// writer drains nothing of the participant's (the client's own admission, by address, has
+/// counted the request before).
+///
+/// The token check itself is atomic with the write: the commit is conditional on the version
+/// the check saw, so when two clients race to create a participant, the loser's commit
+/// conflicts, its plan runs again on the winner's record and is refused. What is not checked
+/// is who may create an id: a new participant needs no token (its first writer claims it), and
+/// after its record is gone (live TTL and grace) anyone may claim it again. That is acceptable:
+/// the extension's participant ids are random per install and per call session, so they are
+/// not known to others until they are in use, and then they are bound.
+fn check_writer(writer: Option<Writer<'_>>, record: Option<&Record>, batch: &IngestBatch) -> Result<(), IngestError> {
+    let (Some(writer), Some(record)) = (writer, record) else {
+        return Ok(());
+    };
+    crate::participant::ParticipantTokens::check(writer.token, batch.participant_token.as_deref())?;
+    let highest = record.live.last_seq;
+    // A record that starts over (expired, `plan_ingest`) holds no seq: no bound.
+    if writer.bound_seq_jumps && highest > 0 {
+        if let Some(event) = batch
+            .events
+            .iter()
+            .find(|e| e.seq > highest.saturating_add(MAX_SEQ_JUMP))
+        {
+            return Err(IngestError::SeqJump {
+                seq: event.seq,
+                highest,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Applies `batch` from `origin` to the `loaded` record at `now_ms`.
@@ -282,6 +348,7 @@ fn plan_ingest(
             ..Default::default()
         };
     }
+    check_writer(origin.writer, stored.then_some(&record), batch)?;
     settings
         .rate_limit
         .take_for(&mut record.buckets, origin.client, now_ms)
@@ -361,6 +428,7 @@ fn plan_ingest(
         accepted: unique_seqs(batch),
         applied,
         participant,
+        participant_token: origin.writer.map(|writer| writer.token.to_owned()),
     };
     Ok((planned, outcome))
 }
@@ -574,8 +642,14 @@ pub async fn sweep(state: &AppState, now_ms: u64) -> Result<usize, StoreError> {
                 Ok(Some(())) => changed += 1,
                 Ok(None) => {}
                 Err(IngestError::Store(error)) => return Err(error),
-                Err(IngestError::RateLimited { .. } | IngestError::NewIdQuota { .. } | IngestError::AtCap { .. }) => {
-                    unreachable!("the sweeper takes no tokens")
+                Err(
+                    IngestError::RateLimited { .. }
+                    | IngestError::NewIdQuota { .. }
+                    | IngestError::AtCap { .. }
+                    | IngestError::ParticipantToken(_)
+                    | IngestError::SeqJump { .. },
+                ) => {
+                    unreachable!("the sweeper takes no tokens and applies no batch")
                 }
             }
         }
@@ -608,16 +682,35 @@ impl AppState {
         ingest(self, batch, now_ms, Origin::LOCAL).await
     }
 
-    /// [`Self::ingest`] of a batch from `client`, counted against its quota of new ids.
+    /// [`Self::ingest`] of a batch of the ingest API from `client`: counted against its quota of
+    /// new ids, and for an existing participant refused without its token or with a seq more
+    /// than [`MAX_SEQ_JUMP`] above its highest. The outcome carries the participant's token.
     pub async fn ingest_from(
         &self,
         batch: &IngestBatch,
         now_ms: u64,
         client: std::net::IpAddr,
     ) -> Result<IngestOutcome, IngestError> {
+        self.ingest_from_client(batch, now_ms, client, true).await
+    }
+
+    /// [`Self::ingest_from`], with the seq-jump bound only if `bound_seq_jumps` (Socket.IO's
+    /// seqs are timestamps, bounded by the clock instead).
+    pub(crate) async fn ingest_from_client(
+        &self,
+        batch: &IngestBatch,
+        now_ms: u64,
+        client: std::net::IpAddr,
+        bound_seq_jumps: bool,
+    ) -> Result<IngestOutcome, IngestError> {
+        let token = self.participant_tokens.issue(&batch.meeting_id, &batch.participant_id);
         let origin = Origin {
             client,
             admission: Some(&self.admission),
+            writer: Some(Writer {
+                token: &token,
+                bound_seq_jumps,
+            }),
         };
         ingest(self, batch, now_ms, origin).await
     }
@@ -658,6 +751,7 @@ mod tests {
             meeting_id: "m".into(),
             participant_id: "p".into(),
             label: None,
+            participant_token: None,
             events: vec![Event {
                 seq,
                 ts_ms: 0.0,

@@ -3,6 +3,7 @@
 use crate::admission::{Admission, AdmissionLimits, LiveCaps};
 use crate::alerts::AlertThresholds;
 use crate::metrics::Metrics;
+use crate::participant::ParticipantTokens;
 use crate::ratelimit::RateLimit;
 use crate::secret::Secret;
 use crate::store::{MemoryStore, Store};
@@ -31,6 +32,8 @@ pub struct Settings {
     pub server: crate::http::ServerLimits,
     /// Token for `GET /metrics` besides the admin token.
     pub metrics_token: Option<Secret>,
+    /// Key of the participant tokens; `None`: derived from the admin token (`crate::participant`).
+    pub participant_secret: Option<Secret>,
 }
 
 impl Default for Settings {
@@ -44,6 +47,7 @@ impl Default for Settings {
             retention_ms: crate::store::RedisOptions::default().retention_ms,
             server: crate::http::ServerLimits::default(),
             metrics_token: None,
+            participant_secret: None,
             demo_page: false,
         }
     }
@@ -67,6 +71,8 @@ pub struct Shared {
     pub(crate) store: Arc<dyn Store>,
     pub(crate) ingest_key: Secret,
     pub(crate) admin_token: Secret,
+    /// Issues and checks participant tokens (keyed by the settings' secret or the admin token).
+    pub(crate) participant_tokens: Arc<ParticipantTokens>,
     pub(crate) settings: Arc<Settings>,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) admission: Arc<Admission>,
@@ -90,11 +96,17 @@ impl std::ops::Deref for AppState {
 impl AppState {
     /// State over `store`, accepting `ingest_key` on ingest and `admin_token` on admin routes.
     pub fn new(store: Arc<dyn Store>, ingest_key: Secret, admin_token: Secret) -> Self {
+        let settings = Settings::default();
+        let participant_tokens = Arc::new(ParticipantTokens::configured(
+            settings.participant_secret.as_ref(),
+            &admin_token,
+        ));
         Self(Arc::new(Shared {
             store,
             ingest_key,
             admin_token,
-            settings: Arc::new(Settings::default()),
+            participant_tokens,
+            settings: Arc::new(settings),
             metrics: Arc::default(),
             admission: Arc::default(),
             hub: Arc::new(stream::Hub::default()),
@@ -108,6 +120,10 @@ impl AppState {
     pub fn with_settings(mut self, settings: Settings) -> Self {
         let shared = Arc::make_mut(&mut self.0);
         shared.admission = Arc::new(Admission::new(settings.admission));
+        shared.participant_tokens = Arc::new(ParticipantTokens::configured(
+            settings.participant_secret.as_ref(),
+            &shared.admin_token,
+        ));
         shared.settings = Arc::new(settings);
         // A state built anew runs its own sweeper (a clone made before does not share it).
         shared.sweeper_started = Arc::default();
@@ -154,6 +170,11 @@ impl AppState {
             Secret::new(ingest_key),
             Secret::new(admin_token),
         )
+    }
+
+    /// The participant tokens this state issues and accepts.
+    pub fn participant_tokens(&self) -> &ParticipantTokens {
+        &self.participant_tokens
     }
 
     /// The store, for callers that want to look behind the API.

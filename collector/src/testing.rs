@@ -1,4 +1,4 @@
-//! Test support (feature `testing`): a real Redis per test, for this crate's tests and the e2e crate's.
+//! Test support (feature `testing`): a real Redis per test, and participant tokens for tests that post many batches, for this crate's tests and the e2e crate's.
 //!
 //! Redis comes from `VITALS_TEST_REDIS_URL` when set (each test then uses its own key prefix);
 //! otherwise each test starts its own `redis-server` on a free loopback port and stops it when
@@ -8,6 +8,24 @@ use crate::store::{RedisOptions, RedisStore};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
+
+/// The participant token that a collector with `admin_token` and no participant secret of its
+/// own issues for (`meeting_id`, `participant_id`): what a real client keeps from its first
+/// acknowledgement. For tests that post many batches of one participant and are about something
+/// else; the binding itself is tested with the tokens of real acknowledgements.
+pub fn participant_token(admin_token: &str, meeting_id: &str, participant_id: &str) -> String {
+    crate::participant::ParticipantTokens::derived_from(&crate::Secret::new(admin_token))
+        .issue(meeting_id, participant_id)
+}
+
+/// `batch`, an ingest batch as JSON, carrying its participant's [`participant_token`] (a first
+/// batch may carry it too: a new participant's token is not checked).
+pub fn signed(admin_token: &str, mut batch: serde_json::Value) -> serde_json::Value {
+    let id = |name: &str| batch[name].as_str().unwrap_or_default().to_owned();
+    let token = participant_token(admin_token, &id("meeting_id"), &id("participant_id"));
+    batch["participant_token"] = token.into();
+    batch
+}
 
 /// Why a Redis did not become ready.
 #[derive(Debug, thiserror::Error)]

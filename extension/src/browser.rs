@@ -99,11 +99,18 @@ pub async fn post_batch(req: &PostRequest) -> UploadResult {
     let status = response.status();
     if (200..300).contains(&status) {
         match response.json::<IngestAck>().await {
-            Ok(ack) => UploadResult::Accepted(ack.accepted),
+            Ok(ack) => UploadResult::Accepted(ack),
             Err(e) => UploadResult::Failed(format!("bad answer from the collector: {e}")),
         }
     } else {
-        UploadResult::from_status(status)
+        // The JSON `error` tells a refused participant token from a wrong key (both 403 or 401).
+        let error = response
+            .json::<serde_json::Value>()
+            .await
+            .ok()
+            .and_then(|body| body.get("error")?.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        UploadResult::from_refusal(status, &error)
     }
 }
 

@@ -268,8 +268,8 @@ impl Driver {
     /// The shell finished a post for `session` ([`PostRequest::session`]).
     pub fn upload_done(&mut self, session: &str, result: UploadResult, now_ms: f64) {
         match &result {
-            UploadResult::Accepted(seqs) => {
-                self.sent += seqs.len() as u64;
+            UploadResult::Accepted(ack) => {
+                self.sent += ack.accepted.len() as u64;
                 self.last_ok = Some(true);
                 self.last_error = None;
             }
@@ -347,6 +347,7 @@ impl Driver {
                         meeting_id: batch.meeting,
                         participant_id: format!("{install}-{}", batch.session),
                         label: label.clone(),
+                        participant_token: batch.token,
                         events: batch.events,
                     },
                     session: batch.session,
@@ -657,7 +658,7 @@ mod tests {
         let seqs: Vec<u64> = req.batch.events.iter().map(|e| e.seq).collect();
         // Nothing else goes while the batch is in flight.
         assert!(!d.effects(now(2.0)).iter().any(|e| matches!(e, Effect::Post(_))));
-        d.upload_done(&req.session, UploadResult::Accepted(seqs), now(2.1));
+        d.upload_done(&req.session, crate::upload::acked(seqs), now(2.1));
         let status = d.status();
         assert_eq!((status.state.as_str(), status.queued, status.sent), ("connected", 0, 1));
     }
@@ -712,6 +713,43 @@ mod tests {
             panic!("expected the kept event to go once the key changed")
         };
         assert_eq!((retry.ingest_key.as_str(), retry.batch.events.len()), ("fixed", 1));
+    }
+
+    #[test]
+    fn the_participant_token_of_an_ack_goes_with_the_next_post_and_its_refusal_is_told() {
+        let mut d = configured();
+        media_flowed(&mut d, 4);
+        let Effect::Post(first) = d.effects(now(2.0)).remove(0) else {
+            panic!("expected a post")
+        };
+        assert_eq!(first.batch.participant_token, None);
+        let ack = vitals_shared::wire::IngestAck {
+            accepted: first.batch.events.iter().map(|e| e.seq).collect(),
+            participant_token: Some("tok-1".into()),
+        };
+        d.upload_done(&first.session, UploadResult::Accepted(ack), now(2.1));
+        // The call goes on until its next event (a change or a heartbeat) is posted.
+        let second = (3..=30)
+            .find_map(|t| {
+                let t_s = f64::from(t);
+                d.handle(stats(4, "a", t_s, 100.0, "host"), now(t_s));
+                d.effects(now(t_s)).into_iter().find_map(|e| match e {
+                    Effect::Post(req) => Some(req),
+                    _ => None,
+                })
+            })
+            .expect("a second post");
+        assert_eq!(second.batch.participant_token.as_deref(), Some("tok-1"));
+        assert_eq!(second.batch.participant_id, first.batch.participant_id);
+        d.upload_done(
+            &second.session,
+            UploadResult::from_refusal(403, "missing participant token: this participant already exists"),
+            now(3.1),
+        );
+        let status = d.status();
+        assert_eq!((status.state.as_str(), status.dropped), ("retrying", 0));
+        assert!(status.queued > 0);
+        assert_eq!(status.last_error.as_deref(), Some(crate::upload::TOKEN_REFUSED));
     }
 
     #[test]
@@ -798,7 +836,7 @@ mod tests {
         assert_eq!(d.status().queued, 1);
         d.upload_done(
             &req.session,
-            UploadResult::Accepted(vec![req.batch.events[0].seq]),
+            crate::upload::acked(vec![req.batch.events[0].seq]),
             now(2.2),
         );
         assert_eq!(d.status().queued, 0);
@@ -920,7 +958,7 @@ mod tests {
         );
         assert!(req.batch.participant_id.starts_with("inst-4-"));
         assert!(req.batch.events.last().unwrap().full);
-        d.upload_done(&req.session, UploadResult::Accepted(seqs), now(19.1));
+        d.upload_done(&req.session, crate::upload::acked(seqs), now(19.1));
         assert_eq!(d.status().queued, 0);
     }
 
@@ -934,7 +972,7 @@ mod tests {
             panic!("expected a post")
         };
         let seqs = req.batch.events.iter().map(|e| e.seq).collect();
-        d.upload_done(&req.session, UploadResult::Accepted(seqs), now(1.1));
+        d.upload_done(&req.session, crate::upload::acked(seqs), now(1.1));
         d.handle(ToOffscreen::TabGone { tab: 4 }, now(2.0));
         let idle = |effects: Vec<Effect>| effects.contains(&Effect::Idle);
         assert!(d.effects(now(1.0)).contains(&Effect::WakeAt(now(1.0) + IDLE_AFTER_MS)));

@@ -5,6 +5,11 @@
 //! event is stored before it can reach the collector. A restarted document reads the stored
 //! entries back with [`Uploads::restore`] before its first upload.
 //!
+//! Participant tokens: the collector answers each accepted batch with its participant's token
+//! and refuses (403) a later batch of that participant without it, so nobody else can write as
+//! the participant. Each session keeps the latest token in its stored record (so a restarted
+//! document still has it) and sends it with every batch.
+//!
 //! Sequence numbers: the collector keeps the first event it sees under each (participant, seq)
 //! and drops any later one as a duplicate, so a number must never be given to two different
 //! events. A tab's processor numbers its events from 1; when a restarted document resumes the
@@ -13,8 +18,8 @@
 
 use crate::upload_store::{self as store, Entry, SessionRecord, StoreOp};
 use std::collections::{BTreeMap, VecDeque};
-use vitals_shared::wire::Event;
 use vitals_shared::wire::MAX_EVENTS_PER_BATCH;
+use vitals_shared::wire::{Event, IngestAck};
 
 /// Most events kept per participant while the collector is unreachable; the oldest go first
 /// (a later full snapshot supersedes them anyway).
@@ -32,11 +37,15 @@ pub const MAX_BACKOFF_MS: f64 = 60_000.0;
 /// 413, ...): a key or URL the user has to fix, so asking again every second would only spam it.
 pub const REFUSED_BACKOFF_MS: f64 = 60_000.0;
 
+/// What the popup says when the collector refused a session's participant token.
+pub const TOKEN_REFUSED: &str = "Collector refused this call's participant token (403): another client may be using its participant id, or the collector's secret changed; the events wait in the queue and are retried";
+
 /// How an upload ended.
 #[derive(Debug, Clone, PartialEq)]
 pub enum UploadResult {
-    /// 2xx: the collector holds these sequence numbers (others of the batch stay queued).
-    Accepted(Vec<u64>),
+    /// 2xx: the collector holds the acknowledged sequence numbers (others of the batch stay
+    /// queued), and gives the participant's token.
+    Accepted(IngestAck),
     /// 400: the collector found this batch malformed; retrying it cannot help, so its events
     /// are dropped and counted.
     Rejected(String),
@@ -49,6 +58,15 @@ pub enum UploadResult {
 }
 
 impl UploadResult {
+    /// Classifies a collector's refusal by its status and the JSON `error` of its body (empty
+    /// when it has none): a 403 about the participant token is told apart from a wrong key.
+    pub fn from_refusal(status: u16, error: &str) -> Self {
+        if status == 403 && error.contains("participant token") {
+            return UploadResult::Refused(TOKEN_REFUSED.into());
+        }
+        Self::from_status(status)
+    }
+
     /// Classifies a collector's answer status (not 2xx, which carries the acknowledgement).
     pub fn from_status(status: u16) -> Self {
         match status {
@@ -74,6 +92,15 @@ pub struct Finished {
     pub acked: Vec<u64>,
     /// Rejected with their batch: they leave the queue and count as dropped.
     pub rejected: Vec<u64>,
+}
+
+/// A 2xx answer acknowledging `seqs`, without a token (for the tests of the queue's users).
+#[cfg(test)]
+pub(crate) fn acked(seqs: Vec<u64>) -> UploadResult {
+    UploadResult::Accepted(IngestAck {
+        accepted: seqs,
+        participant_token: None,
+    })
 }
 
 /// Delay before the retry that follows `failures` consecutive failures.
@@ -154,8 +181,8 @@ impl UploadQueue {
         };
         let mut finished = Finished::default();
         match result {
-            UploadResult::Accepted(acked) => {
-                finished.acked = self.remove(|seq| sent.contains(&seq) && acked.contains(&seq));
+            UploadResult::Accepted(ack) => {
+                finished.acked = self.remove(|seq| sent.contains(&seq) && ack.accepted.contains(&seq));
                 if finished.acked.len() < sent.len() {
                     self.failures = self.failures.saturating_add(1);
                     self.retry_at_ms = now_ms + backoff_ms(self.failures);
@@ -209,6 +236,8 @@ struct Outbox {
     live: bool,
     /// Restored from storage where it was live: its tab may resume it until then.
     resumable_until: Option<f64>,
+    /// The collector's participant token of the latest acknowledgement.
+    token: Option<String>,
 }
 
 impl Outbox {
@@ -218,6 +247,7 @@ impl Outbox {
             meeting: self.meeting.clone(),
             last_seq: self.last_seq,
             live: self.live || self.resumable_until.is_some(),
+            participant_token: self.token.clone(),
         }
     }
 
@@ -226,11 +256,12 @@ impl Outbox {
     }
 }
 
-/// One post to make: the events of a session, for its meeting.
+/// One post to make: the events of a session, for its meeting, with its participant token.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Batch {
     pub session: String,
     pub meeting: String,
+    pub token: Option<String>,
     pub events: Vec<Event>,
 }
 
@@ -345,6 +376,7 @@ impl Uploads {
             last_seq: 0,
             live: true,
             resumable_until: None,
+            token: None,
         });
         event.seq += outbox.base;
         outbox.meeting = meeting;
@@ -416,6 +448,7 @@ impl Uploads {
                 o.queue.take_batch(now_ms).map(|events| Batch {
                     session: session.clone(),
                     meeting: o.meeting.clone(),
+                    token: o.token.clone(),
                     events,
                 })
             })
@@ -423,12 +456,23 @@ impl Uploads {
     }
 
     /// The post of `session` ended. Returns the acknowledged sequence numbers in the numbering
-    /// of the processor that feeds the session (none when no processor feeds it).
+    /// of the processor that feeds the session (none when no processor feeds it). A new
+    /// participant token of the acknowledgement is kept, in storage too.
     pub fn finish(&mut self, session: &str, result: &UploadResult, now_ms: f64) -> Vec<u64> {
         let Some(outbox) = self.outboxes.get_mut(session) else {
             return Vec::new();
         };
         let finished = outbox.queue.finish(result, now_ms);
+        if let UploadResult::Accepted(IngestAck {
+            participant_token: Some(token),
+            ..
+        }) = result
+        {
+            if outbox.token.as_ref() != Some(token) {
+                outbox.token = Some(token.clone());
+                self.writes.push(store::put_session(session, &outbox.record()));
+            }
+        }
         let acked = if outbox.live {
             finished
                 .acked
@@ -534,6 +578,7 @@ fn outbox_of(record: &SessionRecord, queue: UploadQueue, now_ms: f64) -> Outbox 
         last_seq: record.last_seq,
         live: false,
         resumable_until: record.live.then_some(now_ms + RESUME_MS),
+        token: record.participant_token.clone(),
     }
 }
 
@@ -629,7 +674,7 @@ mod tests {
         assert_eq!(batch.len(), 2);
         q.push(event(3));
         assert!(q.take_batch(0.0).is_none(), "a second batch while one is in flight");
-        assert_eq!(q.finish(&UploadResult::Accepted(vec![1, 2]), 10.0).acked, vec![1, 2]);
+        assert_eq!(q.finish(&acked(vec![1, 2]), 10.0).acked, vec![1, 2]);
         let batch = q.take_batch(10.0).unwrap();
         assert_eq!(batch.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![3]);
     }
@@ -649,7 +694,7 @@ mod tests {
         q.finish(&UploadResult::Failed("down".into()), 1_200.0);
         assert_eq!(q.retry_at(), Some(3_200.0));
         q.take_batch(3_200.0).unwrap();
-        q.finish(&UploadResult::Accepted(vec![1]), 3_300.0);
+        q.finish(&acked(vec![1]), 3_300.0);
         assert!(q.is_empty());
         assert_eq!(q.retry_at(), None);
     }
@@ -691,7 +736,7 @@ mod tests {
         // The key is fixed: the same events go on the next retry and leave once acknowledged.
         let batch = up.take_batches(1_100.0 + REFUSED_BACKOFF_MS).remove(0);
         assert_eq!(seqs(&batch), vec![1, 2]);
-        up.finish(&s, &UploadResult::Accepted(vec![1, 2]), 70_000.0);
+        up.finish(&s, &acked(vec![1, 2]), 70_000.0);
         assert_eq!(up.queued(), 0);
     }
 
@@ -723,10 +768,7 @@ mod tests {
         }
         up.take_batches(1_000.0).remove(0);
         // The collector holds 1 and 3 (and names a number that was never sent, ignored).
-        assert_eq!(
-            up.finish(&s, &UploadResult::Accepted(vec![1, 3, 99]), 1_100.0),
-            vec![1, 3]
-        );
+        assert_eq!(up.finish(&s, &acked(vec![1, 3, 99]), 1_100.0), vec![1, 3]);
         disk.apply(&mut up);
         assert_eq!(disk.event_seqs(), vec![2]);
         assert_eq!(up.queued(), 1);
@@ -743,7 +785,7 @@ mod tests {
         let batch = up.take_batches(1_000.0).remove(0);
         disk.apply(&mut up);
         assert_eq!(disk.event_seqs(), seqs(&batch), "stored before the post goes");
-        assert_eq!(up.finish(&s, &UploadResult::Accepted(vec![1, 2]), 1_100.0), vec![1, 2]);
+        assert_eq!(up.finish(&s, &acked(vec![1, 2]), 1_100.0), vec![1, 2]);
         disk.apply(&mut up);
         assert!(disk.event_seqs().is_empty());
         // The live session's record stays, with the numbering.
@@ -763,7 +805,7 @@ mod tests {
             up.push(&s, 4, Some(MEETING.into()), event(seq));
         }
         up.take_batches(1_000.0);
-        up.finish(&s, &UploadResult::Accepted(vec![1, 2, 3]), 1_100.0);
+        up.finish(&s, &acked(vec![1, 2, 3]), 1_100.0);
         for seq in 4..=6 {
             up.push(&s, 4, Some(MEETING.into()), event(seq));
         }
@@ -789,7 +831,7 @@ mod tests {
         disk.apply(&mut up);
         assert_eq!(disk.event_seqs(), vec![4, 5, 6, 7]);
         // The collector's acknowledgement reaches the new processor in its own numbering.
-        let acked = up.finish(&s, &UploadResult::Accepted(vec![4, 5, 6, 7]), 10_600.0);
+        let acked = up.finish(&s, &acked(vec![4, 5, 6, 7]), 10_600.0);
         assert_eq!(acked, vec![1]);
         disk.apply(&mut up);
         assert!(disk.event_seqs().is_empty());
@@ -827,7 +869,7 @@ mod tests {
         assert_eq!(up.queued(), 1, "its queued event still goes");
         let batch = up.take_batches(6_100.0).remove(0);
         assert_eq!((batch.session.as_str(), batch.meeting.as_str()), (s.as_str(), MEETING));
-        up.finish(&s, &UploadResult::Accepted(vec![1]), 6_200.0);
+        up.finish(&s, &acked(vec![1]), 6_200.0);
         disk.apply(&mut up);
         assert!(disk.0.is_empty(), "{:?}", disk.0);
     }
@@ -837,7 +879,7 @@ mod tests {
         let (mut disk, mut up, s) = first_call();
         up.push(&s, 4, Some(MEETING.into()), event(1));
         up.take_batches(1_000.0);
-        up.finish(&s, &UploadResult::Accepted(vec![1]), 1_100.0);
+        up.finish(&s, &acked(vec![1]), 1_100.0);
         disk.apply(&mut up);
         assert_eq!(disk.0.len(), 1, "the live session's record");
         let mut up = Uploads::restore(disk.entries(), 2_000.0);
@@ -908,6 +950,7 @@ mod tests {
             meeting: MEETING.into(),
             last_seq: 1,
             live: false,
+            participant_token: None,
         };
         let StoreOp::Put(k, v) = store::put_session("3-c", &record) else {
             panic!("a put")
@@ -944,6 +987,83 @@ mod tests {
         up.clear();
         up.push(&s, 4, Some(MEETING.into()), event(1));
         assert_eq!(seqs(&up.take_batches(2_200.0)[0]), vec![6]);
+    }
+
+    fn ack_with_token(seqs: Vec<u64>, token: &str) -> UploadResult {
+        UploadResult::Accepted(IngestAck {
+            accepted: seqs,
+            participant_token: Some(token.into()),
+        })
+    }
+
+    #[test]
+    fn the_participant_token_is_kept_sent_with_every_batch_and_survives_a_restart() {
+        let (mut disk, mut up, s) = first_call();
+        up.push(&s, 4, Some(MEETING.into()), event(1));
+        let first = up.take_batches(1_000.0).remove(0);
+        assert_eq!(first.token, None, "a new participant has none yet");
+        up.finish(&s, &ack_with_token(vec![1], "tok-a"), 1_100.0);
+        up.push(&s, 4, Some(MEETING.into()), event(2));
+        let second = up.take_batches(1_100.0).remove(0);
+        assert_eq!(second.token.as_deref(), Some("tok-a"));
+        // A failed post keeps it; a newer token replaces it.
+        up.finish(&s, &UploadResult::Failed("down".into()), 1_200.0);
+        let retry = up.take_batches(up.retry_at().unwrap()).remove(0);
+        assert_eq!(retry.token.as_deref(), Some("tok-a"));
+        up.finish(&s, &ack_with_token(vec![2], "tok-b"), 3_000.0);
+        up.push(&s, 4, Some(MEETING.into()), event(3));
+        disk.apply(&mut up);
+        let stored = &disk.0[&store::session_key(&s)];
+        assert!(stored.contains(r#""participant_token":"tok-b""#), "{stored}");
+        drop(up); // the document goes with event 3 queued
+
+        // The restarted document sends the queued event, and the resumed session's next ones,
+        // with the stored token.
+        let mut up = Uploads::restore(disk.entries(), 10_000.0);
+        assert_eq!(up.take_batches(10_000.0).remove(0).token.as_deref(), Some("tok-b"));
+        up.finish(&s, &acked(vec![3]), 10_100.0);
+        assert_eq!(up.open_session(4, Some(MEETING), 10_200.0, 10_200.0), s);
+        up.push(&s, 4, Some(MEETING.into()), event(1));
+        let batch = up.take_batches(10_200.0).remove(0);
+        assert_eq!((seqs(&batch), batch.token.as_deref()), (vec![4], Some("tok-b")));
+        // An answer without a token (an older collector) keeps the one held.
+        up.finish(&s, &acked(vec![4]), 10_300.0);
+        up.push(&s, 4, Some(MEETING.into()), event(2));
+        assert_eq!(up.take_batches(10_300.0).remove(0).token.as_deref(), Some("tok-b"));
+        // Another session has its own (none yet).
+        let other = up.open_session(5, Some(MEETING), 10_400.0, 10_400.0);
+        up.push(&other, 5, Some(MEETING.into()), event(1));
+        assert_eq!(up.take_batches(10_400.0).remove(0).token, None);
+    }
+
+    #[test]
+    fn a_refused_participant_token_keeps_the_queue_with_its_own_message() {
+        let refused = UploadResult::from_refusal(
+            403,
+            "wrong participant token: it was not issued for this meeting and participant",
+        );
+        assert_eq!(refused, UploadResult::Refused(TOKEN_REFUSED.into()));
+        assert!(TOKEN_REFUSED.contains("participant token") && !TOKEN_REFUSED.contains("ingest key"));
+        // Any other 403 or 401 is still about the key.
+        for (status, error) in [(403, "forbidden"), (401, "missing or wrong ingest key")] {
+            let UploadResult::Refused(message) = UploadResult::from_refusal(status, error) else {
+                panic!("{status} is a refusal")
+            };
+            assert!(message.contains("check the ingest key"), "{message}");
+        }
+        assert!(matches!(
+            UploadResult::from_refusal(400, "event 9: seq"),
+            UploadResult::Rejected(_)
+        ));
+        let (mut disk, mut up, s) = first_call();
+        up.push(&s, 4, Some(MEETING.into()), event(1));
+        up.push(&s, 4, Some(MEETING.into()), event(2));
+        up.take_batches(1_000.0);
+        assert!(up.finish(&s, &refused, 1_100.0).is_empty());
+        disk.apply(&mut up);
+        assert_eq!(disk.event_seqs(), vec![1, 2], "still stored");
+        assert_eq!((up.queued(), up.dropped()), (2, 0));
+        assert_eq!(up.retry_at(), Some(1_100.0 + REFUSED_BACKOFF_MS));
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! The offscreen document keeps its queue in the extension origin's `localStorage` (see
 //! `local_storage.rs` for why there). Keys, all under [`PREFIX`]:
 //! - `s:{session}`: a [`SessionRecord`] (the tab, the meeting, the last sequence number given
-//!   out, whether a call still feeds it);
+//!   out, whether a call still feeds it, the collector's participant token);
 //! - `e:{session}:{seq}`: one queued [`Event`], exactly as it goes on the wire;
 //! - `dropped`: how many events the bound evicted (a decimal number).
 //!
@@ -37,6 +37,10 @@ pub struct SessionRecord {
     pub last_seq: u64,
     /// A call still fed the session when this was written (a restarted document may resume it).
     pub live: bool,
+    /// The collector's participant token for this session's participant (from its latest
+    /// acknowledgement), sent with every batch; absent until the first one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub participant_token: Option<String>,
 }
 
 pub fn session_key(session: &str) -> String {
@@ -153,6 +157,7 @@ mod tests {
             meeting: "https://meet.example.com/abc".into(),
             last_seq: 12,
             live: true,
+            participant_token: None,
         };
         assert_eq!(
             put_session("7-18c2", &record),
@@ -170,6 +175,19 @@ mod tests {
             )
         );
         assert_eq!(dropped_key(), "cv-upload-v1:dropped");
+        // The token is written once the collector gave one, and a record without it still reads.
+        let with_token = SessionRecord {
+            participant_token: Some("9f0a".into()),
+            ..record
+        };
+        let StoreOp::Put(key, value) = put_session("7-18c2", &with_token) else {
+            panic!("a put")
+        };
+        assert_eq!(
+            value,
+            r#"{"tab":7,"meeting":"https://meet.example.com/abc","last_seq":12,"live":true,"participant_token":"9f0a"}"#
+        );
+        assert_eq!(parse(&key, &value), Some(Entry::Session("7-18c2".into(), with_token)));
     }
 
     #[test]
@@ -180,6 +198,7 @@ mod tests {
             meeting: "https://meet.example/x".into(),
             last_seq: 2,
             live: false,
+            participant_token: None,
         };
         apply_to(
             &mut disk,
@@ -203,6 +222,7 @@ mod tests {
             meeting: "http://127.0.0.1:8000/demo".into(),
             last_seq: 3,
             live: false,
+            participant_token: None,
         };
         let StoreOp::Put(key, value) = put_session("a:b", &record) else {
             panic!("a put")

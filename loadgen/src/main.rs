@@ -1,7 +1,9 @@
 //! Load generator for the collector: simulated participants posting one event per request, and alert latency over the admin stream.
 //!
 //! Every worker owns a disjoint set of participants and one keep-alive HTTP/1.1 connection, so a
-//! participant's requests are sequential and its sequence numbers arrive in order. Metrics follow
+//! participant's requests are sequential and its sequence numbers arrive in order. Each
+//! participant keeps the participant token of its first acknowledgement and sends it with every
+//! later batch, as the extension does (the collector refuses them without it). Metrics follow
 //! a random walk below every alert threshold; now and then an idle participant starts an
 //! "episode" (high RTT, loss, relay or poor quality) that must raise an alert. The send time of
 //! the event that starts an episode is recorded under (participant, alert kind), and the matching
@@ -22,7 +24,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use vitals_collector::alerts::{AlertKind, AlertState};
 use vitals_shared::wire::Event;
-use vitals_shared::wire::{IngestBatch, MetricsFields};
+use vitals_shared::wire::{IngestAck, IngestBatch, MetricsFields};
 use vitals_shared::QualityClass;
 
 /// Longest run accepted, seconds.
@@ -139,6 +141,9 @@ struct Participant {
     episode: Option<Episode>,
     /// What the collector holds (after the last event sent).
     sent: MetricsFields,
+    /// The collector's participant token, from the first accepted batch: every later batch
+    /// carries it.
+    token: Option<String>,
 }
 
 /// Normal (non-alerting) ranges, below the thresholds.
@@ -160,6 +165,7 @@ impl Participant {
             jitter_ms: rng.range(2.0, 15.0),
             episode: None,
             sent: MetricsFields::default(),
+            token: None,
         }
     }
 
@@ -434,8 +440,9 @@ impl Connection {
     }
 
     /// Sends `request` and reads the whole response: its status, and whether the connection
-    /// stays open.
-    async fn exchange(&mut self, request: &[u8]) -> Result<(u16, bool), Broken> {
+    /// stays open. With `body`, a body of known length is copied there (the collector's ingest
+    /// answers have one; a chunked body is not kept).
+    async fn exchange(&mut self, request: &[u8], body: Option<&mut Vec<u8>>) -> Result<(u16, bool), Broken> {
         self.stream.write_all(request).await?;
         let (status, head_len, framing, keep_alive) = loop {
             let mut headers = [httparse::EMPTY_HEADER; 24];
@@ -466,6 +473,9 @@ impl Connection {
             Framing::Length(length) => {
                 while self.input.len() < head_len + length {
                     self.fill().await?;
+                }
+                if let Some(body) = body {
+                    body.extend_from_slice(&self.input[head_len..head_len + length]);
                 }
                 head_len + length
             }
@@ -512,11 +522,13 @@ enum Framing {
     UntilClose,
 }
 
-/// One worker's client: its connection (opened again after an error) and its request buffer.
+/// One worker's client: its connection (opened again after an error), its request buffer, and
+/// the body of the last answer it was asked to keep.
 struct Client {
     target: Arc<Target>,
     connection: Option<Connection>,
     request: Vec<u8>,
+    answer: Vec<u8>,
 }
 
 impl Client {
@@ -525,11 +537,13 @@ impl Client {
             target,
             connection: None,
             request: Vec::with_capacity(1024),
+            answer: Vec::with_capacity(256),
         }
     }
 
     /// Posts one body; the status, or None on a transport error (the connection is then dropped).
-    async fn post(&mut self, body: &[u8]) -> Option<u16> {
+    /// With `keep_answer`, the answer's body is in `self.answer` afterwards.
+    async fn post(&mut self, body: &[u8], keep_answer: bool) -> Option<u16> {
         if self.connection.is_none() {
             self.connection = Connection::open(self.target.addr).await.ok();
         }
@@ -539,7 +553,9 @@ impl Client {
         self.request.extend_from_slice(body.len().to_string().as_bytes());
         self.request.extend_from_slice(b"\r\n\r\n");
         self.request.extend_from_slice(body);
-        match connection.exchange(&self.request).await {
+        self.answer.clear();
+        let answer = keep_answer.then_some(&mut self.answer);
+        match connection.exchange(&self.request, answer).await {
             Ok((status, keep_alive)) => {
                 if !keep_alive {
                     self.connection = None;
@@ -613,6 +629,7 @@ async fn worker(
             meeting_id: participant.meeting_id.clone(),
             participant_id: participant.participant_id.clone(),
             label: None,
+            participant_token: participant.token.clone(),
             events: vec![event],
         };
         body.clear();
@@ -622,7 +639,8 @@ async fn worker(
             alerts.expect(&participant.participant_id, kind, sent_at);
         }
         progress.sent.fetch_add(1, Ordering::Relaxed);
-        let status = client.post(&body).await;
+        // The token is read from the first acknowledgement only: it stays the same.
+        let status = client.post(&body, participant.token.is_none()).await;
         let elapsed = sent_at.elapsed();
         match status {
             Some(200) => {
@@ -630,6 +648,11 @@ async fn worker(
                     .latencies_us
                     .push(elapsed.as_micros().min(u32::MAX as u128) as u32);
                 progress.accepted.fetch_add(1, Ordering::Relaxed);
+                if participant.token.is_none() {
+                    participant.token = serde_json::from_slice::<IngestAck>(&client.answer)
+                        .ok()
+                        .and_then(|ack| ack.participant_token);
+                }
             }
             other => {
                 progress.failed.fetch_add(1, Ordering::Relaxed);

@@ -6,6 +6,8 @@ use serde::{Deserialize, Serialize};
 
 /// Most events in one ingest batch.
 pub const MAX_EVENTS_PER_BATCH: usize = 100;
+/// Longest participant token accepted (the collector's are 64 hex digits).
+pub const MAX_TOKEN_LEN: usize = 128;
 
 pub use crate::fields::{
     FieldError, FieldInfo, MetricsFields, MetricsView, SetFieldError, FIELD_COUNT, FIELD_INFO, FIELD_NAMES, MAX_ID_LEN,
@@ -73,6 +75,10 @@ pub struct IngestBatch {
     /// An optional name the user chose.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub label: Option<String>,
+    /// The participant token of an earlier acknowledgement ([`IngestAck::participant_token`]):
+    /// required once the participant exists at the collector, absent on its first batch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub participant_token: Option<String>,
     pub events: Vec<Event>,
 }
 
@@ -89,6 +95,13 @@ impl IngestBatch {
         }
         if self.label.as_ref().is_some_and(|l| l.len() > MAX_ID_LEN) {
             return Err(InvalidBatch::LabelLength);
+        }
+        if self
+            .participant_token
+            .as_ref()
+            .is_some_and(|t| t.is_empty() || t.len() > MAX_TOKEN_LEN || !t.bytes().all(|b| b.is_ascii_graphic()))
+        {
+            return Err(InvalidBatch::Token);
         }
         let texts = [
             ("meeting_id", Some(&self.meeting_id)),
@@ -141,6 +154,8 @@ pub enum InvalidBatch {
     IdLength { name: &'static str },
     #[error("label is longer than {MAX_ID_LEN} bytes")]
     LabelLength,
+    #[error("participant_token must be 1 to {MAX_TOKEN_LEN} printable ASCII characters")]
+    Token,
     #[error("{name} must be printable text: no control, bidirectional-formatting or invisible characters")]
     IdCharacters { name: &'static str },
     #[error("events must hold 1 to {MAX_EVENTS_PER_BATCH} events")]
@@ -152,10 +167,14 @@ pub enum InvalidBatch {
 }
 
 /// `POST /api/v1/ingest` answer: the sequence numbers the collector now holds (newly stored or
-/// already held), so the client can drop them from its queue.
+/// already held), so the client can drop them from its queue, and the participant's token.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct IngestAck {
     pub accepted: Vec<u64>,
+    /// The proof that this client is the participant's writer: every later batch of the same
+    /// (meeting, participant) carries it as [`IngestBatch::participant_token`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub participant_token: Option<String>,
 }
 
 #[cfg(test)]
@@ -170,6 +189,7 @@ mod tests {
             meeting_id: "https://meet.example.com/abc-defg".into(),
             participant_id: "p-1234".into(),
             label: Some("Alice".into()),
+            participant_token: Some("0f1e".into()),
             events: vec![Event {
                 seq: 1,
                 ts_ms: 1_700_000_000_000.0,
@@ -189,6 +209,7 @@ mod tests {
             "meeting_id": "https://meet.example.com/abc-defg",
             "participant_id": "p-1234",
             "label": "Alice",
+            "participant_token": "0f1e",
             "events": [{"seq": 1, "ts_ms": 1_700_000_000_000.0, "full": true, "metrics": {
                 "upload_kbps": 812.5, "download_kbps": 1400.0, "rtt_ms": 42.0,
                 "quality": "excellent", "using_relay": true, "relay_protocol": "udp"
@@ -197,6 +218,48 @@ mod tests {
         assert_eq!(serde_json::to_value(&batch).unwrap(), golden);
         assert_eq!(serde_json::from_value::<IngestBatch>(golden).unwrap(), batch);
         assert!(batch.validate().is_ok());
+        // A first batch has no token, and the field is left out.
+        let first = IngestBatch {
+            participant_token: None,
+            ..batch
+        };
+        assert!(serde_json::to_value(&first).unwrap().get("participant_token").is_none());
+    }
+
+    #[test]
+    fn golden_ack_format_and_token_bounds() {
+        let ack = IngestAck {
+            accepted: vec![1, 2],
+            participant_token: Some("ab12".into()),
+        };
+        let golden = json!({"accepted": [1, 2], "participant_token": "ab12"});
+        assert_eq!(serde_json::to_value(&ack).unwrap(), golden);
+        assert_eq!(serde_json::from_value::<IngestAck>(golden).unwrap(), ack);
+        // An older collector's answer has no token.
+        assert_eq!(
+            serde_json::from_value::<IngestAck>(json!({"accepted": [3]})).unwrap(),
+            IngestAck {
+                accepted: vec![3],
+                participant_token: None
+            }
+        );
+        let with_token = |token: &str| IngestBatch {
+            meeting_id: "m".into(),
+            participant_id: "p".into(),
+            label: None,
+            participant_token: Some(token.into()),
+            events: vec![Event {
+                seq: 1,
+                ts_ms: 1.0,
+                full: true,
+                metrics: MetricsFields::default(),
+            }],
+        };
+        assert!(with_token(&"a".repeat(MAX_TOKEN_LEN)).validate().is_ok());
+        for bad in ["", "a b", "tok\n", &"a".repeat(MAX_TOKEN_LEN + 1)] {
+            let error = with_token(bad).validate().unwrap_err().to_string();
+            assert!(error.starts_with("participant_token must be"), "{bad:?}: {error}");
+        }
     }
 
     #[test]
@@ -225,6 +288,7 @@ mod tests {
             meeting_id: meeting.into(),
             participant_id: participant.into(),
             label: label.map(Into::into),
+            participant_token: None,
             events: vec![Event {
                 seq: 1,
                 ts_ms: 1.0,

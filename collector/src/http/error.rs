@@ -18,6 +18,10 @@ pub enum ApiError {
     UnsupportedMediaType(String),
     #[error("missing or wrong {0}")]
     Unauthorized(&'static str),
+    /// The credential is right but does not allow this (a participant's batch without its
+    /// participant token).
+    #[error("{0}")]
+    Forbidden(String),
     #[error("{0}")]
     NotFound(String),
     #[error("too many requests from this participant, retry in {retry_after_secs} s")]
@@ -49,6 +53,7 @@ impl ApiError {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::TooManyRequests { .. } | Self::Limited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::PayloadTooLarge { .. } | Self::ExportTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -132,6 +137,8 @@ impl From<IngestError> for ApiError {
                 message: error.to_string(),
                 retry_after_secs,
             },
+            IngestError::ParticipantToken(refusal) => Self::Forbidden(refusal.to_string()),
+            jump @ IngestError::SeqJump { .. } => Self::BadRequest(jump.to_string()),
             IngestError::Store(error) => error.into(),
         }
     }

@@ -94,12 +94,13 @@ async fn ingest_batch(state: &AppState, batch: &IngestBatch, client: IpAddr) -> 
     let outcome = state.ingest_from(batch, now, client).await?;
     Ok(IngestAck {
         accepted: outcome.accepted,
+        participant_token: outcome.participant_token,
     })
 }
 
 /// A 200 answer carrying `ack` as JSON.
 fn ack_response(ack: &IngestAck) -> Response {
-    let mut body = Vec::with_capacity(16 + 8 * ack.accepted.len());
+    let mut body = Vec::with_capacity(112 + 8 * ack.accepted.len());
     serde_json::to_writer(&mut body, ack).expect("plain data always serializes");
     let mut response = Response::new(Body::from(body));
     response

@@ -3,8 +3,8 @@
 //!
 //! A store knows no rules: it loads a participant's versioned [`Record`] and applies a
 //! [`Commit`] (the new record and what follows from it) atomically if the version did not change.
-//! The rules (merge, alerts, TURN accounting, stream limit, rate limit) are applied in
-//! `crate::pipeline`, the same for both stores.
+//! The rules (merge, alerts, TURN accounting, stream limit, rate limit, participant token and
+//! seq-jump bound) are applied in `crate::pipeline`, the same for both stores.
 
 mod live;
 mod memory;
@@ -68,6 +68,8 @@ pub struct IngestOutcome {
     pub applied: Vec<u64>,
     /// The participant's merged state after the batch.
     pub participant: ParticipantView,
+    /// The participant's token, for a batch from a client (`crate::participant`).
+    pub participant_token: Option<String>,
 }
 
 /// One participant as the admin API shows it.

@@ -27,7 +27,8 @@ fn body(meeting: &str, participant: &str, seq: u64) -> String {
         rtt_ms: Some(10.0),
         ..Default::default()
     };
-    serde_json::to_string(&batch(meeting, participant, vec![event(seq, true, metrics)])).unwrap()
+    let batch = serde_json::to_value(batch(meeting, participant, vec![event(seq, true, metrics)])).unwrap();
+    crate::support::signed(ADMIN_TOKEN, batch).to_string()
 }
 
 /// An ingest request from `client` (taken from `X-Forwarded-For`: the settings trust it).

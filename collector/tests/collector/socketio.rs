@@ -170,15 +170,15 @@ async fn emitted_metrics_are_merged_into_the_meetings_api_and_bad_data_is_answer
     let t = now_ms();
     let first = json!({"meetingId": "m-1", "timestamp": t,
         "metrics": {"latency": 120, "uploadBitrate": 900, "quality": "good", "usingRelay": false}});
-    assert_eq!(
-        alice.emit_ack("meeting:metrics", first.clone()).await,
-        json!({"ok": true, "applied": true})
-    );
-    // A re-sent emit (same timestamp) is not counted twice.
-    assert_eq!(
-        alice.emit_ack("meeting:metrics", first).await,
-        json!({"ok": true, "applied": false})
-    );
+    let ack = alice.emit_ack("meeting:metrics", first.clone()).await;
+    assert_eq!((&ack["ok"], &ack["applied"]), (&json!(true), &json!(true)), "{ack}");
+    let token = ack["participantToken"]
+        .as_str()
+        .expect("the ack carries the token")
+        .to_owned();
+    // A re-sent emit (same timestamp) is not counted twice; the socket needs no token back.
+    let ack = alice.emit_ack("meeting:metrics", first).await;
+    assert_eq!(ack, json!({"ok": true, "applied": false, "participantToken": token}));
     // Wrong types and ranges: an error event and a negative ack, and the socket keeps working.
     for (bad, field) in [
         (
@@ -231,6 +231,112 @@ async fn emitted_metrics_are_merged_into_the_meetings_api_and_bad_data_is_answer
         assert!(tokio::time::Instant::now() < deadline, "metrics never merged: {body}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+#[tokio::test]
+async fn a_timestamp_far_from_the_collectors_clock_is_refused_and_freezes_nobody() {
+    let addr = start().await;
+    let mut henry = Client::connect(addr, json!({"token": INGEST_KEY, "userId": "henry"}))
+        .await
+        .unwrap();
+    let t = now_ms();
+    let ack = henry
+        .emit_ack(
+            "meeting:metrics",
+            json!({"meetingId": "m-6", "timestamp": t, "metrics": {"latency": 40}}),
+        )
+        .await;
+    assert_eq!(ack["ok"], true, "{ack}");
+    // A day ahead (and the largest seq there is): every later real emit would be older.
+    for far in [t + 86_400_000, vitals_collector::store::MAX_SEQ, t - 8 * 86_400_000] {
+        let ack = henry
+            .emit_ack(
+                "meeting:metrics",
+                json!({"meetingId": "m-6", "timestamp": far, "metrics": {"latency": 999}}),
+            )
+            .await;
+        assert_eq!(ack["ok"], false, "{far}: {ack}");
+        assert!(ack["error"].as_str().unwrap().contains("timestamp"), "{ack}");
+        let error = henry.next_event("error", WAIT).await.expect("an error event");
+        assert!(error["message"].as_str().unwrap().contains("timestamp"), "{error}");
+    }
+    let ack = henry
+        .emit_ack(
+            "meeting:metrics",
+            json!({"meetingId": "m-6", "timestamp": t + 1, "metrics": {"latency": 50}}),
+        )
+        .await;
+    assert_eq!((&ack["ok"], &ack["applied"]), (&json!(true), &json!(true)), "{ack}");
+    let body = meetings(addr).await;
+    let henry = &body["meetings"][0]["participants"][0];
+    assert_eq!(
+        (henry["last_seq"].as_u64(), henry["rtt_ms"].as_f64()),
+        (Some(t + 1), Some(50.0))
+    );
+}
+
+#[tokio::test]
+async fn a_second_socket_for_an_existing_user_needs_its_participant_token() {
+    let addr = start().await;
+    let emit = |t: u64, latency: u64| json!({"meetingId": "m-5", "timestamp": t, "metrics": {"latency": latency}});
+    let t = now_ms();
+    let mut first = Client::connect(addr, json!({"token": INGEST_KEY, "userId": "ivy"}))
+        .await
+        .unwrap();
+    let ack = first.emit_ack("meeting:metrics", emit(t, 40)).await;
+    assert_eq!(ack["ok"], true, "{ack}");
+    let token = ack["participantToken"].as_str().unwrap().to_owned();
+    // The same token as the ingest API's for (m-5, ivy).
+    assert_eq!(token, support::participant_token(ADMIN_TOKEN, "m-5", "ivy"));
+
+    // Another socket naming the meeting: refused at connect without the token, or with another.
+    let auth = json!({"token": INGEST_KEY, "userId": "ivy", "meetingId": "m-5"});
+    let refused = Client::connect(addr, auth.clone()).await.err().expect("refused");
+    assert_eq!(refused["message"], "participant token required");
+    let mut wrong = auth.clone();
+    wrong["participantToken"] = support::participant_token(ADMIN_TOKEN, "m-5", "mallory").into();
+    let refused = Client::connect(addr, wrong).await.err().expect("refused");
+    assert_eq!(refused["message"], "wrong participant token");
+    // With it, the socket connects and writes.
+    let mut with_token = auth.clone();
+    with_token["participantToken"] = token.as_str().into();
+    let mut second = Client::connect(addr, with_token)
+        .await
+        .expect("connects with the token");
+    let ack = second.emit_ack("meeting:metrics", emit(t + 1, 50)).await;
+    assert_eq!((&ack["ok"], &ack["applied"]), (&json!(true), &json!(true)), "{ack}");
+
+    // A socket that does not name the meeting connects, but its emits need the token.
+    let mut third = Client::connect(addr, json!({"token": INGEST_KEY, "userId": "ivy"}))
+        .await
+        .unwrap();
+    let ack = third.emit_ack("meeting:metrics", emit(t + 2, 999)).await;
+    assert_eq!(ack["ok"], false, "{ack}");
+    assert!(
+        ack["error"].as_str().unwrap().starts_with("missing participant token"),
+        "{ack}"
+    );
+    let error = third.next_event("error", WAIT).await.expect("an error event");
+    assert!(
+        error["message"].as_str().unwrap().contains("participant token"),
+        "{error}"
+    );
+    let mut signed = emit(t + 3, 60);
+    signed["participantToken"] = token.as_str().into();
+    let ack = third.emit_ack("meeting:metrics", signed).await;
+    assert_eq!(ack["ok"], true, "{ack}");
+    let body = meetings(addr).await;
+    let ivy = &body["meetings"][0]["participants"][0];
+    assert_eq!(
+        (ivy["last_seq"].as_u64(), ivy["rtt_ms"].as_f64()),
+        (Some(t + 3), Some(60.0))
+    );
+    // The first socket writes on with the token its ack gave it; a new user needs none.
+    assert_eq!(first.emit_ack("meeting:metrics", emit(t + 4, 70)).await["ok"], true);
+    let mut newcomer = Client::connect(addr, json!({"token": INGEST_KEY, "userId": "jay", "meetingId": "m-5"}))
+        .await
+        .expect("a new user connects without a token");
+    assert_eq!(newcomer.emit_ack("meeting:metrics", emit(t, 10)).await["ok"], true);
 }
 
 #[tokio::test]

@@ -48,6 +48,7 @@ async fn refused(request: impl tokio_tungstenite::tungstenite::client::IntoClien
 async fn ingest(addr: SocketAddr, participant: &str, seq: u64, metrics: Value) {
     let batch = json!({"meeting_id": MEETING, "participant_id": participant,
         "events": [{"seq": seq, "ts_ms": 1.0e12, "full": false, "metrics": metrics}]});
+    let batch = crate::support::signed(ADMIN_TOKEN, batch);
     let response = reqwest::Client::new()
         .post(format!("http://{addr}/api/v1/ingest"))
         .bearer_auth(INGEST_KEY)

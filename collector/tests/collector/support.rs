@@ -1,6 +1,6 @@
 //! Support for the collector's tests: batch builders, and requests through the router (the real Redis is `vitals_collector::testing`).
 
-pub use vitals_collector::testing::TestRedis;
+pub use vitals_collector::testing::{participant_token, signed, TestRedis};
 use vitals_shared::wire::Event;
 use vitals_shared::wire::{IngestBatch, MetricsFields};
 
@@ -20,6 +20,7 @@ pub fn batch(meeting_id: &str, participant_id: &str, events: Vec<Event>) -> Inge
         meeting_id: meeting_id.into(),
         participant_id: participant_id.into(),
         label: None,
+        participant_token: None,
         events,
     }
 }

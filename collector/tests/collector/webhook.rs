@@ -89,6 +89,7 @@ async fn post_ingest(
 ) -> reqwest::Response {
     let batch = json!({"meeting_id": meeting, "participant_id": participant,
         "events": [{"seq": seq, "ts_ms": 1.0e12, "full": false, "metrics": metrics}]});
+    let batch = crate::support::signed(ADMIN_TOKEN, batch);
     client
         .post(format!("http://{addr}/api/v1/ingest"))
         .bearer_auth(INGEST_KEY)

@@ -23,6 +23,8 @@ async fn ingest_to(collector: &Collector, meeting: &str, participant: &str, seq:
     // The event's own time places it in the history (the collector believes it, clamped).
     let batch = json!({"meeting_id": meeting, "participant_id": participant, "label": EVIL_LABEL,
         "events": [{"seq": seq, "ts_ms": now_ms(), "full": seq == 1, "metrics": metrics}]});
+    // Every batch of the participant after its first carries its token.
+    let batch = vitals_collector::testing::signed(ADMIN_TOKEN, batch);
     let url = format!("{}/api/v1/ingest", collector.base);
     let request = reqwest::Client::new().post(url).bearer_auth(INGEST_KEY).json(&batch);
     let answer = request.send().await.and_then(reqwest::Response::error_for_status);
