@@ -252,7 +252,6 @@ async fn rtt_matches_injected_delay() {
     let popup_tab = client.window().await.unwrap();
 
     let mut failures = Vec::new();
-    let mut reference_without_delay = None;
     // The first seconds of a relayed call (ICE still moving to its final pair, the host busy
     // starting the browser) read a few ms more.
     sleep_s(8.0).await;
@@ -261,46 +260,67 @@ async fn rtt_matches_injected_delay() {
             delay_ms,
             ..Impairment::default()
         });
-        sleep_s(4.0).await; // checks sent under the previous delay leave the window
-        client.switch_to_window(call_tab.clone()).await.unwrap();
-        let s0 = snap(client, "rtt").await;
-        sleep_s(12.0).await;
-        let s1 = snap(client, "rtt").await;
-        let m = interval_metrics(&s0, &s1);
-        let (t0, t1) = (s0["at"].as_f64().unwrap(), s1["at"].as_f64().unwrap());
-        client.switch_to_window(popup_tab.clone()).await.unwrap();
-        let mut shown = Vec::new();
+        // Checks sent under the previous delay leave the window.
+        sleep_s(4.0).await;
+        // A window in which the host was too busy for a clean reference (the proxy itself late
+        // by more than 1.5 ms, or 4 %, per round trip: the asking browser's own stack, which the
+        // log cannot see, is then late too) is measured again, up to three times; the cleanest
+        // is judged. A fresh-clone run's first window read 21.2 ms with the proxy 2.9 ms late.
+        let mut tries = Vec::new();
         for _ in 0..3 {
-            shown.push(popup.wait_number("#rtt", "data-ms", |_| true).await);
-            sleep_s(1.0).await;
+            client.switch_to_window(call_tab.clone()).await.unwrap();
+            let s0 = snap(client, "rtt").await;
+            sleep_s(12.0).await;
+            let s1 = snap(client, "rtt").await;
+            let m = interval_metrics(&s0, &s1);
+            let (t0, t1) = (s0["at"].as_f64().unwrap(), s1["at"].as_f64().unwrap());
+            client.switch_to_window(popup_tab.clone()).await.unwrap();
+            let mut shown = Vec::new();
+            for _ in 0..3 {
+                shown.push(popup.wait_number("#rtt", "data-ms", |_| true).await);
+                sleep_s(1.0).await;
+            }
+            let t2 = now_ms();
+            shown.sort_by(f64::total_cmp);
+            let log = proxy.log();
+            let checks = check_round_trips(&log);
+            let window = |from: f64, to: f64| -> Vec<f64> {
+                checks
+                    .iter()
+                    .filter(|(at, _)| *at > from && *at <= to)
+                    .map(|(_, rtt)| *rtt)
+                    .collect()
+            };
+            let answered = window(t0, t1);
+            let (n, reference) = (answered.len(), mean(answered.into_iter()));
+            // The popup shows the latest interval, most often one check, whose time in the asking
+            // browser's own stack the log cannot see: it must lie within the spread of the checks
+            // answered in the seconds before and while it was read (a stale or wrong value does not).
+            let (lo, hi) = window(t1 - 5000.0, t2)
+                .into_iter()
+                .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| (lo.min(v), hi.max(v)));
+            let held = |dir: Dir| {
+                mean(
+                    log.iter()
+                        .filter(|e| {
+                            e.dir == dir && matches!(e.kind, Kind::Stun { .. }) && e.in_ms > t0 && e.in_ms <= t1
+                        })
+                        .filter_map(|e| Some(e.out_ms? - e.in_ms)),
+                )
+            };
+            let proxy_hold = 2.0 * (held(Dir::ToServer) + held(Dir::ToClient));
+            let late = proxy_hold - 4.0 * delay_ms;
+            let clean = late <= 1.5f64.max(0.04 * 4.0 * delay_ms);
+            tries.push((late, m, reference, n, lo, hi, proxy_hold, shown));
+            if clean {
+                break;
+            }
+            println!(
+                "RTT delay {delay_ms} ms/direction: the proxy was {late:.2} ms late per round trip, measuring again"
+            );
         }
-        let t2 = now_ms();
-        shown.sort_by(f64::total_cmp);
-        let log = proxy.log();
-        let checks = check_round_trips(&log);
-        let window = |from: f64, to: f64| -> Vec<f64> {
-            checks
-                .iter()
-                .filter(|(at, _)| *at > from && *at <= to)
-                .map(|(_, rtt)| *rtt)
-                .collect()
-        };
-        let answered = window(t0, t1);
-        let (n, reference) = (answered.len(), mean(answered.into_iter()));
-        // The popup shows the latest interval, most often one check, whose time in the asking
-        // browser's own stack the log cannot see: it must lie within the spread of the checks
-        // answered in the seconds before and while it was read (a stale or wrong value does not).
-        let (lo, hi) = window(t1 - 5000.0, t2)
-            .into_iter()
-            .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| (lo.min(v), hi.max(v)));
-        let held = |dir: Dir| {
-            mean(
-                log.iter()
-                    .filter(|e| e.dir == dir && matches!(e.kind, Kind::Stun { .. }) && e.in_ms > t0 && e.in_ms <= t1)
-                    .filter_map(|e| Some(e.out_ms? - e.in_ms)),
-            )
-        };
-        let proxy_hold = 2.0 * (held(Dir::ToServer) + held(Dir::ToClient));
+        tries.sort_by(|x, y| x.0.total_cmp(&y.0));
+        let (_, m, reference, n, lo, hi, proxy_hold, shown) = tries.swap_remove(0);
         let (a, b) = (m["rtt-a"].rtt_ms, m["rtt-b"].rtt_ms);
         println!(
             "RTT delay {delay_ms} ms/direction: {n} checks took {reference:.2} ms (popup's {lo:.2}–{hi:.2}; \
@@ -324,11 +344,10 @@ async fn rtt_matches_injected_delay() {
                 shown[1]
             ));
         }
-        // The delay really was injected: the checks' round trip grew by 4·d (or more on a slow host).
-        let base = *reference_without_delay.get_or_insert(reference);
-        if reference - base < 0.9 * 4.0 * delay_ms {
+        // The delay really was injected: the proxy held the checks 4·d (or more on a slow host).
+        if proxy_hold < 0.9 * 4.0 * delay_ms {
             failures.push(format!(
-                "delay {delay_ms}: the checks took {reference:.2} ms against {base:.2} without delay: the proxy did not delay them"
+                "delay {delay_ms}: the proxy held the checks {proxy_hold:.2} ms per round trip: it did not delay them"
             ));
         }
     }
