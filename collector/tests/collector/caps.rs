@@ -23,12 +23,7 @@ const INGEST_KEY: &str = "caps-ingest-key-0123";
 const ADMIN_TOKEN: &str = "caps-admin-token-0123";
 
 fn body(meeting: &str, participant: &str, seq: u64) -> String {
-    let metrics = MetricsFields {
-        rtt_ms: Some(10.0),
-        ..Default::default()
-    };
-    let batch = serde_json::to_value(batch(meeting, participant, vec![event(seq, true, metrics)])).unwrap();
-    crate::support::signed(ADMIN_TOKEN, batch).to_string()
+    crate::support::rtt_batch(ADMIN_TOKEN, meeting, participant, seq)
 }
 
 /// An ingest request from `client` (taken from `X-Forwarded-For`: the settings trust it).

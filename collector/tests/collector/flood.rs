@@ -1,6 +1,6 @@
 //! Flood limits over real sockets and both stores: client addresses, the new-id quota, `/metrics` behind a token and without the store, the request timeout.
 
-use crate::support::{batch, event, now_ms, send, TestRedis};
+use crate::support::{now_ms, send, TestRedis};
 use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
 use std::net::{IpAddr, SocketAddr};
@@ -13,18 +13,12 @@ use vitals_collector::admission::AdmissionLimits;
 use vitals_collector::ratelimit::RateLimit;
 use vitals_collector::store::{self as store, MemoryStore, Store, StoreFuture};
 use vitals_collector::{AppState, Secret, ServerLimits, Settings};
-use vitals_shared::wire::MetricsFields;
 
 const INGEST_KEY: &str = "flood-ingest-key";
 const ADMIN_TOKEN: &str = "flood-admin-token";
 
 fn body(meeting: &str, participant: &str, seq: u64) -> String {
-    let metrics = MetricsFields {
-        rtt_ms: Some(10.0),
-        ..Default::default()
-    };
-    let batch = serde_json::to_value(batch(meeting, participant, vec![event(seq, true, metrics)])).unwrap();
-    crate::support::signed(ADMIN_TOKEN, batch).to_string()
+    crate::support::rtt_batch(ADMIN_TOKEN, meeting, participant, seq)
 }
 
 fn ingest_request(body: String, forwarded_for: Option<&str>) -> Request<Body> {

@@ -101,3 +101,14 @@ pub async fn stream_ticket(addr: std::net::SocketAddr, admin_token: &str) -> Str
     assert_eq!(answer["expires_in_ms"], 30_000);
     answer["ticket"].as_str().unwrap().to_owned()
 }
+
+/// A one-event full batch of `participant` in `meeting` (an RTT of 10 ms, sequence `seq`), as
+/// JSON carrying its participant token under `admin_token`'s default secret.
+pub fn rtt_batch(admin_token: &str, meeting: &str, participant: &str, seq: u64) -> String {
+    let metrics = MetricsFields {
+        rtt_ms: Some(10.0),
+        ..Default::default()
+    };
+    let batch = serde_json::to_value(batch(meeting, participant, vec![event(seq, true, metrics)])).unwrap();
+    signed(admin_token, batch).to_string()
+}
