@@ -49,6 +49,10 @@ pub struct Metrics {
     requests_other: AtomicU64,
     events_accepted: AtomicU64,
     events_applied: AtomicU64,
+    /// What the extensions reported of their own upload troubles (the increases of their
+    /// cumulative counts).
+    client_dropped_events: AtomicU64,
+    client_refused_uploads: AtomicU64,
     /// Requests per latency bucket, each counted in the first bucket it fits (one update per
     /// request); the exposition adds them up.
     latency_buckets: [AtomicU64; LATENCY_BUCKETS_S.len()],
@@ -78,6 +82,14 @@ impl Metrics {
     pub fn observe_events(&self, accepted: usize, applied: usize) {
         self.events_accepted.fetch_add(accepted as u64, Ordering::Relaxed);
         self.events_applied.fetch_add(applied as u64, Ordering::Relaxed);
+    }
+
+    /// Adds what a batch raised its client's reported troubles by.
+    pub fn observe_client(&self, increase: vitals_shared::wire::ClientHealth) {
+        self.client_dropped_events
+            .fetch_add(increase.dropped_events, Ordering::Relaxed);
+        self.client_refused_uploads
+            .fetch_add(increase.refused_uploads, Ordering::Relaxed);
     }
 
     pub fn observe_alerts(&self, records: &[AlertRecord]) {
@@ -139,6 +151,26 @@ impl Metrics {
             out,
             "vitals_ingest_events_total{{result=\"applied\"}} {}",
             load(&self.events_applied)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP vitals_client_dropped_events_total Events the extensions report they dropped (rejected batches, queue bounds)."
+        );
+        let _ = writeln!(out, "# TYPE vitals_client_dropped_events_total counter");
+        let _ = writeln!(
+            out,
+            "vitals_client_dropped_events_total {}",
+            load(&self.client_dropped_events)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP vitals_client_refused_uploads_total Uploads the extensions report were refused as a whole (401, 403, 404, 413)."
+        );
+        let _ = writeln!(out, "# TYPE vitals_client_refused_uploads_total counter");
+        let _ = writeln!(
+            out,
+            "vitals_client_refused_uploads_total {}",
+            load(&self.client_refused_uploads)
         );
         let _ = writeln!(
             out,

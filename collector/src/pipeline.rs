@@ -35,7 +35,7 @@ use crate::turn;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
-use vitals_shared::wire::IngestBatch;
+use vitals_shared::wire::{ClientHealth, IngestBatch};
 
 /// Attempts of one change before giving up when other writers keep winning.
 const MAX_ATTEMPTS: usize = 16;
@@ -368,6 +368,12 @@ fn plan_ingest(
     if batch.label.is_some() {
         record.label.clone_from(&batch.label);
     }
+    let mut client_increase = ClientHealth::default();
+    if let Some(&reported) = batch.client_health.as_deref() {
+        let before = record.client_health.unwrap_or_default();
+        client_increase = reported.increase_over(before);
+        record.client_health = Some(reported.max(before));
+    }
     record.last_seen = record.last_seen.max(now_ms);
     let participant = record.view(&key.participant_id);
     record.marks.gauge = Some(GaugeClass {
@@ -429,6 +435,7 @@ fn plan_ingest(
         applied,
         participant,
         participant_token: origin.writer.map(|writer| writer.token.to_owned()),
+        client_increase,
     };
     Ok((planned, outcome))
 }
@@ -594,6 +601,7 @@ pub async fn ingest(
     state
         .metrics
         .observe_events(outcome.accepted.len(), outcome.applied.len());
+    state.metrics.observe_client(outcome.client_increase);
     Ok(outcome)
 }
 
@@ -752,6 +760,7 @@ mod tests {
             participant_id: "p".into(),
             label: None,
             participant_token: None,
+            client_health: None,
             events: vec![Event {
                 seq,
                 ts_ms: 0.0,

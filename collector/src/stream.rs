@@ -372,6 +372,7 @@ mod tests {
                 rtt_ms: Some(rtt_ms),
                 ..Default::default()
             },
+            client_health: None,
         }
     }
 

@@ -348,6 +348,7 @@ impl Driver {
                         participant_id: format!("{install}-{}", batch.session),
                         label: label.clone(),
                         participant_token: batch.token,
+                        client_health: None,
                         events: batch.events,
                     },
                     session: batch.session,

@@ -630,6 +630,7 @@ async fn worker(
             participant_id: participant.participant_id.clone(),
             label: None,
             participant_token: participant.token.clone(),
+            client_health: None,
             events: vec![event],
         };
         body.clear();

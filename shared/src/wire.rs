@@ -79,7 +79,43 @@ pub struct IngestBatch {
     /// required once the participant exists at the collector, absent on its first batch.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub participant_token: Option<String>,
+    /// What this participant's uploads lost or had refused so far, for the admins (boxed: rare,
+    /// and it keeps the batch, held in the extension's upload requests, small).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_health: Option<Box<ClientHealth>>,
     pub events: Vec<Event>,
+}
+
+/// Largest count [`ClientHealth`] accepts (JavaScript's largest exact integer).
+pub const MAX_CLIENT_COUNT: u64 = (1 << 53) - 1;
+
+/// The extension's own upload troubles for one participant session, counted since it began:
+/// cumulative, so a retried batch reports the same numbers and nothing counts twice.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientHealth {
+    /// Events the extension dropped: rejected (400) batches and events over its queue bounds.
+    pub dropped_events: u64,
+    /// Uploads the collector refused as a whole (401, 403, 404, 413), retried later.
+    pub refused_uploads: u64,
+}
+
+impl ClientHealth {
+    /// The larger of each count: counts only grow, so an older report never lowers them.
+    pub fn max(self, other: Self) -> Self {
+        Self {
+            dropped_events: self.dropped_events.max(other.dropped_events),
+            refused_uploads: self.refused_uploads.max(other.refused_uploads),
+        }
+    }
+
+    /// How far each count of `self` is above `earlier`'s.
+    pub fn increase_over(self, earlier: Self) -> Self {
+        Self {
+            dropped_events: self.dropped_events.saturating_sub(earlier.dropped_events),
+            refused_uploads: self.refused_uploads.saturating_sub(earlier.refused_uploads),
+        }
+    }
 }
 
 impl IngestBatch {
@@ -113,6 +149,13 @@ impl IngestBatch {
             .find(|(_, text)| text.is_some_and(|text| !is_printable_text(text)))
         {
             return Err(InvalidBatch::IdCharacters { name });
+        }
+        if self
+            .client_health
+            .as_deref()
+            .is_some_and(|h| h.dropped_events > MAX_CLIENT_COUNT || h.refused_uploads > MAX_CLIENT_COUNT)
+        {
+            return Err(InvalidBatch::ClientHealth);
         }
         if self.events.is_empty() || self.events.len() > MAX_EVENTS_PER_BATCH {
             return Err(InvalidBatch::EventCount);
@@ -158,6 +201,8 @@ pub enum InvalidBatch {
     Token,
     #[error("{name} must be printable text: no control, bidirectional-formatting or invisible characters")]
     IdCharacters { name: &'static str },
+    #[error("client_health counts must be at most {MAX_CLIENT_COUNT}")]
+    ClientHealth,
     #[error("events must hold 1 to {MAX_EVENTS_PER_BATCH} events")]
     EventCount,
     #[error("event {seq}: ts_ms must be a finite time in ms")]
@@ -190,6 +235,7 @@ mod tests {
             participant_id: "p-1234".into(),
             label: Some("Alice".into()),
             participant_token: Some("0f1e".into()),
+            client_health: None,
             events: vec![Event {
                 seq: 1,
                 ts_ms: 1_700_000_000_000.0,
@@ -227,6 +273,41 @@ mod tests {
     }
 
     #[test]
+    fn client_health_is_optional_bounded_and_only_grows() {
+        let batch = serde_json::from_value::<IngestBatch>(json!({
+            "meeting_id": "m", "participant_id": "p",
+            "client_health": {"dropped_events": 3, "refused_uploads": 2},
+            "events": [{"seq": 1, "ts_ms": 1.0, "full": true, "metrics": {}}],
+        }))
+        .unwrap();
+        let health = *batch.client_health.clone().unwrap();
+        assert_eq!((health.dropped_events, health.refused_uploads), (3, 2));
+        assert!(batch.validate().is_ok());
+        let huge = IngestBatch {
+            client_health: Some(Box::new(ClientHealth {
+                dropped_events: MAX_CLIENT_COUNT + 1,
+                refused_uploads: 0,
+            })),
+            ..batch.clone()
+        };
+        assert_eq!(
+            huge.validate().unwrap_err().to_string(),
+            format!("client_health counts must be at most {MAX_CLIENT_COUNT}")
+        );
+        let unknown = json!({"meeting_id": "m", "participant_id": "p", "events": [],
+            "client_health": {"dropped_events": 1, "refused_uploads": 0, "other": 1}});
+        assert!(serde_json::from_value::<IngestBatch>(unknown).is_err());
+        let older = ClientHealth {
+            dropped_events: 5,
+            refused_uploads: 1,
+        };
+        let grown = health.max(older);
+        assert_eq!((grown.dropped_events, grown.refused_uploads), (5, 2));
+        let increase = health.increase_over(older);
+        assert_eq!((increase.dropped_events, increase.refused_uploads), (0, 1));
+    }
+
+    #[test]
     fn golden_ack_format_and_token_bounds() {
         let ack = IngestAck {
             accepted: vec![1, 2],
@@ -248,6 +329,7 @@ mod tests {
             participant_id: "p".into(),
             label: None,
             participant_token: Some(token.into()),
+            client_health: None,
             events: vec![Event {
                 seq: 1,
                 ts_ms: 1.0,
@@ -289,6 +371,7 @@ mod tests {
             participant_id: participant.into(),
             label: label.map(Into::into),
             participant_token: None,
+            client_health: None,
             events: vec![Event {
                 seq: 1,
                 ts_ms: 1.0,

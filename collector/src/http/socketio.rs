@@ -426,6 +426,7 @@ fn parse_metrics(
         participant_id: user.to_owned(),
         label: None,
         participant_token: None,
+        client_health: None,
         events: vec![Event {
             seq: seq(stamp),
             ts_ms,

@@ -68,6 +68,8 @@ pub struct IngestOutcome {
     pub applied: Vec<u64>,
     /// The participant's merged state after the batch.
     pub participant: ParticipantView,
+    /// How much this batch raised the client's reported troubles (for `/metrics`).
+    pub client_increase: vitals_shared::wire::ClientHealth,
     /// The participant's token, for a batch from a client (`crate::participant`).
     pub participant_token: Option<String>,
 }
@@ -83,6 +85,9 @@ pub struct ParticipantView {
     pub last_seq: u64,
     #[serde(flatten)]
     pub metrics: MetricsView,
+    /// Events the participant's extension dropped and uploads refused, when it reports them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_health: Option<vitals_shared::wire::ClientHealth>,
 }
 
 /// A live meeting and its live participants, ordered by participant id.

@@ -123,6 +123,9 @@ pub struct Record {
     #[serde(skip_serializing_if = "ClientBuckets::is_empty")]
     pub buckets: ClientBuckets,
     pub marks: Marks,
+    /// The extension's own upload troubles, as it last reported them (the counts only grow).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_health: Option<vitals_shared::wire::ClientHealth>,
 }
 
 impl Record {
@@ -145,6 +148,7 @@ impl Record {
             last_seen: self.last_seen,
             last_seq: self.live.last_seq,
             metrics: self.metrics(),
+            client_health: self.client_health,
         }
     }
 }

@@ -309,3 +309,64 @@ async fn collectors_with_the_same_admin_token_accept_each_others_tokens() {
     .await;
     assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
 }
+
+/// Posts `participant`'s event `seq` reporting `dropped` events and `refused` uploads.
+async fn report_health(app: &App, token: &str, seq: u64, dropped: u64, refused: u64) {
+    let mut body = batch(MEETING, "henry", seq, false, json!({"rtt_ms": 10.0}), Some(token));
+    body["client_health"] = json!({"dropped_events": dropped, "refused_uploads": refused});
+    let answer = post(app, &body).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
+}
+
+/// The `/metrics` value of the counter `name`.
+async fn counter(app: &App, name: &str) -> u64 {
+    let request = Request::get("/metrics")
+        .header(header::AUTHORIZATION, format!("Bearer {ADMIN_TOKEN}"))
+        .body(Body::empty())
+        .unwrap();
+    let answer = send(app, request).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
+    let line = answer
+        .text
+        .lines()
+        .find(|l| l.starts_with(&format!("{name} ")))
+        .unwrap_or_else(|| panic!("no {name} in {}", answer.text));
+    line[name.len() + 1..].parse().unwrap()
+}
+
+async fn client_health_is_shown_to_admins_and_counted_once(app: &App) {
+    let token = claim(app, MEETING, "henry").await;
+    assert!(shown(app, MEETING, "henry").await.get("client_health").is_none());
+    report_health(app, &token, 2, 3, 1).await;
+    // A retried report, and an older one arriving late, count nothing more and lower nothing.
+    report_health(app, &token, 2, 3, 1).await;
+    report_health(app, &token, 3, 2, 0).await;
+    report_health(app, &token, 4, 7, 1).await;
+    assert_eq!(
+        shown(app, MEETING, "henry").await["client_health"],
+        json!({"dropped_events": 7, "refused_uploads": 1})
+    );
+    assert_eq!(counter(app, "vitals_client_dropped_events_total").await, 7);
+    assert_eq!(counter(app, "vitals_client_refused_uploads_total").await, 1);
+    // Counts beyond what JavaScript can hold exactly are a clear 400 that changes nothing.
+    let mut huge = batch(MEETING, "henry", 5, false, json!({}), Some(&token));
+    huge["client_health"] = json!({"dropped_events": 1u64 << 60, "refused_uploads": 0});
+    assert_refused(&post(app, &huge).await, StatusCode::BAD_REQUEST, "client_health counts");
+    assert_eq!(counter(app, "vitals_client_dropped_events_total").await, 7);
+}
+
+#[tokio::test]
+async fn the_extensions_dropped_and_refused_counts_are_shown_to_admins_and_in_metrics_memory() {
+    client_health_is_shown_to_admins_and_counted_once(&app(AppState::for_tests(INGEST_KEY, ADMIN_TOKEN))).await;
+}
+
+#[tokio::test]
+async fn the_extensions_dropped_and_refused_counts_are_shown_to_admins_and_in_metrics_redis() {
+    let redis = TestRedis::start().await;
+    let state = AppState::new(
+        Arc::new(redis.store(60_000)),
+        Secret::new(INGEST_KEY),
+        Secret::new(ADMIN_TOKEN),
+    );
+    client_health_is_shown_to_admins_and_counted_once(&app(state)).await;
+}

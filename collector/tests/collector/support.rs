@@ -21,6 +21,7 @@ pub fn batch(meeting_id: &str, participant_id: &str, events: Vec<Event>) -> Inge
         participant_id: participant_id.into(),
         label: None,
         participant_token: None,
+        client_health: None,
         events,
     }
 }
