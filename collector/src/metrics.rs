@@ -152,25 +152,17 @@ impl Metrics {
             "vitals_ingest_events_total{{result=\"applied\"}} {}",
             load(&self.events_applied)
         );
-        let _ = writeln!(
-            out,
-            "# HELP vitals_client_dropped_events_total Events the extensions report they dropped (rejected batches, queue bounds)."
+        write_counter(
+            &mut out,
+            "vitals_client_dropped_events_total",
+            "Events the extensions report they dropped (rejected batches, queue bounds).",
+            load(&self.client_dropped_events),
         );
-        let _ = writeln!(out, "# TYPE vitals_client_dropped_events_total counter");
-        let _ = writeln!(
-            out,
-            "vitals_client_dropped_events_total {}",
-            load(&self.client_dropped_events)
-        );
-        let _ = writeln!(
-            out,
-            "# HELP vitals_client_refused_uploads_total Uploads the extensions report were refused as a whole (401, 403, 404, 413)."
-        );
-        let _ = writeln!(out, "# TYPE vitals_client_refused_uploads_total counter");
-        let _ = writeln!(
-            out,
-            "vitals_client_refused_uploads_total {}",
-            load(&self.client_refused_uploads)
+        write_counter(
+            &mut out,
+            "vitals_client_refused_uploads_total",
+            "Uploads the extensions report were refused as a whole (401, 403, 404, 413).",
+            load(&self.client_refused_uploads),
         );
         let _ = writeln!(
             out,
@@ -231,6 +223,13 @@ impl Metrics {
         );
         out
     }
+}
+
+/// Writes the counter `name`, one series without labels, with its help line.
+fn write_counter(out: &mut String, name: &str, help: &str, value: u64) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} counter");
+    let _ = writeln!(out, "{name} {value}");
 }
 
 #[cfg(test)]

@@ -47,14 +47,20 @@ async fn claim(app: &App, meeting: &str, participant: &str) -> String {
     token.to_owned()
 }
 
-/// The participant as `GET /api/v1/meetings` shows it.
-async fn shown(app: &App, meeting: &str, participant: &str) -> Value {
-    let request = Request::get("/api/v1/meetings")
+/// `GET path` as the admin; the answer must be a 200.
+async fn admin_get(app: &App, path: &str) -> Answer {
+    let request = Request::get(path)
         .header(header::AUTHORIZATION, format!("Bearer {ADMIN_TOKEN}"))
         .body(Body::empty())
         .unwrap();
     let answer = send(app, request).await;
     assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
+    answer
+}
+
+/// The participant as `GET /api/v1/meetings` shows it.
+async fn shown(app: &App, meeting: &str, participant: &str) -> Value {
+    let answer = admin_get(app, "/api/v1/meetings").await;
     answer.body["meetings"]
         .as_array()
         .unwrap()
@@ -320,12 +326,7 @@ async fn report_health(app: &App, token: &str, seq: u64, dropped: u64, refused: 
 
 /// The `/metrics` value of the counter `name`.
 async fn counter(app: &App, name: &str) -> u64 {
-    let request = Request::get("/metrics")
-        .header(header::AUTHORIZATION, format!("Bearer {ADMIN_TOKEN}"))
-        .body(Body::empty())
-        .unwrap();
-    let answer = send(app, request).await;
-    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
+    let answer = admin_get(app, "/metrics").await;
     let line = answer
         .text
         .lines()
