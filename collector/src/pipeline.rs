@@ -343,8 +343,11 @@ fn plan_ingest(
         planned.commit.relayed = closed.commit.relayed;
         planned.commit.history = closed.commit.history;
         planned.commit.index_history = closed.commit.index_history;
+        // The client's reported counts stay: they are cumulative, so starting over from none
+        // would count them again in `/metrics`.
         record = Record {
             marks: std::mem::take(&mut record.marks),
+            client_health: record.client_health,
             ..Default::default()
         };
     }
